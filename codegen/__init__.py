@@ -1,0 +1,1 @@
+"""npukit producer side: kernel specs, rendering, static checks and the staged build."""

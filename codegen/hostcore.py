@@ -1,0 +1,45 @@
+"""The core source compiled for the host: the shared library the emulator and the tests call."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import ToolchainError
+
+HOST_FLAGS = ("-O2", "-std=c++20", "-shared", "-fPIC", "-fno-strict-aliasing")
+
+
+def host_library_name(kernel: str) -> str:
+    return f"lib{kernel}.host.so"
+
+
+def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Path) -> list[str]:
+    """Compile `sources` (in `src_dir`, headers beside them) into the shared library `out`."""
+    cmd = [compiler, *HOST_FLAGS, f"-I{src_dir}", *(str(src_dir / s) for s in sources),
+           "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolchainError(
+            f"host compile of {', '.join(sources)} failed ({compiler} exit {proc.returncode}):\n"
+            f"{proc.stderr.strip()}"
+        )
+    return cmd
+
+
+class HostCore:
+    """Calls into a host-compiled core library: each array argument passes its data pointer."""
+
+    def __init__(self, library: Path) -> None:
+        self._lib = ctypes.CDLL(str(library))
+
+    def call(self, symbol: str, *arrays: np.ndarray) -> None:
+        fn = getattr(self._lib, symbol)
+        fn.restype = None
+        for a in arrays:
+            if not a.flags.c_contiguous:
+                raise ValueError(f"{symbol}: argument is not contiguous")
+        fn(*(ctypes.c_void_p(a.ctypes.data) for a in arrays))

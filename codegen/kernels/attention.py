@@ -1,0 +1,215 @@
+"""Scaled dot-product attention for one head, int8 in and out: O = softmax(Q Kᵀ·s/√d)·V.
+
+Fixed-point scheme (the core code and `golden` do exactly this):
+1. S = Q·Kᵀ in int32; per query row, m = max_j S_j over the allowed keys (causal: key j is
+   allowed for query i when j <= i + n_keys - n_queries).
+2. t_j = round((m - S_j) · c) in Q8 log2 units, c = sq·sk/√d·log2(e) given as a 15-bit
+   multiplier and a shift (round half up; t_j >= 0).
+3. p_j = EXP2[t_j & 255] >> (t_j >> 8), with EXP2[f] = round(32768·2^(-f/256)); p_j = 0 when
+   t_j >> 8 >= 16 or the key is masked. So the row maximum has p = 32768.
+4. acc_d = Σ_j p_j·V_jd in int64, sum = Σ_j p_j.
+5. r = round(Mo·2^31 / sum) with Mo = round(sv/so·2^16); o = acc·r / 2^47 rounded half away
+   from zero, saturated to [-128, 127].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from codegen.spec import (
+    CORE_MEMORY,
+    DEVICE_COLUMNS,
+    KernelSpec,
+    MemoryItem,
+    Param,
+    SpecError,
+    TilePlan,
+    quantize_multiplier,
+    round_half_away,
+    saturate_i8,
+)
+from runtime.manifest import BufferSpec
+
+EXP2_FRAC_BITS = 8
+P_ONE = 1 << 15  # softmax numerators are Q15: the row maximum is exactly 32768
+OUT_MULT_BITS = 16
+ROW_MULT_SHIFT = 31
+WHISPER_ACT_SCALE = 4.0 / 127.0  # N(0,1) activations quantised over ±4 sigma
+
+
+def exp2_table() -> np.ndarray:
+    """EXP2[f] = round(2^15 · 2^(-f/256)): the fractional part of exp2 of a negative Q8 value."""
+    f = np.arange(1 << EXP2_FRAC_BITS, dtype=np.float64)
+    return np.floor(P_ONE * np.exp2(-f / (1 << EXP2_FRAC_BITS)) + 0.5).astype(np.uint16)
+
+
+class AttentionSpec(KernelSpec):
+    """One head of scaled dot-product attention; several tiles per invocation."""
+
+    name = "attention"
+    summary = "int8 scaled dot-product attention, one head, optional causal mask"
+    CORE_SOURCES = ("attention.cc",)
+    CORE_SYMBOLS = ("attention_i8",)
+    PARAMS = (
+        Param("n_queries", int, 64, "queries per tile", 8, 256, multiple_of=8),
+        Param("n_keys", int, 64, "keys per tile", 8, 256, multiple_of=8),
+        Param("head_dim", int, 64, "head dimension d", 8, 256, multiple_of=8),
+        Param("tiles", int, 1, "tiles per invocation (each Q‖K‖V back to back)", 1, 4096),
+        Param("causal", bool, False, "mask key j for query i when j > i + n_keys - n_queries"),
+        Param("q_scale", float, WHISPER_ACT_SCALE, "scale of Q (real = scale · int8)"),
+        Param("k_scale", float, WHISPER_ACT_SCALE, "scale of K"),
+        Param("v_scale", float, WHISPER_ACT_SCALE, "scale of V"),
+        Param("o_scale", float, 1.0 / 127.0, "scale of the output O"),
+        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
+        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+    )
+
+    # -- derived sizes -------------------------------------------------------------------
+    @property
+    def q_bytes(self) -> int:
+        return self.n_queries * self.head_dim
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.n_keys * self.head_dim
+
+    @property
+    def in_tile_bytes(self) -> int:
+        return self.q_bytes + 2 * self.kv_bytes
+
+    @property
+    def out_tile_bytes(self) -> int:
+        return self.q_bytes
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The core's stack frame: scores (int32) and weights (uint32) per key, int64 acc."""
+        return 4 * self.n_keys + 4 * self.n_keys + 8 * self.head_dim
+
+    @property
+    def stack_size(self) -> int:
+        """The frame plus 1 KiB for calls and spills, in whole KiB (NPU_FACTS 6.9)."""
+        return (self.scratch_bytes + 1024 + 1023) // 1024 * 1024
+
+    # -- integer constants --------------------------------------------------------------
+    def logit_multiplier(self) -> tuple[int, int]:
+        c = self.q_scale * self.k_scale / math.sqrt(self.head_dim) * math.log2(math.e)
+        return quantize_multiplier(c * (1 << EXP2_FRAC_BITS), 15, "logit scale")
+
+    def out_multiplier(self) -> int:
+        return round(self.v_scale / self.o_scale * (1 << OUT_MULT_BITS))
+
+    def validate(self) -> None:
+        _, shift = self.logit_multiplier()
+        if not 1 <= shift <= 62:
+            raise SpecError(
+                f"q_scale·k_scale/√head_dim gives a logit shift of {shift}, outside 1..62; "
+                "the scales are out of range"
+            )
+        mo = self.out_multiplier()
+        if not 1 <= mo < 1 << 23:
+            raise SpecError(
+                f"v_scale/o_scale = {self.v_scale / self.o_scale:.6g} is outside "
+                f"[2^-16, 2^7): the output multiplier {mo} does not fit"
+            )
+        self.check_memory()
+
+    def buffers(self) -> list[BufferSpec]:
+        t = self.tiles
+        return [
+            BufferSpec("qkv", "int8", (t * self.in_tile_bytes,), "in", 0),
+            BufferSpec("out", "int8", (t * self.out_tile_bytes,), "out", 1),
+        ]
+
+    def memory_plan(self) -> list[TilePlan]:
+        depth = self.fifo_depth
+        return [
+            TilePlan((0, 2), CORE_MEMORY, [
+                MemoryItem("inq buffers", self.in_tile_bytes, depth),
+                MemoryItem("outq buffers", self.out_tile_bytes, depth),
+                MemoryItem("exp2 table", 2 << EXP2_FRAC_BITS),
+                MemoryItem("stack", self.stack_size),
+            ])
+        ]
+
+    def render_context(self) -> dict[str, Any]:
+        mult, shift = self.logit_multiplier()
+        return {
+            **self.params,
+            "symbol": self.CORE_SYMBOLS[0],
+            "object": self.object_name,
+            "in_tile_bytes": self.in_tile_bytes,
+            "out_tile_bytes": self.out_tile_bytes,
+            "in_bytes": self.tiles * self.in_tile_bytes,
+            "out_bytes": self.tiles * self.out_tile_bytes,
+            "stack_size": self.stack_size,
+            "logit_mult": mult,
+            "logit_shift": shift,
+            "out_mult": self.out_multiplier(),
+            "row_mult_shift": ROW_MULT_SHIFT,
+            "out_shift": ROW_MULT_SHIFT + OUT_MULT_BITS,
+            "exp2_frac_bits": EXP2_FRAC_BITS,
+            "exp2_table": [int(x) for x in exp2_table()],
+        }
+
+    # -- data ---------------------------------------------------------------------------
+    def _split(self, qkv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t, nq, nk, d = self.tiles, self.n_queries, self.n_keys, self.head_dim
+        tiles = np.asarray(qkv, dtype=np.int8).reshape(t, self.in_tile_bytes)
+        q = tiles[:, : nq * d].reshape(t, nq, d)
+        k = tiles[:, nq * d : nq * d + nk * d].reshape(t, nk, d)
+        v = tiles[:, nq * d + nk * d :].reshape(t, nk, d)
+        return q, k, v
+
+    def _mask(self) -> np.ndarray:
+        nq, nk = self.n_queries, self.n_keys
+        if not self.causal:
+            return np.ones((nq, nk), dtype=bool)
+        return np.arange(nk)[None, :] <= np.arange(nq)[:, None] + (nk - nq)
+
+    def random_inputs(self, seed: int) -> list[np.ndarray]:
+        """Q, K, V drawn N(0,1) like Whisper-base activations, quantised with their scales."""
+        rng = np.random.default_rng(seed)
+        parts = []
+        for _ in range(self.tiles):
+            for rows, scale in (
+                (self.n_queries, self.q_scale),
+                (self.n_keys, self.k_scale),
+                (self.n_keys, self.v_scale),
+            ):
+                x = rng.standard_normal((rows, self.head_dim))
+                parts.append(saturate_i8(round_half_away(x / scale)).ravel())
+        return [np.concatenate(parts)]
+
+    def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        q, k, v = (a.astype(np.int64) for a in self._split(inputs[0]))
+        mask = self._mask()
+        s = np.einsum("tqd,tkd->tqk", q, k)
+        m = np.where(mask, s, np.iinfo(np.int64).min).max(axis=2, keepdims=True)
+        mult, shift = self.logit_multiplier()
+        t = ((m - s) * mult + (1 << (shift - 1))) >> shift
+        whole = t >> EXP2_FRAC_BITS
+        frac = t & ((1 << EXP2_FRAC_BITS) - 1)
+        table = exp2_table().astype(np.int64)
+        p = np.where(mask & (whole < 16), table[frac] >> np.minimum(whole, 15), 0)
+        acc = np.einsum("tqk,tkd->tqd", p, v)
+        total = p.sum(axis=2, keepdims=True)
+        row = ((self.out_multiplier() << ROW_MULT_SHIFT) + total // 2) // total
+        prod = acc * row
+        out_shift = ROW_MULT_SHIFT + OUT_MULT_BITS
+        half = 1 << (out_shift - 1)
+        o = np.where(prod >= 0, (prod + half) >> out_shift, -((-prod + half) >> out_shift))
+        return [saturate_i8(o).reshape(-1)]
+
+    def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        q, k, v = (a.astype(np.float64) for a in self._split(inputs[0]))
+        q, k, v = q * self.q_scale, k * self.k_scale, v * self.v_scale
+        logits = np.einsum("tqd,tkd->tqk", q, k) / math.sqrt(self.head_dim)
+        logits = np.where(self._mask(), logits, -np.inf)
+        w = np.exp(logits - logits.max(axis=2, keepdims=True))
+        w /= w.sum(axis=2, keepdims=True)
+        o = np.einsum("tqk,tkd->tqd", w, v) / self.o_scale
+        return [saturate_i8(round_half_away(o)).reshape(-1)]

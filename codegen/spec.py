@@ -1,0 +1,257 @@
+"""The KernelSpec base: typed parameters, validation, derived sizes, host buffers, memory plan.
+
+Every kernel is one subclass: it declares its parameters, checks their combinations, derives
+the integer constants the core code needs, and owns its golden model and float reference.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from runtime.errors import NpukitError
+from runtime.manifest import BufferSpec
+
+# NPU_FACTS 1 and 2: a compute tile has 64 KiB of data memory, a mem tile 512 KiB.
+CORE_MEMORY = 64 * 1024
+MEM_TILE_MEMORY = 512 * 1024
+# NPU_FACTS 1: Phoenix gives a design at most 4 columns (column 0 is the driver's); Strix 8.
+DEVICE_COLUMNS = {
+    "npu1": 4, "npu1_1col": 1, "npu1_2col": 2, "npu1_3col": 3,
+    "npu2": 8, **{f"npu2_{n}col": n for n in range(1, 8)},
+}
+
+
+class SpecError(NpukitError):
+    """A parameter, or a combination of parameters, that no design can be rendered for."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed kernel parameter with its default, limits and help text."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple_of: int | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a command-line string (or a Python value) into a checked value of this type."""
+        value = self._coerce(raw)
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise SpecError(f"{self.name} {value} is not one of: {allowed}")
+        if self.minimum is not None and value < self.minimum:
+            raise SpecError(f"{self.name} {value} is below the minimum {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise SpecError(f"{self.name} {value} is above the maximum {self.maximum}")
+        if self.multiple_of and value % self.multiple_of:
+            raise SpecError(f"{self.name} {value} is not a multiple of {self.multiple_of}")
+        return value
+
+    def _coerce(self, raw: Any) -> Any:
+        if isinstance(raw, self.type) and not (self.type is int and isinstance(raw, bool)):
+            return raw
+        text = str(raw).strip()
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if self.type is int:
+                return int(text, 0)
+            if self.type is float:
+                value = float(text)
+                if not math.isfinite(value):
+                    raise ValueError(text)
+                return value
+            return self.type(text)
+        except ValueError:
+            raise SpecError(
+                f"{self.name}={text!r} is not a valid {self.type.__name__}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    """One thing that lives in a tile's data memory: a FIFO buffer set, a table, the stack."""
+
+    name: str
+    bytes_each: int
+    count: int = 1
+
+    @property
+    def total(self) -> int:
+        return self.bytes_each * self.count
+
+
+@dataclass
+class TilePlan:
+    """The data-memory budget of one tile: what it holds and what it may hold."""
+
+    tile: tuple[int, int]
+    capacity: int
+    items: list[MemoryItem] = field(default_factory=list)
+
+    @property
+    def used(self) -> int:
+        return sum(i.total for i in self.items)
+
+    def describe(self) -> str:
+        parts = ", ".join(
+            f"{i.name} {i.bytes_each:,}" + (f" x {i.count}" if i.count > 1 else "")
+            for i in self.items
+        )
+        return f"tile{self.tile}: {parts}"
+
+
+def quantize_multiplier(real: float, bits: int, what: str) -> tuple[int, int]:
+    """Represent `real` > 0 as m * 2**-shift with m in [2**(bits-1), 2**bits)."""
+    if not real > 0 or not math.isfinite(real):
+        raise SpecError(f"{what} {real} must be a positive finite number")
+    mantissa, exponent = math.frexp(real)  # real = mantissa * 2**exponent, mantissa in [0.5, 1)
+    m = round(mantissa * (1 << bits))
+    shift = bits - exponent
+    if m == 1 << bits:
+        m //= 2
+        shift -= 1
+    return m, shift
+
+
+class KernelSpec(ABC):
+    """A kernel's parameters plus everything derived from them."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    PARAMS: ClassVar[tuple[Param, ...]]
+    #: files of mlir/<name>/ that make up the core source (compiled for host and aie2)
+    CORE_SOURCES: ClassVar[tuple[str, ...]]
+    #: symbol of the core function each `func.call` reaches, and its object name
+    CORE_SYMBOLS: ClassVar[tuple[str, ...]]
+
+    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
+        given = dict(params or {})
+        known = {p.name: p for p in self.PARAMS}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise SpecError(
+                f"unknown parameter {unknown[0]!r} for kernel {self.name}; "
+                f"known: {', '.join(known)}"
+            )
+        self.params: dict[str, Any] = {
+            p.name: p.parse(given[p.name]) if p.name in given else p.default for p in self.PARAMS
+        }
+        self.validate()
+
+    def __getattr__(self, item: str) -> Any:
+        params = self.__dict__.get("params")
+        if params is not None and item in params:
+            return params[item]
+        raise AttributeError(item)
+
+    @property
+    def columns(self) -> int:
+        return DEVICE_COLUMNS[self.params["device"]]
+
+    @property
+    def variant(self) -> str:
+        """A readable directory name: the parameters that differ from their defaults."""
+        changed = [
+            f"{p.name}{_slug(self.params[p.name])}"
+            for p in self.PARAMS
+            if self.params[p.name] != p.default
+        ]
+        return "_".join(changed) if changed else "default"
+
+    @property
+    def object_name(self) -> str:
+        return f"{self.name}.o"
+
+    @abstractmethod
+    def validate(self) -> None:
+        """Check the parameter combination; raise SpecError naming the limit."""
+
+    @abstractmethod
+    def buffers(self) -> list[BufferSpec]:
+        """The host buffers, in runtime-sequence (= XRT argument) order."""
+
+    @abstractmethod
+    def memory_plan(self) -> list[TilePlan]:
+        """The data memory of every tile the design uses."""
+
+    @abstractmethod
+    def render_context(self) -> dict[str, Any]:
+        """Everything the templates see."""
+
+    @abstractmethod
+    def random_inputs(self, seed: int) -> list[np.ndarray]:
+        """Seeded, realistic inputs in input-buffer order."""
+
+    @abstractmethod
+    def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The bit-exact model of the core code: outputs in output-buffer order."""
+
+    @abstractmethod
+    def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The float64 reference on dequantised inputs, quantised once at the end."""
+
+    def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
+        """Named edge cases: zeros and the int8 extremes, in input-buffer order."""
+        cases = []
+        for label, fill in (("zeros", 0), ("max", 127), ("min", -128)):
+            cases.append(
+                (label, [np.full(b.shape, fill, dtype=b.dtype) for b in self.inputs()])
+            )
+        rng = np.random.default_rng(0xE0)
+        cases.append(
+            ("extremes", [
+                rng.choice(np.array([-128, 127], dtype=b.dtype), size=b.shape)
+                for b in self.inputs()
+            ])
+        )
+        return cases
+
+    def inputs(self) -> list[BufferSpec]:
+        return [b for b in self.buffers() if b.direction == "in"]
+
+    def outputs(self) -> list[BufferSpec]:
+        return [b for b in self.buffers() if b.direction == "out"]
+
+    def check_memory(self) -> None:
+        """Every tile's data fits its memory; the message names the tile, the sum and the limit."""
+        for plan in self.memory_plan():
+            if plan.used > plan.capacity:
+                raise SpecError(
+                    f"tile buffers need {plan.used:,} bytes, a "
+                    f"{'core' if plan.capacity == CORE_MEMORY else 'mem tile'} has "
+                    f"{plan.capacity:,} ({plan.describe()})"
+                )
+
+
+def _slug(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.6g}".replace("-", "m").replace("+", "")
+    return str(value)
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to nearest, ties away from zero (the rounding every npukit kernel uses)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def saturate_i8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -128, 127).astype(np.int8)

@@ -1,0 +1,235 @@
+"""The artifact contract: `manifest.json` schema, writing, loading and sha256 verification.
+
+An artifact directory is self-describing: the manifest names every file with its hash and role,
+the host buffer layout, the BO layout and the tools that made it. The runtime trusts nothing the
+manifest does not vouch for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ArtifactError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+KERNEL_NAME = "MLIR_AIE"
+# XRT kernel argument positions of an aiecc xclbin: 0 opcode, 1 instr, 2 ninstr, 3.. data
+# (NPU_FACTS 4, from aiecc's kernels.json and AIEDmaToNpu.cpp's arg_idx = 3 + i).
+INSTR_ARG = 1
+FIRST_DATA_ARG = 3
+
+ROLES = ("design", "core_source", "host_core", "core_object", "xclbin", "insts", "report")
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """One host buffer: a runtime-sequence argument bound at XRT kernel argument `arg_index`."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    direction: str  # "in" or "out"
+    seq_index: int
+
+    @property
+    def arg_index(self) -> int:
+        return FIRST_DATA_ARG + self.seq_index
+
+    @property
+    def nbytes(self) -> int:
+        import numpy as np
+
+        return int(np.dtype(self.dtype).itemsize * _prod(self.shape))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "bytes": self.nbytes,
+            "direction": self.direction,
+            "seq_index": self.seq_index,
+            "arg_index": self.arg_index,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BufferSpec:
+        spec = cls(
+            name=str(d["name"]),
+            dtype=str(d["dtype"]),
+            shape=tuple(int(x) for x in d["shape"]),
+            direction=str(d["direction"]),
+            seq_index=int(d["seq_index"]),
+        )
+        if spec.direction not in ("in", "out"):
+            raise ArtifactError(f"buffer {spec.name!r}: direction {spec.direction!r} is not in/out")
+        if int(d.get("bytes", spec.nbytes)) != spec.nbytes or int(
+            d.get("arg_index", spec.arg_index)
+        ) != spec.arg_index:
+            raise ArtifactError(f"buffer {spec.name!r}: bytes or arg_index disagree with its shape")
+        return spec
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def baseline_bo_layout(buffers: list[BufferSpec]) -> dict[str, Any]:
+    """The baseline BO layout: instr cacheable in group(1), data host_only in group(3+i)."""
+    return {
+        "name": "baseline",
+        "instr": {"arg_index": INSTR_ARG, "flags": "cacheable"},
+        "data": [
+            {"name": b.name, "arg_index": b.arg_index, "flags": "host_only"} for b in buffers
+        ],
+    }
+
+
+@dataclass
+class Manifest:
+    """The parsed manifest of one artifact directory."""
+
+    kernel: str
+    variant: str
+    device: str
+    params: dict[str, Any]
+    buffers: list[BufferSpec]
+    files: dict[str, dict[str, Any]]  # file name -> {"sha256", "bytes", "role"}
+    emulation_only: bool
+    core_symbols: list[str] = field(default_factory=list)
+    host_libraries: dict[str, str] = field(default_factory=dict)  # link_with name -> host .so
+    n_insts_words: int | None = None
+    kernel_name: str = KERNEL_NAME
+    tools: dict[str, Any] = field(default_factory=dict)
+    source_hashes: dict[str, str] = field(default_factory=dict)
+    cache_key: str = ""
+    built_at: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bo_layout(self) -> dict[str, Any]:
+        return baseline_bo_layout(self.buffers)
+
+    @property
+    def inputs(self) -> list[BufferSpec]:
+        return [b for b in self.buffers if b.direction == "in"]
+
+    @property
+    def outputs(self) -> list[BufferSpec]:
+        return [b for b in self.buffers if b.direction == "out"]
+
+    def file_for(self, role: str) -> str | None:
+        """The file name holding `role` (e.g. "xclbin"), or None if the artifact has none."""
+        for name, meta in self.files.items():
+            if meta.get("role") == role:
+                return name
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["buffers"] = [b.to_json() for b in self.buffers]
+        d["bo_layout"] = self.bo_layout
+        return {"schema": SCHEMA_VERSION, **d}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
+        if d.get("schema") != SCHEMA_VERSION:
+            raise ArtifactError(
+                f"{where}: schema {d.get('schema')!r} is not {SCHEMA_VERSION}; "
+                "rebuild the artifact with this npukit"
+            )
+        try:
+            buffers = [BufferSpec.from_json(b) for b in d["buffers"]]
+            m = cls(
+                kernel=str(d["kernel"]),
+                variant=str(d["variant"]),
+                device=str(d["device"]),
+                params=dict(d["params"]),
+                buffers=buffers,
+                files={str(k): dict(v) for k, v in d["files"].items()},
+                emulation_only=bool(d["emulation_only"]),
+                core_symbols=list(d.get("core_symbols", [])),
+                host_libraries=dict(d.get("host_libraries", {})),
+                n_insts_words=d.get("n_insts_words"),
+                kernel_name=str(d.get("kernel_name", KERNEL_NAME)),
+                tools=dict(d.get("tools", {})),
+                source_hashes=dict(d.get("source_hashes", {})),
+                cache_key=str(d.get("cache_key", "")),
+                built_at=str(d.get("built_at", "")),
+                notes=list(d.get("notes", [])),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{where}: malformed manifest ({e!r}); rebuild the artifact") from e
+        if [b.seq_index for b in buffers] != list(range(len(buffers))):
+            raise ArtifactError(f"{where}: buffers are not in runtime-sequence order")
+        if d.get("bo_layout") not in (None, m.bo_layout):
+            raise ArtifactError(f"{where}: bo_layout disagrees with the buffers")
+        for name, meta in m.files.items():
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise ArtifactError(f"{where}: file entry {name!r} is not a plain file name")
+            if meta.get("role") not in ROLES:
+                raise ArtifactError(f"{where}: file {name!r} has unknown role {meta.get('role')!r}")
+        if not m.emulation_only and (m.file_for("xclbin") is None or m.file_for("insts") is None):
+            raise ArtifactError(f"{where}: a hardware artifact must list an xclbin and insts.bin")
+        return m
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_entry(path: Path, role: str) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size, "role": role}
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    """Write `manifest.json` atomically into `directory`."""
+    path = directory / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_manifest(directory: Path, *, verify: bool = True) -> Manifest:
+    """Load an artifact directory's manifest; with `verify`, check every file's size and sha256."""
+    directory = Path(directory)
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ArtifactError(
+            f"{path}: no manifest; is this an artifact directory? build it with `invoke build`"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: unreadable manifest ({e}); rebuild the artifact") from e
+    m = Manifest.from_json(data, where=str(path))
+    if verify:
+        verify_files(directory, m)
+    return m
+
+
+def verify_files(directory: Path, m: Manifest) -> None:
+    """Every file the manifest lists exists with its recorded size and sha256."""
+    for name, meta in sorted(m.files.items()):
+        f = directory / name
+        if not f.is_file():
+            raise ArtifactError(f"{f}: listed in the manifest but missing; rebuild the artifact")
+        if f.stat().st_size != int(meta["bytes"]) or sha256_file(f) != meta["sha256"]:
+            raise ArtifactError(
+                f"{f}: content does not match its manifest hash (stale or edited); "
+                "rebuild the artifact with `invoke build`"
+            )
