@@ -1,0 +1,111 @@
+"""What the invoke tasks do, as plain functions a test can call: list, build, doctor, clean."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from codegen.kernels import KERNELS, get_kernel
+from codegen.pipeline import Build, BuildResult
+from codegen.spec import SpecError
+from codegen.toolchain import discover, doctor_rows
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = PROJECT_ROOT / "build"
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, str]:
+    """`key=value` strings into a dict; a malformed pair is a SpecError naming it."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise SpecError(f"--param {pair!r} is not key=value (e.g. --param tiles=4)")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def list_kernels(console: Console) -> None:
+    """Print every kernel with its parameters, defaults and limits."""
+    for name, cls in sorted(KERNELS.items()):
+        table = Table(title=f"{name}: {cls.summary}", title_justify="left")
+        for col in ("parameter", "type", "default", "limits", "help"):
+            table.add_column(col)
+        for p in cls.PARAMS:
+            limits = []
+            if p.minimum is not None or p.maximum is not None:
+                limits.append(f"{p.minimum}..{p.maximum}")
+            if p.multiple_of:
+                limits.append(f"multiple of {p.multiple_of}")
+            if p.choices:
+                limits.append("|".join(map(str, p.choices)))
+            table.add_row(p.name, p.type.__name__, str(p.default), ", ".join(limits), p.help)
+        console.print(table)
+
+
+def build_kernels(kernels: list[str], params: dict[str, str], *, target: str = "auto",
+                  peano: str | None = None, build_root: Path = BUILD_ROOT,
+                  console: Console | None = None) -> list[BuildResult]:
+    """Build each kernel (with `params` applied to a single kernel) and report every stage."""
+    console = console or Console()
+    if params and len(kernels) != 1:
+        raise SpecError("--param applies to one kernel; name it instead of --all")
+    specs = [get_kernel(k)(params) for k in kernels]
+    tc = discover(peano, build_root / ".cache" / "tools.json")
+    results = []
+    with Progress(console=console, transient=True, disable=len(specs) < 2) as progress:
+        task = progress.add_task("building", total=len(specs))
+        for spec in specs:
+            progress.update(task, description=f"building {spec.name}/{spec.variant}")
+
+            def log(stage: str, status: str, _name: str = spec.name) -> None:
+                console.print(f"  [dim]{_name}[/dim] {stage:<9} {status}", highlight=False)
+
+            result = Build(spec, build_root, target=target, toolchain=tc, log=log).run()
+            results.append(result)
+            kind = "emulation-only" if result.manifest.emulation_only else "hardware"
+            state = "up to date" if result.up_to_date else "built"
+            console.print(f"[green]{spec.name}[/green] {state}: "
+                          f"{_rel(result.artifact_dir)} ({kind} artifact)")
+            progress.advance(task)
+    for note in sorted({r.missing_line for r in results if r.missing_line}):
+        console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
+    return results
+
+
+def doctor(console: Console, peano: str | None = None) -> bool:
+    """Print what is installed and what is missing; True when every build target is possible."""
+    tc = discover(peano, BUILD_ROOT / ".cache" / "tools.json")
+    table = Table(title="npukit doctor", title_justify="left")
+    for col in ("tool", "status", "where / how to get it"):
+        table.add_column(col)
+    for name, status, detail in doctor_rows(tc):
+        colour = "green" if status == "found" else "yellow"
+        table.add_row(name, f"[{colour}]{status}[/{colour}]", detail)
+    console.print(table)
+    if tc.missing_for_hw:
+        console.print(f"[yellow]{tc.hw_missing_line()}[/yellow]")
+        console.print("`invoke build` still renders, checks and builds emulation artifacts.")
+    return not tc.missing_for_hw
+
+
+def clean(build_root: Path = BUILD_ROOT, dist: bool = False) -> list[Path]:
+    """Remove build outputs (and dist/ with `dist`); returns what was removed."""
+    removed = []
+    for path in [build_root] + ([PROJECT_ROOT / "dist"] if dist else []):
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,334 @@
+"""The build as named stages with a content-addressed cache, ending in an artifact directory.
+
+validate -> render -> check -> host-core -> aie-core -> aiecc -> lint -> manifest. Each stage's
+key hashes everything that can change its output (texts, flags, parameters, tool identities)
+and chains the keys of the stages it consumes. A stage writes into a temporary directory that is
+renamed into the cache only when complete, under a lock, so an interrupted or concurrent build
+never leaves half an entry. The artifact directory is swapped in whole, or removed on failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from codegen import checks
+from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
+from codegen.render import DESIGN_NAME, Rendered, render, template_digest
+from codegen.spec import KernelSpec
+from codegen.toolchain import Toolchain, discover, require_cxx
+from runtime.errors import NpukitError, ToolchainError
+from runtime.insts import lint_insts
+from runtime.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    file_entry,
+    load_manifest,
+    write_manifest,
+)
+from runtime.xclbin import lint_xclbin
+
+PIPELINE_VERSION = "1"
+STAGES = ("validate", "render", "check", "host-core", "aie-core", "aiecc", "lint", "manifest")
+XCLBIN_NAME = "final.xclbin"
+INSTS_NAME = "insts.bin"
+TARGETS = ("auto", "hw", "emu")
+
+Log = Callable[[str, str], None]  # (stage, status)
+
+
+class BuildError(NpukitError):
+    """A stage failed; the message names the stage and where to look."""
+
+
+def _hash(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() + b"\0")
+    return h.hexdigest()
+
+
+def aie_triple(device: str) -> str:
+    """Peano's target: aie2 for Phoenix (npu1*), aie2p for Strix (npu2*) (NPU_FACTS 3)."""
+    return "aie2p-none-unknown-elf" if device.startswith("npu2") else "aie2-none-unknown-elf"
+
+
+def aie_core_command(peano: Path, include: str | None, src_dir: Path, source: str,
+                     out: str, device: str) -> list[str]:
+    cmd = [str(peano / "bin" / "clang++"), "-O2", "-std=c++20", f"--target={aie_triple(device)}",
+           "-DNDEBUG"]
+    if include:
+        cmd.append(f"-I{include}")
+    return [*cmd, f"-I{src_dir}", "-c", source, "-o", out]
+
+
+def aiecc_command(aiecc: Path, peano: Path, tmpdir: Path) -> list[str]:
+    """The aiecc invocation of mlir-aie's own examples, on the open Peano path (NPU_FACTS 3)."""
+    return [
+        str(aiecc), "--aie-generate-xclbin", "--aie-generate-npu-insts", "--no-xchesscc",
+        "--no-xbridge", "--peano", str(peano), f"--xclbin-name={XCLBIN_NAME}",
+        f"--npu-insts-name={INSTS_NAME}", f"--tmpdir={tmpdir}", DESIGN_NAME,
+    ]
+
+
+@dataclass
+class BuildResult:
+    """What a build produced and how each stage went."""
+
+    artifact_dir: Path
+    manifest: Manifest
+    stages: list[tuple[str, str]] = field(default_factory=list)
+    up_to_date: bool = False
+    missing_line: str | None = None
+
+
+class _Cache:
+    """Content-addressed stage outputs under build/.cache/<stage>/<key>/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def get_or_make(self, stage: str, key: str, make: Callable[[Path], None]) -> tuple[Path, bool]:
+        final = self.entry(stage, key)
+        if final.is_dir():
+            return final, True
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(final) + ".lock"):
+            if final.is_dir():
+                return final, True
+            tmp = final.parent / f".tmp-{key[:16]}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                make(tmp)
+                os.rename(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final, False
+
+
+class Build:
+    """One kernel variant's build: keys computed up front, stages run only where needed."""
+
+    def __init__(self, spec: KernelSpec, build_root: Path, *, target: str = "auto",
+                 peano: str | None = None, toolchain: Toolchain | None = None,
+                 log: Log | None = None) -> None:
+        if target not in TARGETS:
+            raise BuildError(f"--target {target!r} is not one of: {', '.join(TARGETS)}")
+        self.spec = spec
+        self.root = build_root
+        self.cache = _Cache(build_root / ".cache")
+        self.tc = toolchain or discover(peano, build_root / ".cache" / "tools.json")
+        self.log: Log = log or (lambda stage, status: None)
+        self.artifact_dir = build_root / spec.name / spec.variant
+        self.work_dir = build_root / ".work" / spec.name / spec.variant
+        self.hw = self._decide_hw(target)
+        self.rendered: Rendered = render(spec)
+        self.keys = self._keys()
+
+    def _decide_hw(self, target: str) -> bool:
+        missing = self.tc.missing_for_hw
+        if target == "hw" and missing:
+            raise ToolchainError(self.tc.hw_missing_line())
+        return target == "hw" or (target == "auto" and not missing)
+
+    @property
+    def note(self) -> str | None:
+        """Why this artifact has no xclbin, or None when it has one."""
+        if self.hw:
+            return None
+        if self.tc.missing_for_hw:
+            return self.tc.hw_missing_line()
+        return "no xclbin: emulation-only build requested (--target emu)"
+
+    def _keys(self) -> dict[str, str]:
+        spec = self.spec
+        cxx = require_cxx(self.tc)
+        k: dict[str, str] = {}
+        k["render"] = _hash("render", PIPELINE_VERSION, self.rendered.digest)
+        k["check"] = _hash("check", k["render"], checks.CHECKS_VERSION)
+        k["host-core"] = _hash("host-core", k["render"], cxx.identity, *HOST_FLAGS)
+        if self.hw:
+            assert self.tc.peano and self.tc.aiecc
+            k["aie-core"] = _hash("aie-core", k["render"], self.tc.peano.identity,
+                                  self.tc.mlir_aie_include or "", aie_triple(spec.device))
+            k["aiecc"] = _hash("aiecc", k["aie-core"], self.tc.aiecc.identity,
+                               self.tc.peano.identity)
+            k["lint"] = _hash("lint", k["aiecc"], json.dumps(spec.params, sort_keys=True))
+        k["manifest"] = _hash("manifest", PIPELINE_VERSION, *sorted(k.values()),
+                              json.dumps(spec.params, sort_keys=True), str(self.hw))
+        return k
+
+    # -- the run ----------------------------------------------------------------------
+    def run(self) -> BuildResult:
+        self.log("validate", "ok")
+        self.artifact_dir.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.artifact_dir) + ".lock"):
+            current = self._current()
+            if current is not None:
+                return BuildResult(self.artifact_dir, current,
+                                   [(s, "up to date") for s in STAGES], up_to_date=True,
+                                   missing_line=self.note)
+            try:
+                return self._run_stages()
+            except NpukitError:
+                # Never leave an older artifact where the failed build's would have been.
+                shutil.rmtree(self.artifact_dir, ignore_errors=True)
+                raise
+
+    def _current(self) -> Manifest | None:
+        if not (self.artifact_dir / MANIFEST_NAME).is_file():
+            return None
+        try:
+            m = load_manifest(self.artifact_dir)
+        except NpukitError:
+            return None
+        return m if m.cache_key == self.keys["manifest"] else None
+
+    def _stage(self, name: str, make: Callable[[Path], None]) -> Path:
+        entry, hit = self.cache.get_or_make(name, self.keys[name], make)
+        status = "cached" if hit else "built"
+        self.log(name, status)
+        self.stages.append((name, status))
+        return entry
+
+    def _run_stages(self) -> BuildResult:
+        self.stages: list[tuple[str, str]] = [("validate", "ok")]
+        spec, files = self.spec, self.rendered.files
+
+        def do_render(out: Path) -> None:
+            for name, text in files.items():
+                (out / name).write_text(text)
+
+        src = self._stage("render", do_render)
+        self._stage("check", lambda out: (out / "ok").write_text(
+            "\n".join(checks.check_design(spec, files[DESIGN_NAME])) + "\n"))
+
+        cxx = require_cxx(self.tc)
+        lib = host_library_name(spec.name)
+
+        def do_host(out: Path) -> None:
+            cmd = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib)
+            (out / "command.json").write_text(json.dumps(cmd))
+
+        host = self._stage("host-core", do_host)
+        hw_dirs: dict[str, Path] = {}
+        if self.hw:
+            hw_dirs["core"] = self._stage("aie-core", lambda out: self._aie_core(src, out))
+            hw_dirs["aiecc"] = self._stage(
+                "aiecc", lambda out: self._aiecc(src, hw_dirs["core"], out))
+            self._stage("lint", lambda out: self._lint(hw_dirs["aiecc"], out))
+        else:
+            for name in ("aie-core", "aiecc", "lint"):
+                self.log(name, "skipped")
+                self.stages.append((name, "skipped"))
+        manifest = self._assemble(src, host / lib, hw_dirs)
+        self.log("manifest", "written")
+        self.stages.append(("manifest", "written"))
+        return BuildResult(self.artifact_dir, manifest, self.stages,
+                           missing_line=self.note)
+
+    def _aie_core(self, src: Path, out: Path) -> None:
+        assert self.tc.peano
+        spec = self.spec
+        if len(spec.CORE_SOURCES) != 1:
+            raise BuildError(f"{spec.name}: one core source per object is supported")
+        cmd = aie_core_command(Path(self.tc.peano.path), self.tc.mlir_aie_include, src,
+                               str(src / spec.CORE_SOURCES[0]), str(out / spec.object_name),
+                               spec.device)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not (out / spec.object_name).is_file():
+            raise BuildError(f"aie-core: Peano failed (exit {proc.returncode}):\n"
+                             f"{proc.stderr.strip()}\ncommand: {' '.join(cmd)}")
+
+    def _aiecc(self, src: Path, core: Path, out: Path) -> None:
+        assert self.tc.aiecc and self.tc.peano
+        work = self.work_dir / "aiecc"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        shutil.copy2(src / DESIGN_NAME, work / DESIGN_NAME)
+        shutil.copy2(core / self.spec.object_name, work / self.spec.object_name)
+        # aiecc finds link_with objects in its current directory first (NPU_FACTS 3).
+        cmd = aiecc_command(Path(self.tc.aiecc.path), Path(self.tc.peano.path),
+                            work / "aie.mlir.prj")
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+        (work / "aiecc.log").write_text(proc.stdout + proc.stderr)
+        produced = [work / XCLBIN_NAME, work / INSTS_NAME]
+        if proc.returncode != 0 or not all(p.is_file() for p in produced):
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
+            raise BuildError(
+                f"aiecc failed (exit {proc.returncode}); its work directory is {work} "
+                f"(log: {work / 'aiecc.log'}); no xclbin was kept:\n{tail}"
+            )
+        for p in produced:
+            shutil.copy2(p, out / p.name)
+        (out / "command.json").write_text(json.dumps(cmd))
+
+    def _lint(self, aiecc_out: Path, out: Path) -> None:
+        spec = self.spec
+        buffers = spec.buffers()
+        lint_xclbin(aiecc_out / XCLBIN_NAME, n_data_buffers=len(buffers), device=spec.device)
+        info = lint_insts(aiecc_out / INSTS_NAME, device=spec.device,
+                          bound_args=[b.arg_index for b in buffers])
+        (out / "insts.json").write_text(json.dumps({"n_words": info.n_words}))
+
+    def _assemble(self, src: Path, host_lib: Path, hw: dict[str, Path]) -> Manifest:
+        spec = self.spec
+        tmp = self.artifact_dir.parent / f".{spec.variant}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        roles: dict[str, str] = {}
+        for name in sorted(self.rendered.files):
+            shutil.copy2(src / name, tmp / name)
+            roles[name] = "design" if name == DESIGN_NAME else "core_source"
+        shutil.copy2(host_lib, tmp / host_lib.name)
+        roles[host_lib.name] = "host_core"
+        n_words = None
+        if hw:
+            shutil.copy2(hw["core"] / spec.object_name, tmp / spec.object_name)
+            roles[spec.object_name] = "core_object"
+            for name, role in ((XCLBIN_NAME, "xclbin"), (INSTS_NAME, "insts")):
+                shutil.copy2(hw["aiecc"] / name, tmp / name)
+                roles[name] = role
+            n_words = (tmp / INSTS_NAME).stat().st_size // 4
+        manifest = Manifest(
+            kernel=spec.name,
+            variant=spec.variant,
+            device=spec.device,
+            params=dict(spec.params),
+            buffers=spec.buffers(),
+            files={name: file_entry(tmp / name, role) for name, role in roles.items()},
+            emulation_only=not hw,
+            core_symbols=list(spec.CORE_SYMBOLS),
+            host_libraries={spec.object_name: host_lib.name},
+            n_insts_words=n_words,
+            tools=self.tc.describe(),
+            source_hashes={"templates": template_digest(spec), "rendered": self.rendered.digest},
+            cache_key=self.keys["manifest"],
+            built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            notes=[self.note] if self.note else [],
+        )
+        write_manifest(tmp, manifest)
+        old = self.artifact_dir.parent / f".{spec.variant}.old-{os.getpid()}"
+        if self.artifact_dir.exists():
+            os.rename(self.artifact_dir, old)
+        os.rename(tmp, self.artifact_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return manifest
+
+
+def build(spec: KernelSpec, build_root: Path, **kwargs: object) -> BuildResult:
+    """Build one kernel variant into build_root/<kernel>/<variant>/."""
+    return Build(spec, build_root, **kwargs).run()  # type: ignore[arg-type]
