@@ -61,7 +61,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @task
 @_friendly
-def list(c):  # noqa: A001 - the task is named `list` on the command line
+def list(c):
     """List the kernels and their parameters."""
     from codegen.cli import list_kernels
 
@@ -81,7 +81,7 @@ def list(c):  # noqa: A001 - the task is named `list` on the command line
     },
 )
 @_friendly
-def build(c, kernel=None, param=None, target="auto", all=False, peano=""):  # noqa: A002
+def build(c, kernel=None, param=None, target="auto", all=False, peano=""):
     """Render, check and build a kernel into build/<kernel>/<variant>/."""
     from codegen.cli import build_kernels, parse_params
     from codegen.kernels import KERNELS

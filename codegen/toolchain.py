@@ -214,7 +214,8 @@ def doctor_rows(tc: Toolchain) -> list[tuple[str, str, str]]:
     rows.append((
         "mlir-aie include",
         "found" if tc.mlir_aie_include else "missing",
-        tc.mlir_aie_include or "optional: aie_api headers for vectorised cores (MLIR_AIE_INSTALL_DIR)",
+        tc.mlir_aie_include
+        or "optional: aie_api headers for vectorised cores (MLIR_AIE_INSTALL_DIR)",
     ))
     rows.append((
         "pyxrt",
