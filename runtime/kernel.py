@@ -1,0 +1,150 @@
+"""The facade: `NpuKernel.load(artifact_dir)(inputs) -> outputs`, on the NPU or the emulator.
+
+Load verifies the artifact's hashes, picks and opens a backend once; a call validates its
+inputs against the manifest, runs, and returns the outputs in manifest.outputs order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.backend import Backend
+from runtime.errors import RunError, ToolchainError
+from runtime.manifest import BufferSpec, Manifest, load_manifest
+from runtime.xrt import DEFAULT_TIMEOUT_MS, BoLayout
+
+log = logging.getLogger("npukit.runtime")
+BACKENDS = ("auto", "xrt", "emu")
+TIMINGS_KEPT = 100_000
+
+
+class NpuKernel:
+    """A loaded artifact, callable like a function; holds its backend's resources until close()."""
+
+    def __init__(self, artifact_dir: Path, manifest: Manifest, backend: Backend) -> None:
+        self.artifact_dir = artifact_dir
+        self.manifest = manifest
+        self.backend = backend
+        self.last_call_s: float | None = None
+        self.timings: deque[float] = deque(maxlen=TIMINGS_KEPT)  # seconds per call, newest last
+
+    @classmethod
+    def load(
+        cls,
+        artifact_dir: str | Path,
+        backend: str = "auto",
+        layout: str | BoLayout = "baseline",
+        *,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    ) -> NpuKernel:
+        """Verify `artifact_dir`'s manifest hashes, then open `backend` ("auto", "xrt", "emu")."""
+        if backend not in BACKENDS:
+            raise RunError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        directory = Path(artifact_dir)
+        manifest = load_manifest(directory, verify=True)
+        opened = open_backend(directory, manifest, backend, layout, timeout_ms)
+        return cls(directory, manifest, opened)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def __call__(self, *inputs: Any, copy: bool = True, **named: np.ndarray) -> list[np.ndarray]:
+        """Run once. Inputs positionally, as one list, or by buffer name (a dict or keywords).
+
+        With `copy=False` the outputs are views of the backend's buffers, valid until the next call.
+        """
+        start = time.perf_counter()
+        arrays = self.check_inputs(inputs, named)
+        outputs = self.backend.run(arrays)
+        if copy:
+            outputs = [o.copy() for o in outputs]
+        self.last_call_s = time.perf_counter() - start
+        self.timings.append(self.last_call_s)
+        return outputs
+
+    def check_inputs(self, inputs: tuple[Any, ...], named: Mapping[str, Any]) -> list[np.ndarray]:
+        """The inputs in manifest order, each checked for dtype, shape and contiguity."""
+        specs = self.manifest.inputs
+        if len(inputs) == 1 and isinstance(inputs[0], Mapping) and not named:
+            named, inputs = inputs[0], ()
+        elif len(inputs) == 1 and isinstance(inputs[0], list | tuple):
+            inputs = tuple(inputs[0])
+        if named and inputs:
+            raise RunError("pass the inputs either positionally or by name, not both")
+        if named:
+            unknown = sorted(set(named) - {s.name for s in specs})
+            missing = [s.name for s in specs if s.name not in named]
+            if unknown or missing:
+                raise RunError(
+                    f"inputs by name: expected {[s.name for s in specs]}, "
+                    f"missing {missing}, unknown {unknown}"
+                )
+            inputs = tuple(named[s.name] for s in specs)
+        if len(inputs) != len(specs):
+            raise RunError(
+                f"expected {len(specs)} input(s) {[s.name for s in specs]}, got {len(inputs)}"
+            )
+        return [_check(spec, x) for spec, x in zip(specs, inputs, strict=True)]
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> NpuKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check(spec: BufferSpec, x: Any) -> np.ndarray:
+    expected = f"{spec.dtype} {tuple(spec.shape)}"
+    if not isinstance(x, np.ndarray):
+        raise RunError(
+            f"input {spec.name!r}: expected a numpy array {expected}, got {type(x).__name__}"
+        )
+    if x.dtype != np.dtype(spec.dtype) or x.shape != tuple(spec.shape):
+        raise RunError(f"input {spec.name!r}: expected {expected}, got {x.dtype} {x.shape}")
+    if not x.flags.c_contiguous:
+        raise RunError(
+            f"input {spec.name!r}: not C-contiguous; pass np.ascontiguousarray({spec.name})"
+        )
+    return x
+
+
+def open_backend(
+    directory: Path,
+    manifest: Manifest,
+    backend: str,
+    layout: str | BoLayout = "baseline",
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+) -> Backend:
+    """The backend for `manifest`; "auto" prefers the NPU and says so when it falls back."""
+    from runtime.emu_backend import EmuBackend
+    from runtime.xrt import XrtBackend
+
+    if backend == "emu":
+        return EmuBackend(directory, manifest)
+    if manifest.emulation_only:
+        if backend == "xrt":
+            raise RunError(
+                f"{directory} is emulation-only (built without the NPU toolchain, no xclbin); "
+                "run it with backend='emu' or rebuild it where aiecc and Peano are installed"
+            )
+        log.warning("%s is emulation-only: running it on the emulator", directory)
+        return EmuBackend(directory, manifest)
+    if backend == "xrt":
+        return XrtBackend(directory, manifest, layout=layout, timeout_ms=timeout_ms)
+    try:
+        return XrtBackend(directory, manifest, layout=layout, timeout_ms=timeout_ms)
+    except ToolchainError as e:
+        log.warning("no NPU (%s); running %s on the emulator", str(e).splitlines()[0], directory)
+        return EmuBackend(directory, manifest)
+

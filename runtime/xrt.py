@@ -1,0 +1,257 @@
+"""The pyxrt backend: opens the device once, allocates every BO once, reuses one run per call.
+
+Every quirk handled here is in NPU_FACTS 5; the comments name the line. pyxrt is imported lazily
+so that the rest of the runtime works on machines without XRT.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import ArtifactError, RunError, ToolchainError
+from runtime.manifest import FIRST_DATA_ARG, INSTR_ARG, Manifest
+
+OPCODE = 3  # argument 0 of MLIR_AIE, as mlir-aie's own harness passes it
+COMPLETED = 4  # ert_cmd_state: COMPLETED = 4, ERROR = 5, ABORT = 6, TIMEOUT = 8
+DEFAULT_TIMEOUT_MS = 10_000
+HWCTX_LIMITS = "6 on Phoenix, 16 on Strix"
+BO_FLAG_MESSAGE = (
+    "this BO flag is not supported by the NPU driver; data BOs must be host_only, "
+    "the instruction BO cacheable"
+)
+
+
+class NoDeviceError(ToolchainError):
+    """pyxrt is importable but no NPU answers."""
+
+
+@dataclass(frozen=True)
+class BoLayout:
+    """Which kernel argument's group each BO is allocated in, and with which flags."""
+
+    name: str
+    instr_group: int
+    data_groups: tuple[int, ...]
+    instr_flags: str = "cacheable"
+    data_flags: str = "host_only"
+    warning: str = ""
+
+
+def layout_for(name: str, n_buffers: int) -> BoLayout:
+    """The named BO layout for `n_buffers` data buffers: "baseline" or "legacy"."""
+    if name == "baseline":
+        # NPU_FACTS 5: allocate each BO in the group of the argument it is passed at
+        groups = tuple(FIRST_DATA_ARG + i for i in range(n_buffers))
+        return BoLayout("baseline", INSTR_ARG, groups)
+    if name == "legacy":
+        return BoLayout(
+            "legacy",
+            INSTR_ARG,
+            tuple(2 + i for i in range(n_buffers)),
+            warning=(
+                "BO layout 'legacy' (groups 1, 2, 3 as in the original investigation) is for "
+                "comparison only: XRT clones every BO whose group's bank differs from its "
+                "argument's, so the kernel works on a copy taken when the argument is set "
+                "(extra copies; an output written to a clone reads back zeros)"
+            ),
+        )
+    raise RunError(f"unknown BO layout {name!r}; choose 'baseline' or 'legacy'")
+
+
+def import_pyxrt() -> types.ModuleType:
+    """XRT's Python binding, or a ToolchainError saying how to get it."""
+    try:
+        import pyxrt
+    except ImportError as e:
+        raise ToolchainError(
+            f"pyxrt is not importable ({e}); install XRT and run "
+            "`source /opt/xilinx/xrt/setup.sh` to put its pyxrt on PYTHONPATH"
+        ) from None
+    return pyxrt
+
+
+def open_device(pyxrt: Any, index: int = 0) -> Any:
+    """Device `index`, or a NoDeviceError naming the driver and how to check it."""
+    try:
+        return pyxrt.device(index)
+    except Exception as e:
+        raise NoDeviceError(
+            f"no NPU found (pyxrt.device({index}): {e}); it needs the amdxdna driver "
+            "(/dev/accel/accel0) and a passing `xrt-smi validate`"
+        ) from None
+
+
+def driver_error(what: str, e: Exception) -> RunError:
+    """Translate the driver's error codes into what to change."""
+    text = str(e)
+    # NPU_FACTS 5: amdxdna refuses `normal` with err=95, device_only/p2p/svm with err=22
+    if "err=95" in text or "err=22" in text:
+        return RunError(f"{what}: {BO_FLAG_MESSAGE} (driver said: {text})")
+    return RunError(f"{what} failed: {text}")
+
+
+def check_xclbin(info: Any, manifest: Manifest) -> None:
+    """The xclbin declares the kernel and connects every argument the host will bind."""
+    if info.kernel_name != manifest.kernel_name:
+        raise ArtifactError(
+            f"xclbin kernel is {info.kernel_name!r}, the manifest expects {manifest.kernel_name!r}"
+        )
+    wanted = [(INSTR_ARG, "instr", "SRAM")]
+    wanted += [(b.arg_index, b.name, "HOST") for b in manifest.buffers]
+    for arg, what, tag in wanted:
+        bank = info.connectivity.get(arg)
+        if bank is None:
+            # mlir-aie #3248: passing more BOs than the xclbin declares crashes XRT
+            raise ArtifactError(
+                f"xclbin connects no memory to argument {arg} ({what}); "
+                "the design and the xclbin disagree, rebuild the artifact"
+            )
+        if info.mem_banks[bank] != tag:
+            raise ArtifactError(
+                f"xclbin puts argument {arg} ({what}) in bank {bank} "
+                f"({info.mem_banks[bank]}), expected {tag}"
+            )
+
+
+class XrtBackend:
+    """One artifact on the NPU: device, xclbin, context, kernel, BOs and run, all made once."""
+
+    name = "xrt"
+
+    def __init__(
+        self,
+        artifact_dir: Path,
+        manifest: Manifest,
+        *,
+        layout: str | BoLayout = "baseline",
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        device_index: int = 0,
+    ) -> None:
+        from runtime.insts import read_insts
+        from runtime.xclbin import read_xclbin
+
+        self.manifest = manifest
+        self.timeout_ms = timeout_ms
+        if not isinstance(layout, BoLayout):
+            layout = layout_for(layout, len(manifest.buffers))
+        self.layout = layout
+        self._failed = ""
+        xclbin_path = artifact_dir / _listed(manifest, "xclbin")
+        insts_path = artifact_dir / _listed(manifest, "insts")
+        info = read_xclbin(xclbin_path)
+        check_xclbin(info, manifest)
+        self.n_words = int(read_insts(insts_path).n_words)
+        if manifest.n_insts_words not in (None, self.n_words):
+            raise ArtifactError(
+                f"{insts_path}: {self.n_words} words, the manifest says {manifest.n_insts_words}"
+            )
+
+        self._xrt = xrt = import_pyxrt()
+        self.device = open_device(xrt, device_index)
+        xb = xrt.xclbin(str(xclbin_path))
+        self.device.register_xclbin(xb)  # NPU_FACTS 5: load_xclbin is the FPGA path
+        try:
+            self.context = xrt.hw_context(self.device, xb.get_uuid())
+        except Exception as e:
+            raise RunError(
+                f"could not create a hardware context ({e}); the NPU allows {HWCTX_LIMITS}, "
+                "shared device-wide, and other processes may hold them: close other kernels "
+                "or check `xrt-smi examine`"
+            ) from None
+        self.kernel = xrt.kernel(self.context, manifest.kernel_name)
+        self._check_groups(info)
+
+        self.instr_bo = self._alloc("instruction BO", self.n_words * 4, self.layout.instr_flags,
+                                    self.layout.instr_group)
+        self.instr_bo.write(insts_path.read_bytes()[: self.n_words * 4], 0)
+        self.instr_bo.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE, self.n_words * 4, 0)
+        self.bos = [
+            self._alloc(f"BO {b.name!r}", b.nbytes, self.layout.data_flags, group)
+            for b, group in zip(manifest.buffers, self.layout.data_groups, strict=True)
+        ]
+        # NPU_FACTS 5: zero-copy views of the mapped BOs; the BOs live as long as this backend
+        self.views = [
+            np.frombuffer(bo.map(), dtype=b.dtype, count=int(np.prod(b.shape))).reshape(b.shape)
+            for bo, b in zip(self.bos, manifest.buffers, strict=True)
+        ]
+        self._inputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "in"]
+        self._outputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "out"]
+
+        # NPU_FACTS 5: one reusable run, arguments set once; ninstr in 32-bit words
+        self.run_handle = xrt.run(self.kernel)
+        self.run_handle.set_arg(0, OPCODE)
+        self.run_handle.set_arg(INSTR_ARG, self.instr_bo)
+        self.run_handle.set_arg(2, self.n_words)
+        for b, bo in zip(manifest.buffers, self.bos, strict=True):
+            self.run_handle.set_arg(b.arg_index, bo)
+
+    def _alloc(self, what: str, size: int, flags: str, group_arg: int) -> Any:
+        try:
+            return self._xrt.bo(self.device, size, getattr(self._xrt.bo, flags),
+                                self.kernel.group_id(group_arg))
+        except RuntimeError as e:
+            where = f"allocating the {what} ({flags}, group_id({group_arg}))"
+            raise driver_error(where, e) from None
+
+    def _check_groups(self, info: Any) -> None:
+        """Every BO's group lands in its argument's bank, else XRT would pass a clone."""
+        placed = [(INSTR_ARG, self.layout.instr_group)] + [
+            (b.arg_index, g)
+            for b, g in zip(self.manifest.buffers, self.layout.data_groups, strict=True)
+        ]
+        wrong = [
+            (arg, group)
+            for arg, group in placed
+            if self.kernel.group_id(group) & 0xFFFF != info.connectivity[arg]
+        ]
+        if not wrong:
+            return
+        where = ", ".join(f"argument {a} from group_id({g})" for a, g in wrong)
+        if self.layout.warning:
+            warnings.warn(f"{self.layout.warning}; cloned here: {where}", stacklevel=3)
+            return
+        raise RunError(
+            f"BO layout {self.layout.name!r} puts {where} in the wrong bank; XRT would pass a "
+            "clone and results would not reach the caller"
+        )
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._failed:
+            raise RunError(f"an earlier run ended in {self._failed}; reload the kernel")
+        to_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
+        for i, x in zip(self._inputs, inputs, strict=True):
+            np.copyto(self.views[i], x)
+            self.bos[i].sync(to_device, self.views[i].nbytes, 0)
+        self.run_handle.start()
+        state = self.run_handle.wait(self.timeout_ms)
+        if int(state) != COMPLETED:
+            # NPU_FACTS 5: never read results after a failed run; its BOs may still be in use
+            self._failed = f"{getattr(state, 'name', 'state')} ({int(state)})"
+            raise RunError(
+                f"kernel run ended in {self._failed}, not COMPLETED "
+                f"(timeout {self.timeout_ms} ms); results were not read"
+            )
+        from_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE
+        for i in self._outputs:
+            self.bos[i].sync(from_device, self.views[i].nbytes, 0)
+        return [self.views[i] for i in self._outputs]
+
+    def close(self) -> None:
+        """Drop the run, BOs, kernel and context in that order: the context frees a slot."""
+        for attr in ("views", "run_handle", "bos", "instr_bo", "kernel", "context", "device"):
+            if hasattr(self, attr):
+                setattr(self, attr, None)
+
+
+def _listed(manifest: Manifest, role: str) -> str:
+    name = manifest.file_for(role)
+    if name is None:
+        raise ArtifactError(f"the manifest lists no {role} file; this artifact cannot run on XRT")
+    return name
