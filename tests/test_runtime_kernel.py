@@ -1,0 +1,113 @@
+"""NpuKernel: input validation, tamper refusal at load, the emu backend and per-call timing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from runtime.errors import ArtifactError, RunError
+from runtime.kernel import NpuKernel
+from tests.test_runtime_support import (
+    N,
+    install_fake_pyxrt,
+    install_stub_emulator,
+    make_standin,
+    standin_buffers,
+)
+
+X = np.arange(-32, 32, dtype=np.int8)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    install_stub_emulator(monkeypatch)
+    return install_fake_pyxrt(monkeypatch)
+
+
+@pytest.fixture
+def artifact(fake: ModuleType, tmp_path: Path) -> Path:
+    return make_standin(tmp_path / "standin")
+
+
+@pytest.fixture(params=["xrt", "emu"])
+def kernel(request: pytest.FixtureRequest, artifact: Path) -> NpuKernel:
+    return NpuKernel.load(artifact, backend=request.param)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (X.astype(np.float32), "input 'in': expected int8 (64,), got float32 (64,)"),
+        (X.reshape(8, 8), "input 'in': expected int8 (64,), got int8 (8, 8)"),
+        (np.zeros((64, 192), np.float32), "input 'in': expected int8 (64,), got float32 (64, 192)"),
+        (np.zeros(128, np.int8)[::2], "input 'in': not C-contiguous"),
+        ([list(range(64))], "input 'in': expected a numpy array int8 (64,), got list"),
+    ],
+)
+def test_bad_inputs_get_a_clear_message(kernel: NpuKernel, value: object, message: str) -> None:
+    with pytest.raises(RunError) as e:
+        kernel(value)
+    assert str(e.value).startswith(message)
+
+
+def test_wrong_input_count_names_the_inputs(kernel: NpuKernel) -> None:
+    with pytest.raises(RunError, match=r"expected 1 input\(s\) \['in'\], got 2"):
+        kernel(X, X)
+    with pytest.raises(RunError, match=r"missing \['in'\], unknown \['qkv'\]"):
+        kernel({"qkv": X})
+
+
+def test_inputs_by_position_list_or_name_agree(kernel: NpuKernel) -> None:
+    expected = X + 1
+    for out in (kernel(X), kernel([X]), kernel({"in": X}), kernel(**{"in": X})):
+        np.testing.assert_array_equal(out[0], expected)
+    assert len(kernel.timings) == 4
+    assert kernel.last_call_s == kernel.timings[-1] > 0
+
+
+@pytest.mark.parametrize("name", ["aie.mlir", "final.xclbin", "insts.bin", "libstandin.host.so"])
+@pytest.mark.parametrize("backend", ["xrt", "emu", "auto"])
+def test_tampered_artifact_is_refused_naming_the_file(
+    artifact: Path, name: str, backend: str
+) -> None:
+    path = artifact / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=f"{name}: content does not match its manifest hash"):
+        NpuKernel.load(artifact, backend=backend)
+
+
+def test_unknown_backend_is_refused(artifact: Path) -> None:
+    with pytest.raises(RunError, match="unknown backend 'npu'"):
+        NpuKernel.load(artifact, backend="npu")
+
+
+def test_emu_backend_allocates_once_and_runs_the_design(artifact: Path) -> None:
+    k = NpuKernel.load(artifact, backend="emu")
+    buffers = k.backend.buffers
+    for i in range(3):
+        np.testing.assert_array_equal(k(X - i)[0], X - i + 1)
+    assert k.backend.buffers is buffers
+    assert [b.shape for b in buffers] == [b.shape for b in standin_buffers()]
+
+
+def test_backends_follow_the_manifest_sequence_order(fake: ModuleType, tmp_path: Path) -> None:
+    art = make_standin(tmp_path / "rev", order=("out", "in"))
+    for backend in ("xrt", "emu"):
+        (out,) = NpuKernel.load(art, backend=backend)(np.full(N, 5, dtype=np.int8))
+        np.testing.assert_array_equal(out, np.full(N, 6, dtype=np.int8))
+
+
+def test_real_emulator_runs_the_standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    emulator = pytest.importorskip("runtime.emulator")
+    if not hasattr(emulator, "load_design"):
+        pytest.skip("runtime.emulator.load_design has not landed")
+    install_fake_pyxrt(monkeypatch)
+    art = make_standin(tmp_path / "real")
+    for backend in ("emu", "xrt"):  # the fake device runs the real emulator too
+        (out,) = NpuKernel.load(art, backend=backend)(X)
+        np.testing.assert_array_equal(out, X + 1)

@@ -1,0 +1,189 @@
+"""Shared helpers for the runtime and test-hw tests: the fake pyxrt, a stand-in kernel, stubs.
+
+The stand-in is an add-one design over 64 int8 values (plus two deliberately broken cores: one
+writes a constant, one ignores its input), compiled for the host with `cc`. Until
+runtime.emulator lands, a small stub runs such a design by calling its core once on the
+whole buffers, inputs first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import functools
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from runtime.manifest import BufferSpec
+
+FAKES = Path(__file__).parent / "fakes"
+N = 64
+STANDIN_C = """
+#include <stdint.h>
+#define N 64
+void add_one(const int8_t *in, int8_t *out) {
+  for (int i = 0; i < N; i++) out[i] = (int8_t)(in[i] + 1);
+}
+void constant(const int8_t *in, int8_t *out) {
+  (void)in;
+  for (int i = 0; i < N; i++) out[i] = 7;
+}
+void ignore_input(const int8_t *in, int8_t *out) {
+  (void)in;
+  for (int i = 0; i < N; i++) out[i] = (int8_t)(3 * i);
+}
+"""
+
+
+def install_fake_pyxrt(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Make `import pyxrt` give the fake (reset), for this test only."""
+    monkeypatch.syspath_prepend(str(FAKES))
+    sys.modules.pop("pyxrt", None)
+    import pyxrt
+
+    pyxrt.reset()
+    monkeypatch.setitem(sys.modules, "pyxrt", pyxrt)
+    return pyxrt
+
+
+def hide_pyxrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `import pyxrt` fail, as on a machine without XRT."""
+    monkeypatch.setitem(sys.modules, "pyxrt", None)
+
+
+@functools.cache
+def standin_library() -> Path:
+    """The stand-in cores compiled for the host (once per test session)."""
+    work = Path(tempfile.mkdtemp(prefix="npukit-standin-"))
+    atexit.register(shutil.rmtree, work, True)
+    (work / "standin.c").write_text(STANDIN_C)
+    out = work / "libstandin.host.so"
+    subprocess.run(
+        ["cc", "-O2", "-shared", "-fPIC", str(work / "standin.c"), "-o", str(out)], check=True
+    )
+    return out
+
+
+def standin_design(symbol: str = "add_one", order: tuple[str, str] = ("in", "out")) -> str:
+    """An add-one style aie.mlir: one core calls `symbol`; `order` is the runtime-sequence order."""
+    ty = f"memref<{N}xi8>"
+    of = f"!aie.objectfifo<{ty}>"
+    sv = f"!aie.objectfifosubview<{ty}>"
+    fifo = {"in": "inq", "out": "outq"}
+    copies = "\n".join(
+        f"      aiex.npu.dma_memcpy_nd(%{name}[0, 0, 0, 0][1, 1, 1, {N}][0, 0, 0, 1]) "
+        f"{{metadata = @{fifo[name]}, id = {int(name == 'in')} : i64"
+        f"{', issue_token = true' if name == 'in' else ''}}} : {ty}"
+        for name in order
+    )
+    return f"""module {{
+  aie.device(npu1_1col) {{
+    %shim = aie.tile(0, 0)
+    %core = aie.tile(0, 2)
+    aie.objectfifo @inq(%shim, {{%core}}, 2 : i32) : {of}
+    aie.objectfifo @outq(%core, {{%shim}}, 2 : i32) : {of}
+    func.func private @{symbol}({ty}, {ty}) attributes {{link_with = "standin.o"}}
+    aie.core(%core) {{
+      %a = aie.objectfifo.acquire @inq(Consume, 1) : {sv}
+      %x = aie.objectfifo.subview.access %a[0] : {sv} -> {ty}
+      %b = aie.objectfifo.acquire @outq(Produce, 1) : {sv}
+      %y = aie.objectfifo.subview.access %b[0] : {sv} -> {ty}
+      func.call @{symbol}(%x, %y) : ({ty}, {ty}) -> ()
+      aie.objectfifo.release @inq(Consume, 1)
+      aie.objectfifo.release @outq(Produce, 1)
+      aie.end
+    }} {{stack_size = 1024 : i32}}
+    aie.runtime_sequence({", ".join(f"%{n} : {ty}" for n in order)}) {{
+{copies}
+      aiex.npu.dma_wait {{symbol = @outq}}
+    }}
+  }}
+}}
+"""
+
+
+class StubDesign:
+    """Runs a stand-in design: its one core function on the whole buffers, inputs first."""
+
+    def __init__(self, mlir_path: Path, libraries: dict[str, Path]) -> None:
+        text = Path(mlir_path).read_text()
+        shim = re.search(r"(%\w+) = aie\.tile\(\d+, 0\)", text)
+        assert shim is not None
+        from_shim = {
+            name for name, producer in re.findall(r"aie\.objectfifo @(\w+)\((%\w+),", text)
+            if producer == shim.group(1)
+        }
+        seq = re.search(r"aie\.runtime_sequence\(([^)]*)\)", text)
+        assert seq is not None
+        args = re.findall(r"%(\w+) :", seq.group(1))
+        fifo_of = dict(re.findall(r"dma_memcpy_nd\(%(\w+)\[.*?metadata = @(\w+)", text))
+        self.is_input = [fifo_of[a] in from_shim for a in args]
+        func = re.search(r"func\.func private @(\w+)\(.*?link_with = \"([^\"]+)\"", text)
+        assert func is not None
+        self.fn = getattr(ctypes.CDLL(str(libraries[func.group(2)])), func.group(1))
+        self.fn.restype = None
+
+    def run(self, arrays: list[np.ndarray]) -> None:
+        ordered = [a for a, i in zip(arrays, self.is_input, strict=True) if i] + [
+            a for a, i in zip(arrays, self.is_input, strict=True) if not i
+        ]
+        self.fn(*(ctypes.c_void_p(a.ctypes.data) for a in ordered))
+
+
+def install_stub_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route runtime.emulator.load_design to StubDesign for this test."""
+    import runtime.emulator
+
+    monkeypatch.setattr(runtime.emulator, "load_design", StubDesign, raising=False)
+
+
+def standin_buffers(order: tuple[str, str] = ("in", "out")) -> list[BufferSpec]:
+    return [BufferSpec(name, "int8", (N,), name, i) for i, name in enumerate(order)]
+
+
+def make_standin(
+    directory: Path,
+    symbol: str = "add_one",
+    order: tuple[str, str] = ("in", "out"),
+    **kwargs: object,
+) -> Path:
+    """A complete stand-in artifact directory the fake pyxrt and the emulator can run."""
+    from pyxrt.artifact import make_artifact  # needs install_fake_pyxrt first
+
+    return make_artifact(
+        directory,
+        standin_buffers(order),
+        design=standin_design(symbol, order),
+        host_libraries={"standin.o": standin_library()},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class StandinSpec:
+    """The stand-in's kernel spec: seeded inputs, edge cases and the add-one golden model."""
+
+    def __init__(self, params: dict | None = None) -> None:
+        self.params = dict(params or {})
+
+    def random_inputs(self, seed: int) -> list[np.ndarray]:
+        return [np.random.default_rng(seed).integers(-128, 128, N, dtype=np.int8)]
+
+    def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
+        return [(label, [np.full(N, v, dtype=np.int8)]) for label, v in
+                (("zeros", 0), ("max", 127), ("min", -128))]
+
+    def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return [(inputs[0].astype(np.int16) + 1).astype(np.int8)]
+
+
+def standin_spec_from_params(kernel: str, params: dict | None = None) -> StandinSpec:
+    return StandinSpec(params)
+
