@@ -78,10 +78,11 @@ def list(c):
         "target": "auto (xclbin when the toolchain is present), hw (require it) or emu",
         "all": "build every kernel with its default parameters",
         "peano": "Peano (llvm-aie) install directory",
+        "force": "rerun every stage, ignoring the cache",
     },
 )
 @_friendly
-def build(c, kernel=None, param=None, target="auto", all=False, peano=""):
+def build(c, kernel=None, param=None, target="auto", all=False, peano="", force=False):
     """Render, check and build a kernel into build/<kernel>/<variant>/."""
     from codegen.cli import build_kernels, parse_params
     from codegen.kernels import KERNELS
@@ -91,7 +92,7 @@ def build(c, kernel=None, param=None, target="auto", all=False, peano=""):
         raise SpecError("give a kernel or --all, not both")
     kernels = sorted(KERNELS) if all else [kernel]
     build_kernels(kernels, parse_params(param or []), target=target, peano=peano or None,
-                  console=console)
+                  force=force, console=console)
 
 
 @task(help={"peano": "Peano (llvm-aie) install directory"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,7 +17,7 @@ from codegen.spec import SpecError
 from codegen.toolchain import discover, doctor_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUILD_ROOT = PROJECT_ROOT / "build"
+BUILD_ROOT = Path(os.environ.get("NPUKIT_BUILD_DIR") or PROJECT_ROOT / "build")
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, str]:
@@ -50,7 +51,7 @@ def list_kernels(console: Console) -> None:
 
 def build_kernels(kernels: list[str], params: dict[str, str], *, target: str = "auto",
                   peano: str | None = None, build_root: Path = BUILD_ROOT,
-                  console: Console | None = None) -> list[BuildResult]:
+                  force: bool = False, console: Console | None = None) -> list[BuildResult]:
     """Build each kernel (with `params` applied to a single kernel) and report every stage."""
     console = console or Console()
     if params and len(kernels) != 1:
@@ -66,7 +67,8 @@ def build_kernels(kernels: list[str], params: dict[str, str], *, target: str = "
             def log(stage: str, status: str, _name: str = spec.name) -> None:
                 console.print(f"  [dim]{_name}[/dim] {stage:<9} {status}", highlight=False)
 
-            result = Build(spec, build_root, target=target, toolchain=tc, log=log).run()
+            result = Build(spec, build_root, target=target, toolchain=tc, log=log,
+                           force=force).run()
             results.append(result)
             kind = "emulation-only" if result.manifest.emulation_only else "hardware"
             state = "up to date" if result.up_to_date else "built"

@@ -100,13 +100,16 @@ class _Cache:
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def get_or_make(self, stage: str, key: str, make: Callable[[Path], None]) -> tuple[Path, bool]:
+    def get_or_make(self, stage: str, key: str, make: Callable[[Path], None],
+                    force: bool = False) -> tuple[Path, bool]:
         final = self.entry(stage, key)
-        if final.is_dir():
+        if final.is_dir() and not force:
             return final, True
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
-            if final.is_dir():
+            if force:
+                shutil.rmtree(final, ignore_errors=True)
+            elif final.is_dir():
                 return final, True
             tmp = final.parent / f".tmp-{key[:16]}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -124,7 +127,7 @@ class Build:
 
     def __init__(self, spec: KernelSpec, build_root: Path, *, target: str = "auto",
                  peano: str | None = None, toolchain: Toolchain | None = None,
-                 log: Log | None = None) -> None:
+                 log: Log | None = None, force: bool = False) -> None:
         if target not in TARGETS:
             raise BuildError(f"--target {target!r} is not one of: {', '.join(TARGETS)}")
         self.spec = spec
@@ -132,6 +135,7 @@ class Build:
         self.cache = _Cache(build_root / ".cache")
         self.tc = toolchain or discover(peano, build_root / ".cache" / "tools.json")
         self.log: Log = log or (lambda stage, status: None)
+        self.force = force
         self.artifact_dir = build_root / spec.name / spec.variant
         self.work_dir = build_root / ".work" / spec.name / spec.variant
         self.hw = self._decide_hw(target)
@@ -176,7 +180,7 @@ class Build:
         self.log("validate", "ok")
         self.artifact_dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.artifact_dir) + ".lock"):
-            current = self._current()
+            current = None if self.force else self._current()
             if current is not None:
                 return BuildResult(self.artifact_dir, current,
                                    [(s, "up to date") for s in STAGES], up_to_date=True,
@@ -198,7 +202,7 @@ class Build:
         return m if m.cache_key == self.keys["manifest"] else None
 
     def _stage(self, name: str, make: Callable[[Path], None]) -> Path:
-        entry, hit = self.cache.get_or_make(name, self.keys[name], make)
+        entry, hit = self.cache.get_or_make(name, self.keys[name], make, self.force)
         status = "cached" if hit else "built"
         self.log(name, status)
         self.stages.append((name, status))
