@@ -1,0 +1,182 @@
+"""A compute core as a task: interprets its compiled body, blocking on FIFO acquires."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from runtime.emulator.faults import EmulationFault, FifoError
+from runtime.emulator.fifo import Fifo
+from runtime.emulator.model import CoreSpec
+from runtime.emulator.program import (
+    Access,
+    Acquire,
+    Arith,
+    Block,
+    Call,
+    Const,
+    For,
+    Release,
+    port_text,
+)
+from runtime.emulator.scheduler import Steps, Task
+
+# IRON-style designs wrap the core body in a loop of about 2**31 or more iterations, meaning
+# "forever"; a core parked at an acquire inside one is idle, not unfinished.
+ENDLESS_TRIPS = 2**31 - 1
+
+
+class CoreTask(Task):
+    """One `aie.core`: its body runs as a generator over the shared FIFOs."""
+
+    def __init__(
+        self,
+        spec: CoreSpec,
+        fifos: Mapping[str, Fifo],
+        funcs: Mapping[str, Callable[..., None]],
+        source: str,
+        max_iterations: int,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.name = f"core {spec.tile} (line {spec.line})"
+        self.fifos = fifos
+        self.funcs = funcs
+        self.source = source
+        self.max_iterations = max_iterations
+        self.consumer_index = {
+            name: fifo.spec.consumers.index(spec.tile)
+            for name, fifo in fifos.items()
+            if spec.tile in fifo.spec.consumers
+        }
+        self.calls = 0
+        self.at: Acquire | None = None
+        self.endless = 0
+        self.iterations = 0
+        self.n_slots = _slot_count(spec.body)
+
+    def reset(self) -> None:
+        self.calls = 0
+        self.at = None
+        self.endless = 0
+        self.iterations = 0
+
+    def steps(self) -> Steps:
+        yield from self._run(self.spec.body, [0] * self.n_slots)
+        self.at = None
+
+    def _fault(self, line: int, what: str, why: str) -> str:
+        return f"{self.source}:{line}: `{what}` in {self.name}: {why}"
+
+    def _run(self, block: Block, env: list) -> Steps:
+        fifos = self.fifos
+        for ins in block:
+            kind = type(ins)
+            if kind is Call:
+                self.funcs[ins.callee](*[env[s] for s in ins.args])
+                self.calls += 1
+            elif kind is Acquire:
+                fifo = fifos[ins.fifo]
+                if ins.count > fifo.depth:
+                    raise FifoError(
+                        self._fault(
+                            ins.line,
+                            f"aie.objectfifo.acquire {_port(ins)}",
+                            f"acquires {ins.count} elements of @{ins.fifo}, whose depth is "
+                            f"{fifo.depth}",
+                        )
+                    )
+                if ins.produce:
+                    while not fifo.acquire_produce(ins.count):
+                        self.at = ins
+                        yield
+                    env[ins.dst] = fifo.produce_slots(ins.count)
+                else:
+                    c = self.consumer_index[ins.fifo]
+                    while not fifo.acquire_consume(c, ins.count):
+                        self.at = ins
+                        yield
+                    env[ins.dst] = fifo.consume_slots(c, ins.count)
+                self.at = None
+            elif kind is Access:
+                env[ins.dst] = fifos[ins.fifo].ptrs[env[ins.view][ins.index]]
+            elif kind is Release:
+                fifo = fifos[ins.fifo]
+                if ins.produce:
+                    ok = fifo.release_produce(ins.count)
+                    held = fifo.prod_held
+                else:
+                    c = self.consumer_index[ins.fifo]
+                    held = fifo.cons_held[c]
+                    ok = fifo.release_consume(c, ins.count)
+                if not ok:
+                    raise FifoError(
+                        self._fault(
+                            ins.line,
+                            f"aie.objectfifo.release {_port(ins)}",
+                            f"releases {ins.count} element(s) of @{ins.fifo} but holds {held}",
+                        )
+                    )
+            elif kind is For:
+                lb, ub, step = env[ins.lb], env[ins.ub], env[ins.step]
+                if step <= 0:
+                    raise EmulationFault(self._fault(ins.line, "scf.for", f"step {step} <= 0"))
+                endless = (ub - lb) // step >= ENDLESS_TRIPS
+                self.endless += endless
+                for value in range(lb, ub, step):
+                    self.iterations += 1
+                    if self.iterations > self.max_iterations:
+                        raise EmulationFault(
+                            self._fault(
+                                ins.line,
+                                "scf.for",
+                                f"ran more than {self.max_iterations} loop iterations without "
+                                "finishing (a loop that never blocks?)",
+                            )
+                        )
+                    env[ins.iv] = value
+                    yield from self._run(ins.body, env)
+                self.endless -= endless
+            elif kind is Const:
+                env[ins.dst] = ins.value
+            elif kind is Arith:
+                env[ins.dst] = ins.fn(env[ins.a], env[ins.b])
+            else:  # pragma: no cover - lower.py only emits the kinds above
+                raise AssertionError(ins)
+
+    def holds_nothing(self) -> bool:
+        for name, fifo in self.fifos.items():
+            if fifo.spec.producer == self.spec.tile and fifo.prod_held:
+                return False
+            if name in self.consumer_index and fifo.cons_held[self.consumer_index[name]]:
+                return False
+        return True
+
+    def idle_forever(self) -> bool:
+        """Parked at an acquire inside an endless loop, holding nothing: done, for IRON designs."""
+        return self.at is not None and self.endless > 0 and self.holds_nothing()
+
+    def waiting(self) -> str | None:
+        if self.finished or self.at is None:
+            return None
+        ins = self.at
+        fifo = self.fifos[ins.fifo]
+        side = "a free buffer" if ins.produce else "a filled element"
+        return (
+            f"{self.name} waits at line {ins.line}: `aie.objectfifo.acquire {_port(ins)}` "
+            f"for {side} of @{ins.fifo} ({fifo.unconsumed()}/{fifo.depth} filled)"
+        )
+
+
+def _slot_count(block: Block) -> int:
+    """One more than the highest value slot the body writes."""
+    top = 0
+    for ins in block:
+        if isinstance(ins, For):
+            top = max(top, ins.iv + 1, _slot_count(ins.body))
+        elif isinstance(ins, Const | Arith | Acquire | Access):
+            top = max(top, ins.dst + 1)
+    return top
+
+
+def _port(ins: Acquire | Release) -> str:
+    return port_text(ins.fifo, ins.produce, ins.count)

@@ -1,0 +1,588 @@
+"""Turn the parsed xDSL module into the emulator's model, rejecting whatever it cannot model.
+
+Every rejection is a DesignError subclass that names the op and its line: an op outside the
+subset is never skipped, because a skipped op would make the emulator disagree with the NPU.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from xdsl.dialects import arith, func, scf
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    IndexType,
+    IntAttr,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    NoneAttr,
+    Signedness,
+    StringAttr,
+    SymbolRefAttr,
+)
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+
+from runtime.emulator import dialect as aie
+from runtime.emulator.dma import check_dma, dma_element_indices
+from runtime.emulator.faults import UnsupportedOpError
+from runtime.emulator.model import (
+    MEM_TILE_ROW,
+    SHIM_ROW,
+    CoreSpec,
+    Design,
+    FifoSpec,
+    FuncSpec,
+    LinkSpec,
+    Tile,
+    TransferSpec,
+    WaitSpec,
+)
+from runtime.emulator.program import (
+    Access,
+    Acquire,
+    Arith,
+    Call,
+    Const,
+    For,
+    Release,
+)
+from runtime.emulator.reader import line_of
+
+_ARITH: dict[str, Callable[[int, int], int]] = {
+    "arith.addi": operator.add,
+    "arith.subi": operator.sub,
+    "arith.muli": operator.mul,
+}
+
+
+class _Fail:
+    """Builds the DesignError for an op: `aie.mlir:LINE: `op.name` <why>`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self, op: Operation, why: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"{self.source}:{line_of(op)}: `{op.name}` {why}")
+
+
+def dtype_of(elem: Attribute) -> np.dtype:
+    """The numpy dtype of a memref element type (bf16 travels as its raw 16 bits: uint16)."""
+    if isinstance(elem, IntegerType):
+        width = elem.width.data
+        unsigned = elem.signedness.data == Signedness.UNSIGNED
+        if width in (8, 16, 32, 64):
+            return np.dtype(f"{'u' if unsigned else ''}int{width}")
+    if isinstance(elem, Float32Type):
+        return np.dtype(np.float32)
+    if isinstance(elem, Float16Type):
+        return np.dtype(np.float16)
+    if isinstance(elem, BFloat16Type):
+        return np.dtype(np.uint16)
+    raise TypeError(f"element type {elem} is not supported")
+
+
+def _memref(fail: _Fail, op: Operation, t: Attribute) -> tuple[tuple[int, ...], np.dtype]:
+    if not isinstance(t, MemRefType):
+        raise fail(op, f"expects a memref, got {t}")
+    shape = tuple(t.get_shape())
+    if any(d < 0 for d in shape):
+        raise fail(op, f"uses a dynamic shape {t}; only static memrefs are supported")
+    if not isinstance(t.layout, NoneAttr):
+        raise fail(op, f"uses a memref layout ({t}); not supported")
+    try:
+        return shape, dtype_of(t.element_type)
+    except TypeError as exc:
+        raise fail(op, str(exc)) from None
+
+
+def _ints(attr: Attribute) -> tuple[int, ...]:
+    assert isinstance(attr, ArrayAttr)
+    return tuple(a.data for a in attr.data if isinstance(a, IntAttr))
+
+
+def _sym(attr: Attribute | None) -> str | None:
+    if isinstance(attr, SymbolRefAttr):
+        return attr.root_reference.data
+    if isinstance(attr, StringAttr):
+        return attr.data
+    return None
+
+
+def lower(module: ModuleOp, source: str) -> Design:
+    """The Design of a parsed module."""
+    fail = _Fail(source)
+    devices = []
+    for op in module.ops:
+        if not isinstance(op, aie.DeviceOp):
+            raise fail(op, "outside aie.device is not supported")
+        devices.append(op)
+    if len(devices) != 1:
+        raise UnsupportedOpError(f"{source}: expected exactly one aie.device, found {len(devices)}")
+    return _DeviceLowering(devices[0], fail, source).run()
+
+
+class _DeviceLowering:
+    """One pass over an `aie.device` body, in source order."""
+
+    def __init__(self, device: aie.DeviceOp, fail: _Fail, source: str) -> None:
+        self.device = device
+        self.fail = fail
+        self.source = source
+        self.tiles: dict[SSAValue, Tile] = {}
+        self.fifos: dict[str, FifoSpec] = {}
+        self.fifo_ops: dict[str, Operation] = {}
+        self.links: list[LinkSpec] = []
+        self.funcs: dict[str, FuncSpec] = {}
+        self.cores: list[CoreSpec] = []
+        self.sequence_op: aie.RuntimeSequenceOp | None = None
+
+    def run(self) -> Design:
+        ops = list(self.device.regions[0].ops) if self.device.regions else []
+        for op in ops:
+            self._top(op)
+        self._check_links()
+        core_ops = [op for op in ops if isinstance(op, aie.CoreOp)]
+        for op in core_ops:
+            self.cores.append(self._core(op))
+        if self.sequence_op is None:
+            raise UnsupportedOpError(f"{self.source}: the design has no aie.runtime_sequence")
+        args, sequence = self._sequence(self.sequence_op)
+        device = self.device.attributes["device"]
+        assert isinstance(device, StringAttr)
+        return Design(
+            name=self.source,
+            device=device.data,
+            tiles={str(t): t for t in self.tiles.values()},
+            fifos=self.fifos,
+            links=self.links,
+            funcs=self.funcs,
+            cores=self.cores,
+            args=args,
+            sequence=sequence,
+        )
+
+    # -- device-level ops -------------------------------------------------------------------
+
+    def _top(self, op: Operation) -> None:
+        if isinstance(op, aie.TileOp):
+            col = op.attributes["col"]
+            row = op.attributes["row"]
+            assert isinstance(col, IntAttr) and isinstance(row, IntAttr)
+            tile = Tile(col.data, row.data)
+            if tile in self.tiles.values():
+                raise self.fail(op, f"declares {tile} twice")
+            self.tiles[op.results[0]] = tile
+        elif isinstance(op, aie.ObjectFifoOp):
+            self._fifo(op)
+        elif isinstance(op, aie.ObjectFifoLinkOp):
+            self._link(op)
+        elif isinstance(op, func.FuncOp):
+            self._func(op)
+        elif isinstance(op, aie.CoreOp):
+            pass  # lowered after all FIFOs and links are known
+        elif isinstance(op, aie.RuntimeSequenceOp):
+            if self.sequence_op is not None:
+                raise self.fail(op, "appears twice; one runtime sequence is supported")
+            self.sequence_op = op
+        elif isinstance(op, aie.EndOp):
+            pass
+        else:
+            raise self.fail(op, "is not supported inside aie.device by the emulator")
+
+    def _tile(self, op: Operation, value: SSAValue) -> Tile:
+        if value not in self.tiles:
+            raise self.fail(op, "refers to a tile not declared by aie.tile")
+        return self.tiles[value]
+
+    def _fifo(self, op: aie.ObjectFifoOp) -> None:
+        name = _sym(op.attributes["sym_name"])
+        assert name is not None
+        if name in self.fifos:
+            raise self.fail(op, f"declares @{name} twice")
+        if "dims_from_stream" in op.attributes:
+            raise self.fail(op, f"@{name}: dimensionsFromStream is not supported")
+        depths = set(_ints(op.attributes["depth"]))
+        if len(depths) != 1:
+            raise self.fail(op, f"@{name}: per-endpoint depths {sorted(depths)} are not supported")
+        depth = depths.pop()
+        if depth < 1:
+            raise self.fail(op, f"@{name}: depth {depth} must be at least 1")
+        fifo_type = op.attributes["element"]
+        assert isinstance(fifo_type, aie.ObjectFifoType)
+        shape, dtype = _memref(self.fail, op, fifo_type.element)
+        producer = self._tile(op, op.operands[0])
+        consumers = tuple(self._tile(op, v) for v in op.operands[1:])
+        if len(set(consumers)) != len(consumers) or producer in consumers:
+            raise self.fail(op, f"@{name}: a tile appears twice among its endpoints")
+        if sum(t.row == SHIM_ROW for t in (producer, *consumers)) > 1:
+            raise self.fail(op, f"@{name}: more than one shim endpoint is not supported")
+        order = None
+        if "dims_to_stream" in op.attributes:
+            if producer.row == SHIM_ROW:
+                raise self.fail(
+                    op,
+                    f"@{name}: dimensionsToStream on a shim producer is not supported "
+                    "(give the pattern in the runtime sequence's dma_memcpy_nd)",
+                )
+            dims_attr = op.attributes["dims_to_stream"]
+            assert isinstance(dims_attr, ArrayAttr)
+            dims = [_ints(d) for d in dims_attr.data]
+            order = _stream_order(self.fail, op, name, dims, int(np.prod(shape)))
+        self.fifos[name] = FifoSpec(
+            name, line_of(op), producer, consumers, depth, shape, dtype, order
+        )
+        self.fifo_ops[name] = op
+
+    def _link(self, op: aie.ObjectFifoLinkOp) -> None:
+        srcs = tuple(_sym(a) or "" for a in op.attributes["srcs"].data)  # type: ignore[attr-defined]
+        dsts = tuple(_sym(a) or "" for a in op.attributes["dsts"].data)  # type: ignore[attr-defined]
+        src_off = _ints(op.attributes["src_offsets"])
+        dst_off = _ints(op.attributes["dst_offsets"])
+        for name in (*srcs, *dsts):
+            if name not in self.fifos:
+                raise self.fail(op, f"links @{name}, which is not declared before it")
+        if len(srcs) == 1:
+            parts, whole, offsets, other = dsts, srcs[0], dst_off, src_off
+        elif len(dsts) == 1:
+            parts, whole, offsets, other = srcs, dsts[0], src_off, dst_off
+        else:
+            raise self.fail(op, "must link one FIFO to many (split) or many to one (join)")
+        if other:
+            raise self.fail(op, f"offsets on @{whole}'s side are not supported")
+        if not offsets and len(parts) == 1:
+            offsets = (0,)
+        if len(offsets) != len(parts):
+            raise self.fail(op, f"gives {len(offsets)} offsets for {len(parts)} FIFOs")
+        split = len(srcs) == 1
+        whole_fifo = self.fifos[whole]
+        mem = whole_fifo.consumers[0] if split and whole_fifo.consumers else whole_fifo.producer
+        for name, off in zip(parts, offsets, strict=True):
+            part = self.fifos[name]
+            if part.dtype != whole_fifo.dtype:
+                raise self.fail(op, f"@{name} and @{whole} have different element types")
+            if off < 0 or off + part.size > whole_fifo.size:
+                raise self.fail(
+                    op,
+                    f"@{name} at offset {off} ({part.size} elements) does not fit in "
+                    f"@{whole}'s {whole_fifo.size}-element buffer",
+                )
+            if len(parts) == 1 and part.size != whole_fifo.size:
+                raise self.fail(
+                    op,
+                    f"@{name} ({part.size} elements) and @{whole} ({whole_fifo.size}) "
+                    "differ in size; a 1:1 link must move whole elements",
+                )
+        mems = {self.fifos[s].consumers for s in srcs} | {(self.fifos[d].producer,) for d in dsts}
+        if mems != {(mem,)} or mem.row != MEM_TILE_ROW:
+            raise self.fail(
+                op,
+                "must pass through one mem tile: the sources' only consumer and the "
+                "destinations' producer",
+            )
+        self.links.append(LinkSpec(line_of(op), srcs, dsts, tuple(offsets)))
+
+    def _check_links(self) -> None:
+        linked_in = {s for link in self.links for s in link.srcs}
+        linked_out = {d for link in self.links for d in link.dsts}
+        for name, spec in self.fifos.items():
+            op = self.fifo_ops[name]
+            if any(t.row == MEM_TILE_ROW for t in spec.consumers) and name not in linked_in:
+                raise self.fail(op, f"@{name} ends at a mem tile but no objectfifo.link reads it")
+            if spec.producer.row == MEM_TILE_ROW and name not in linked_out:
+                raise self.fail(op, f"@{name} starts at a mem tile but no objectfifo.link feeds it")
+        for link in self.links:
+            names = link.srcs + link.dsts
+            if len(set(names)) != len(names) or sum(
+                n in names for other in self.links for n in other.srcs + other.dsts
+            ) != len(names):
+                raise UnsupportedOpError(
+                    f"{self.source}:{link.line}: `aie.objectfifo.link` shares a FIFO with "
+                    "another link; not supported"
+                )
+
+    def _func(self, op: func.FuncOp) -> None:
+        name = op.sym_name.data
+        if op.body.blocks:
+            raise self.fail(
+                op, f"@{name} has a body; only private declarations of core code are supported"
+            )
+        if op.function_type.outputs.data:
+            raise self.fail(op, f"@{name} returns values; core functions must return nothing")
+        kinds = []
+        for t in op.function_type.inputs.data:
+            if isinstance(t, MemRefType):
+                _memref(self.fail, op, t)
+                kinds.append("ptr")
+            elif isinstance(t, IndexType):
+                kinds.append("index")
+            elif isinstance(t, IntegerType) and t.width.data in (8, 16, 32, 64):
+                kinds.append(f"i{t.width.data}")
+            elif isinstance(t, Float32Type):
+                kinds.append("f32")
+            else:
+                raise self.fail(op, f"@{name}: argument type {t} is not supported")
+        link = op.attributes.get("link_with")
+        self.funcs[name] = FuncSpec(
+            name, line_of(op), link.data if isinstance(link, StringAttr) else None, tuple(kinds)
+        )
+
+    # -- cores -------------------------------------------------------------------------------
+
+    def _core(self, op: aie.CoreOp) -> CoreSpec:
+        tile = self._tile(op, op.operands[0])
+        if tile.row < 2:
+            raise self.fail(op, f"on {tile}: cores run on compute tiles (row 2 and up)")
+        if any(c.tile == tile for c in self.cores):
+            raise self.fail(op, f"declares a second core on {tile}")
+        if "link_with" in op.attributes:
+            raise self.fail(
+                op,
+                "carries link_with; since 2026 it belongs on the func.func "
+                "declaration (NPU_FACTS section 2)",
+            )
+        stack = op.attributes.get("stack_size")
+        stack_size = stack.value.data if isinstance(stack, IntegerAttr) else None
+        compiler = _CoreCompiler(self, tile)
+        body = compiler.block(op.regions[0].blocks[0], terminator="aie.end")
+        return CoreSpec(tile, line_of(op), body, stack_size)
+
+    # -- runtime sequence --------------------------------------------------------------------
+
+    def _sequence(
+        self, op: aie.RuntimeSequenceOp
+    ) -> tuple[list[tuple[str, np.dtype, tuple[int, ...]]], list[TransferSpec | WaitSpec]]:
+        block = op.regions[0].blocks[0]
+        args: list[tuple[str, np.dtype, tuple[int, ...]]] = []
+        for arg in block.args:
+            shape, dtype = _memref(self.fail, op, arg.type)
+            args.append((arg.name_hint or f"arg{arg.index}", dtype, shape))
+        steps: list[TransferSpec | WaitSpec] = []
+        issued: set[str] = set()
+        for inner in block.ops:
+            if isinstance(inner, aie.DmaMemcpyNdOp):
+                transfer = self._transfer(inner, block, args)
+                issued.add(transfer.fifo)
+                steps.append(transfer)
+            elif isinstance(inner, aie.DmaWaitOp):
+                name = _sym(inner.attributes.get("symbol"))
+                if name is None or name not in self.fifos:
+                    raise self.fail(inner, f"waits on @{name}, which is not an object FIFO")
+                if name not in issued:
+                    raise self.fail(inner, f"waits on @{name} before any transfer on it")
+                steps.append(WaitSpec(line_of(inner), name))
+            else:
+                raise self.fail(inner, "is not supported in the runtime sequence")
+        return args, steps
+
+    def _transfer(
+        self,
+        op: aie.DmaMemcpyNdOp,
+        block: Block,
+        args: Sequence[tuple[str, np.dtype, tuple[int, ...]]],
+    ) -> TransferSpec:
+        buf = op.operands[0]
+        if not isinstance(buf, BlockArgument) or buf.block is not block:
+            raise self.fail(op, "must move a runtime-sequence argument")
+        name = _sym(op.attributes.get("metadata"))
+        if name is None or name not in self.fifos:
+            raise self.fail(op, f"names metadata @{name}, which is not an object FIFO")
+        fifo = self.fifos[name]
+        if fifo.producer.row == SHIM_ROW:
+            to_fifo = True
+        elif any(t.row == SHIM_ROW for t in fifo.consumers):
+            to_fifo = False
+        else:
+            raise self.fail(op, f"names @{name}, which has no shim endpoint")
+        offsets = _ints(op.attributes["offsets"])
+        sizes = _ints(op.attributes["sizes"])
+        strides = _ints(op.attributes["strides"])
+        if not len(offsets) == len(sizes) == len(strides) == 4:
+            raise self.fail(op, "needs 4 offsets, 4 sizes and 4 strides (outermost first)")
+        arg_name, dtype, shape = args[buf.index]
+        if dtype != fifo.dtype:
+            raise self.fail(
+                op, f"moves {dtype} elements of %{arg_name} into @{name} of {fifo.dtype}"
+            )
+        buffer_elems = int(np.prod(shape))
+        problems = tuple(check_dma(offsets, sizes, strides, dtype.itemsize, buffer_elems))
+        indices: np.ndarray | None = None
+        start = 0
+        length = int(np.prod(sizes)) if all(s >= 1 for s in sizes) else 0
+        if not problems:
+            idx = dma_element_indices(offsets, sizes, strides)
+            start = int(idx[0])
+            contiguous = bool(np.array_equal(idx, np.arange(start, start + length)))
+            indices = None if contiguous else idx.astype(np.intp)
+        return TransferSpec(
+            line_of(op),
+            buf.index,
+            name,
+            to_fifo,
+            offsets,
+            sizes,
+            strides,
+            length,
+            indices,
+            start,
+            problems,
+        )
+
+
+def _stream_order(
+    fail: _Fail, op: Operation, name: str, dims: list[tuple[int, ...]], size: int
+) -> np.ndarray:
+    """Element indices a `dimensionsToStream [<size, stride>...]` pattern reads, in order."""
+    if any(len(d) != 2 or d[0] < 1 or d[1] < 0 for d in dims):
+        raise fail(op, f"@{name}: bad dimensionsToStream {dims}")
+    index = np.zeros((1,) * len(dims), dtype=np.intp)
+    for axis, (n, stride) in enumerate(dims):
+        shape = [1] * len(dims)
+        shape[axis] = n
+        index = index + (np.arange(n, dtype=np.intp) * stride).reshape(shape)
+    order = index.reshape(-1)
+    if order.size != size or int(order.max()) >= size:
+        raise fail(
+            op,
+            f"@{name}: dimensionsToStream moves {order.size} elements up to index "
+            f"{int(order.max())}, but an element has {size}",
+        )
+    return order
+
+
+class _CoreCompiler:
+    """Compiles one core body: SSA values to slots, ops to program instructions."""
+
+    def __init__(self, device: _DeviceLowering, tile: Tile) -> None:
+        self.device = device
+        self.fail = device.fail
+        self.tile = tile
+        self.slots: dict[SSAValue, int] = {}
+        self.views: dict[SSAValue, Acquire] = {}
+        self.kinds: dict[SSAValue, str] = {}
+
+    def _new(self, value: SSAValue, kind: str) -> int:
+        self.slots[value] = len(self.slots)
+        self.kinds[value] = kind
+        return self.slots[value]
+
+    def _use(self, op: Operation, value: SSAValue, kind: str) -> int:
+        if value not in self.slots:
+            raise self.fail(op, "uses a value defined outside the core body; not supported")
+        if self.kinds[value] != kind:
+            raise self.fail(op, f"expects a {kind} operand, got a {self.kinds[value]}")
+        return self.slots[value]
+
+    def block(self, block: Block, terminator: str) -> tuple:
+        out: list = []
+        ops = list(block.ops)
+        if not ops or ops[-1].name != terminator:
+            raise UnsupportedOpError(
+                f"{self.device.source}:{line_of(block.parent_op() or ops[-1])}: body must end "
+                f"with {terminator}"
+            )
+        for op in ops[:-1]:
+            out.append(self._op(op))
+        last = ops[-1]
+        if last.operands:
+            raise self.fail(last, "with operands is not supported (no loop-carried values)")
+        return tuple(out)
+
+    def _op(self, op: Operation):
+        fail = self.fail
+        if isinstance(op, arith.ConstantOp):
+            value = op.value
+            if not isinstance(value, IntegerAttr):
+                raise fail(op, "of a non-integer value is not supported")
+            return Const(self._new(op.results[0], "int"), value.value.data)
+        if op.name in _ARITH:
+            a = self._use(op, op.operands[0], "int")
+            b = self._use(op, op.operands[1], "int")
+            return Arith(self._new(op.results[0], "int"), _ARITH[op.name], a, b)
+        if isinstance(op, scf.ForOp):
+            if op.iter_args or op.res:
+                raise fail(op, "with iter_args is not supported")
+            lb = self._use(op, op.lb, "int")
+            ub = self._use(op, op.ub, "int")
+            step = self._use(op, op.step, "int")
+            body_block = op.body.blocks[0]
+            iv = self._new(body_block.args[0], "int")
+            body = self.block(body_block, terminator="scf.yield")
+            return For(iv, lb, ub, step, body, line_of(op))
+        if isinstance(op, aie.AcquireOp):
+            name, produce, count = self._port(op)
+            acq = Acquire(self._new(op.results[0], "view"), name, produce, count, line_of(op))
+            self.views[op.results[0]] = acq
+            return acq
+        if isinstance(op, aie.SubviewAccessOp):
+            view = op.operands[0]
+            slot = self._use(op, view, "view")
+            acq = self.views[view]
+            index = op.attributes["index"]
+            assert isinstance(index, IntAttr)
+            if not 0 <= index.data < acq.count:
+                raise fail(op, f"reads element {index.data} of an acquire of {acq.count}")
+            fifo = self.device.fifos[acq.fifo]
+            shape, dtype = _memref(fail, op, op.results[0].type)
+            if (shape, dtype) != (fifo.shape, fifo.dtype):
+                raise fail(
+                    op,
+                    f"returns {op.results[0].type}, but @{acq.fifo} holds "
+                    f"{fifo.shape} of {fifo.dtype}",
+                )
+            return Access(self._new(op.results[0], "ptr"), slot, acq.fifo, index.data, line_of(op))
+        if isinstance(op, aie.ReleaseOp):
+            name, produce, count = self._port(op)
+            return Release(name, produce, count, line_of(op))
+        if isinstance(op, func.CallOp):
+            return self._call(op)
+        raise fail(op, "is not supported in a core body by the emulator")
+
+    def _port(self, op: Operation) -> tuple[str, bool, int]:
+        name = _sym(op.attributes["fifo"])
+        port = op.attributes["port"]
+        count_attr = op.attributes["count"]
+        assert name is not None and isinstance(port, StringAttr)
+        assert isinstance(count_attr, IntAttr)
+        count = count_attr.data
+        if name not in self.device.fifos:
+            raise self.fail(op, f"uses @{name}, which is not an object FIFO")
+        fifo = self.device.fifos[name]
+        produce = port.data == "Produce"
+        if produce and fifo.producer != self.tile:
+            raise self.fail(
+                op, f"produces into @{name} from {self.tile}, but its producer is {fifo.producer}"
+            )
+        if not produce and self.tile not in fifo.consumers:
+            raise self.fail(
+                op, f"consumes @{name} on {self.tile}, which is not among its consumers"
+            )
+        if count < 1:
+            raise self.fail(op, f"count {count} must be at least 1")
+        return name, produce, count
+
+    def _call(self, op: func.CallOp) -> Call:
+        callee = op.callee.root_reference.data
+        spec = self.device.funcs.get(callee)
+        if spec is None:
+            raise self.fail(
+                op, f"calls @{callee}, which has no func.func declaration before the core"
+            )
+        if op.res:
+            raise self.fail(op, "returns values; not supported")
+        if len(op.arguments) != len(spec.arg_kinds):
+            raise self.fail(
+                op,
+                f"passes {len(op.arguments)} arguments to @{callee}, declared "
+                f"with {len(spec.arg_kinds)}",
+            )
+        slots = []
+        for value, kind in zip(op.arguments, spec.arg_kinds, strict=True):
+            slots.append(self._use(op, value, "ptr" if kind == "ptr" else "int"))
+        return Call(callee, tuple(slots), line_of(op))

@@ -1,0 +1,71 @@
+"""Cooperative scheduling of cores, DMAs and links, with deadlock detection.
+
+Each task is a generator that runs until it cannot proceed and then yields. The scheduler
+resumes every live task in turn; when a whole pass changes nothing (the shared clock did not
+tick and no task finished), the system is stalled: either the run is over or it is deadlocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+from runtime.emulator.fifo import Clock
+
+Steps = Generator[None, None, None]
+
+
+class Task:
+    """A cooperative activity; subclasses provide `steps()` and describe where they wait."""
+
+    name = "task"
+
+    def __init__(self) -> None:
+        self.finished = False
+        self._gen: Steps | None = None
+
+    def start(self) -> None:
+        """Begin a fresh run of this task (all tasks are reset before any of them runs)."""
+        self.finished = False
+        self.reset()
+        self._gen = self.steps()
+
+    def reset(self) -> None:
+        """Clear per-run state; called before any task of the run is resumed."""
+
+    def steps(self) -> Steps:
+        raise NotImplementedError
+
+    def resume(self) -> bool:
+        """Run until blocked or done; True if the task finished now."""
+        assert self._gen is not None
+        try:
+            next(self._gen)
+        except StopIteration:
+            self.finished = True
+            self._gen = None
+            return True
+        return False
+
+    def waiting(self) -> str | None:
+        """Where and on what this task waits, or None when it waits for nothing in particular."""
+        return None
+
+
+def run_until_stalled(tasks: list[Task], clock: Clock) -> int:
+    """Resume tasks until a full pass makes no progress; returns the number of passes."""
+    for task in tasks:
+        task.start()
+    live = list(tasks)
+    passes = 0
+    while live:
+        passes += 1
+        before = clock.ticks
+        done = False
+        for task in live:
+            if task.resume():
+                done = True
+        if done:
+            live = [t for t in live if not t.finished]
+        elif clock.ticks == before:
+            break
+    return passes
