@@ -26,7 +26,7 @@ from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
 from codegen.render import DESIGN_NAME, Rendered, render, template_digest
 from codegen.spec import KernelSpec
 from codegen.toolchain import Toolchain, discover, require_cxx
-from runtime.errors import NpukitError, ToolchainError
+from runtime.errors import ArtifactError, NpukitError, ToolchainError
 from runtime.insts import lint_insts
 from runtime.manifest import (
     MANIFEST_NAME,
@@ -233,7 +233,12 @@ class Build:
             hw_dirs["core"] = self._stage("aie-core", lambda out: self._aie_core(src, out))
             hw_dirs["aiecc"] = self._stage(
                 "aiecc", lambda out: self._aiecc(src, hw_dirs["core"], out))
-            self._stage("lint", lambda out: self._lint(hw_dirs["aiecc"], out))
+            try:
+                self._stage("lint", lambda out: self._lint(hw_dirs["aiecc"], out))
+            except ArtifactError as e:
+                # A bad xclbin or insts.bin must not stay cached as aiecc's answer.
+                shutil.rmtree(hw_dirs["aiecc"], ignore_errors=True)
+                raise ArtifactError(f"lint of aiecc's output failed: {e}") from None
         else:
             for name in ("aie-core", "aiecc", "lint"):
                 self.log(name, "skipped")
