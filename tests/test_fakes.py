@@ -68,7 +68,7 @@ def design_dir(tmp_path: Path) -> Path:
 
 
 def test_fakes_are_executable() -> None:
-    for tool in (AIECC, CLANG):
+    for tool in (AIECC, CLANG, FAKES / "bin" / "bootgen"):
         assert os.access(tool, os.X_OK), tool
         assert tool.read_text().startswith("#!/usr/bin/env python3\n")
 
@@ -221,3 +221,15 @@ def test_fake_aiecc_runs_under_this_interpreter_path(design_dir: Path) -> None:
     # the pipeline may run it through `sys.executable` on systems without /usr/bin/env python3
     r = run([sys.executable, *aiecc_cmd()], design_dir)
     assert r.returncode == 0, r.stderr
+
+
+def test_bootgen_help_and_pdi(tmp_path: Path) -> None:
+    bootgen = FAKES / "bin" / "bootgen"
+    r = run([str(bootgen), "-help"], tmp_path)
+    assert r.returncode == 0 and "Bootgen" in r.stdout
+    (tmp_path / "d.bif").write_text("all:\n{\n}\n")
+    cmd = [str(bootgen), "-arch", "versal", "-image", "d.bif", "-o", "d.pdi", "-w"]
+    assert run(cmd, tmp_path).returncode == 0
+    assert (tmp_path / "d.pdi").stat().st_size > 0
+    assert run([*cmd[:2], "versalx", *cmd[3:]], tmp_path).returncode == 2
+    assert run([*cmd[:4], "missing.bif", *cmd[5:]], tmp_path).returncode == 1
