@@ -1,0 +1,313 @@
+"""`invoke test-hw`: verify every built artifact bit for bit against its golden model, and time it.
+
+"Verified" (KERNELS.md) means the backend returns the golden model's bytes for several seeded
+inputs and the edge cases, with outputs that are neither constant nor independent of the input
+(NPU_FACTS 6.1: validation that cannot fail is the commonest mistake).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from runtime.errors import NpukitError
+from runtime.kernel import NpuKernel
+from runtime.manifest import MANIFEST_NAME, load_manifest
+
+
+@dataclass
+class Mismatch:
+    """Where one output differs from the golden model."""
+
+    output: str
+    count: int
+    size: int
+    first_index: list[int]
+    got: float
+    want: float
+    max_abs_diff: float
+
+
+@dataclass
+class Case:
+    """One input set: its name, and the outputs that disagreed (none when it passed)."""
+
+    name: str
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+@dataclass
+class Result:
+    """The verdict on one artifact directory."""
+
+    kernel: str
+    variant: str
+    path: str
+    backend: str = ""
+    cases: list[Case] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # constant / input-independent outputs
+    error: str = ""
+    timing: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and not self.flags and bool(self.cases) and all(
+            c.passed for c in self.cases
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for case, c in zip(data["cases"], self.cases, strict=True):
+            case["passed"] = c.passed
+        return {**data, "passed": self.passed, "reason": self.reason()}
+
+    def reason(self) -> str:
+        """One line saying why it failed (empty when it passed)."""
+        if self.error:
+            return self.error
+        if not self.cases:
+            return "no cases were run"
+        failed = [c for c in self.cases if not c.passed]
+        parts = list(self.flags)
+        if failed:
+            m = failed[0].mismatches[0]
+            parts.append(
+                f"{len(failed)}/{len(self.cases)} cases differ from the golden model; first: "
+                f"{failed[0].name}, output {m.output!r}: {m.count}/{m.size} elements, first at "
+                f"{tuple(m.first_index)} (got {m.got:g}, want {m.want:g}), "
+                f"max abs diff {m.max_abs_diff:g}"
+            )
+        return "; ".join(parts)
+
+
+def find_artifacts(build_dir: Path, kernels: list[str] | None) -> list[Path]:
+    """Artifact directories build/<kernel>/<variant>/ holding a manifest, sorted."""
+    found = sorted(p.parent for p in Path(build_dir).glob(f"*/*/{MANIFEST_NAME}"))
+    if kernels:
+        found = [p for p in found if p.parent.name in kernels]
+    return found
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray) -> Mismatch | None:
+    """None if `got` has `want`'s dtype, shape and bytes; else where and how much they differ."""
+    want = np.asarray(want)
+    if got.dtype != want.dtype or got.shape != want.shape:
+        return Mismatch(name, want.size, want.size, [], float("nan"), float("nan"), float("nan"))
+    bits = f"u{got.dtype.itemsize}"
+    differ = got.view(bits) != want.view(bits)  # bitwise, so NaN == NaN and -0 != +0
+    count = int(differ.sum())
+    if not count:
+        return None
+    first = [int(i) for i in np.unravel_index(int(np.argmax(differ)), differ.shape)]
+    wide = np.float64 if got.dtype.kind == "f" else np.int64
+    diff = np.abs(got.astype(wide) - want.astype(wide))
+    return Mismatch(
+        name, count, int(got.size), first, float(got[tuple(first)]), float(want[tuple(first)]),
+        float(np.nanmax(diff)),
+    )
+
+
+def input_flags(
+    cases: list[tuple[str, list[np.ndarray], list[np.ndarray]]], output_names: list[str]
+) -> list[str]:
+    """Flag outputs that are constant, or equal for inputs whose golden outputs differ.
+
+    `cases` holds (name, outputs, golden outputs). A golden output that is itself constant (or
+    itself repeats) excuses the kernel's, so a correct kernel is never flagged.
+    """
+    flags = []
+    for k, out_name in enumerate(output_names):
+        for name, got, want in cases:
+            if _is_constant(got[k]) and not _is_constant(want[k]):
+                flags.append(f"output {out_name!r} is constant (all {got[k].flat[0]} for {name})")
+                break
+        seen: dict[bytes, tuple[str, bytes]] = {}
+        for name, got, want in cases:
+            key, golden = got[k].tobytes(), want[k].tobytes()
+            if key in seen and seen[key][1] != golden:
+                flags.append(
+                    f"output {out_name!r} does not depend on the input "
+                    f"({seen[key][0]} and {name} give identical outputs, the golden model differs)"
+                )
+                break
+            seen.setdefault(key, (name, golden))
+    return flags
+
+
+def _is_constant(a: np.ndarray) -> bool:
+    flat = a.reshape(-1)
+    return flat.size > 1 and bool((flat == flat[0]).all())
+
+
+def timing_stats(samples: list[float], tiles: int | None) -> dict[str, float]:
+    """Per-call statistics in microseconds, and per tile when the kernel has a `tiles` param."""
+    us = np.asarray(samples) * 1e6
+    stats = {
+        "calls": float(len(us)),
+        "mean_us": float(us.mean()),
+        "std_us": float(us.std()),
+        "p50_us": float(np.percentile(us, 50)),
+        "p99_us": float(np.percentile(us, 99)),
+    }
+    if tiles:
+        stats["tiles"] = float(tiles)
+        stats["mean_us_per_tile"] = stats["mean_us"] / tiles
+        stats["p50_us_per_tile"] = stats["p50_us"] / tiles
+    return stats
+
+
+def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
+    """Load one artifact once, check it against its golden model, then time it."""
+    from codegen.kernels import spec_from_params
+
+    start = time.perf_counter()
+    result = Result(kernel=artifact.parent.name, variant=artifact.name, path=str(artifact))
+    try:
+        manifest = load_manifest(artifact, verify=False)  # NpuKernel.load verifies the hashes
+        result.kernel, result.variant = manifest.kernel, manifest.variant
+        spec = spec_from_params(manifest.kernel, manifest.params)
+        with NpuKernel.load(artifact, backend=backend) as kernel:
+            result.backend = kernel.backend_name
+            named = [(f"seed{s}", spec.random_inputs(s)) for s in range(seeds)]
+            named += list(spec.edge_inputs())
+            kernel(named[0][1])  # warm-up
+            runs = []
+            for name, inputs in named:
+                got, want = kernel(inputs), spec.golden(inputs)
+                case = Case(name)
+                for b, g, w in zip(manifest.outputs, got, want, strict=True):
+                    m = compare(b.name, g, w)
+                    if m is not None:
+                        case.mismatches.append(m)
+                result.cases.append(case)
+                runs.append((name, got, want))
+            result.flags = input_flags(runs, [b.name for b in manifest.outputs])
+            for _ in range(iterations):
+                kernel(named[0][1], copy=False)
+            if iterations:
+                samples = list(kernel.timings)[-iterations:]
+                result.timing = timing_stats(samples, spec.params.get("tiles"))
+    except NpukitError as e:
+        result.error = str(e).splitlines()[0]
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def probe_npu() -> str:
+    """Empty if pyxrt imports and device 0 answers; else the one line saying why not."""
+    from runtime.xrt import import_pyxrt, open_device
+
+    try:
+        open_device(import_pyxrt())
+    except NpukitError as e:
+        return str(e).splitlines()[0]
+    return ""
+
+
+def run_test_hw(
+    build_dir: Path,
+    kernels: list[str] | None,
+    backend: str,
+    seeds: int,
+    iterations: int,
+    report: Path | None,
+    junit: Path | None,
+    progress: bool = True,
+) -> int:
+    """Verify every artifact under `build_dir`; exit status 0 iff every one verified."""
+    out, err = Console(), Console(stderr=True)
+    artifacts = find_artifacts(build_dir, kernels)
+    if not artifacts:
+        which = f" for {', '.join(kernels)}" if kernels else ""
+        err.print(f"test-hw: no artifacts{which} under {build_dir}; build them with `invoke build`")
+        return 1
+    no_npu = probe_npu() if backend == "xrt" else ""
+    if no_npu:
+        err.print(f"test-hw: backend xrt needs an NPU: {no_npu}", soft_wrap=True, markup=False)
+    results = []
+    with Progress(console=err, disable=not progress, transient=True) as bar:
+        task = bar.add_task("test-hw", total=len(artifacts))
+        for art in artifacts:
+            bar.update(task, description=f"{art.parent.name}/{art.name}")
+            if no_npu:
+                results.append(Result(art.parent.name, art.name, str(art), "xrt", error=no_npu))
+            else:
+                results.append(verify(art, backend, seeds, iterations))
+            bar.advance(task)
+    out.print(summary_table(results))
+    for r in results:
+        if not r.passed:
+            out.print(f"FAIL {r.kernel}/{r.variant}: {r.reason()}", soft_wrap=True, markup=False)
+    settings = {"backend": backend, "seeds": seeds, "iterations": iterations}
+    if report:
+        write_report(report, results, settings)
+    if junit:
+        write_junit(junit, results)
+    return 0 if all(r.passed for r in results) else 1
+
+
+def summary_table(results: list[Result]) -> Table:
+    table = Table(title="test-hw")
+    for col in ("kernel", "variant", "backend", "result", "cases", "mean µs", "p99 µs", "µs/tile"):
+        table.add_column(col)
+    for r in results:
+        t = r.timing
+        table.add_row(
+            r.kernel, r.variant, r.backend or "-",
+            "[green]verified[/]" if r.passed else "[red]FAIL[/]",
+            f"{sum(c.passed for c in r.cases)}/{len(r.cases)}",
+            _us(t.get("mean_us")), _us(t.get("p99_us")), _us(t.get("mean_us_per_tile")),
+        )
+    return table
+
+
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f}"
+
+
+def write_report(path: Path, results: list[Result], settings: dict[str, Any]) -> None:
+    data = {
+        **settings,
+        "verified": all(r.passed for r in results),
+        "results": [r.to_json() for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_junit(path: Path, results: list[Result]) -> None:
+    """One testcase per artifact: <failure> for a wrong output, <error> when it could not run."""
+    suite = ET.Element(
+        "testsuite", name="npukit.test-hw", tests=str(len(results)),
+        failures=str(sum(1 for r in results if not r.passed and not r.error)),
+        errors=str(sum(1 for r in results if r.error)),
+        time=f"{sum(r.seconds for r in results):.3f}",
+    )
+    for r in results:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"test_hw.{r.kernel}", name=r.variant,
+            time=f"{r.seconds:.3f}",
+        )
+        if not r.passed:
+            ET.SubElement(case, "error" if r.error else "failure", message=r.reason()).text = (
+                "\n".join(f"{c.name}: {[asdict(m) for m in c.mismatches]}"
+                          for c in r.cases if not c.passed) or r.reason()
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,151 @@
+"""test-hw: passes a correct kernel, catches constant and input-independent ones, fails loudly."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import codegen.kernels
+from codegen.testhw import compare, run_test_hw
+from tests.test_runtime_support import (
+    StandinSpec,
+    hide_pyxrt,
+    install_fake_pyxrt,
+    install_stub_emulator,
+    make_standin,
+    standin_spec_from_params,
+)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    install_stub_emulator(monkeypatch)
+    monkeypatch.setattr(codegen.kernels, "spec_from_params", standin_spec_from_params)
+    return install_fake_pyxrt(monkeypatch)
+
+
+def build(root: Path, variant: str, symbol: str = "add_one", **kwargs: object) -> Path:
+    return make_standin(root / "standin" / variant, symbol, kernel="standin", variant=variant,
+                        **kwargs)
+
+
+def test_hw(build_dir: Path, tmp_path: Path, backend: str = "xrt") -> tuple[int, dict, ET.Element]:
+    status = run_test_hw(build_dir, None, backend, seeds=3, iterations=5,
+                         report=tmp_path / "report.json", junit=tmp_path / "junit.xml",
+                         progress=False)
+    report = json.loads((tmp_path / "report.json").read_text())
+    return status, report, ET.parse(tmp_path / "junit.xml").getroot()
+
+
+test_hw.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@pytest.mark.parametrize("backend", ["xrt", "emu", "auto"])
+def test_correct_kernel_is_verified(fake: ModuleType, tmp_path: Path, backend: str) -> None:
+    build(tmp_path / "build", "good", params={"tiles": 2})
+    status, report, junit = test_hw(tmp_path / "build", tmp_path, backend)
+    assert status == 0 and report["verified"]
+    (r,) = report["results"]
+    assert r["passed"] and r["flags"] == [] and r["error"] == ""
+    assert [c["name"] for c in r["cases"]] == ["seed0", "seed1", "seed2", "zeros", "max", "min"]
+    assert r["backend"] == ("emu" if backend == "emu" else "xrt")
+    t = r["timing"]
+    assert t["calls"] == 5 and t["p99_us"] >= t["p50_us"] > 0
+    assert t["mean_us_per_tile"] == pytest.approx(t["mean_us"] / 2)
+    assert junit.find(".//testcase[@name='good']") is not None
+    assert junit.find(".//failure") is None and junit.find(".//error") is None
+
+
+def test_constant_output_is_caught(fake: ModuleType, tmp_path: Path) -> None:
+    build(tmp_path / "build", "const", "constant")
+    status, report, junit = test_hw(tmp_path / "build", tmp_path)
+    assert status == 1
+    (r,) = report["results"]
+    assert any("is constant (all 7" in f for f in r["flags"])
+    failure = junit.find(".//testcase[@name='const']/failure")
+    assert failure is not None and "constant" in failure.get("message", "")
+
+
+def test_input_independent_output_is_caught(fake: ModuleType, tmp_path: Path) -> None:
+    build(tmp_path / "build", "ignores", "ignore_input")
+    status, report, _ = test_hw(tmp_path / "build", tmp_path)
+    assert status == 1
+    (r,) = report["results"]
+    assert any("does not depend on the input" in f for f in r["flags"])
+    assert not any("constant" in f for f in r["flags"])
+
+
+def test_one_bad_build_fails_the_run(fake: ModuleType, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    build(tmp_path / "build", "good")
+    build(tmp_path / "build", "ignores", "ignore_input")
+    status, report, junit = test_hw(tmp_path / "build", tmp_path)
+    assert status == 1 and not report["verified"]
+    verdicts = {r["variant"]: r["passed"] for r in report["results"]}
+    assert verdicts == {"good": True, "ignores": False}
+    assert len(junit.findall(".//testcase")) == 2
+    assert "FAIL standin/ignores" in capsys.readouterr().out
+
+
+def test_wrong_bytes_report_the_first_mismatch(
+    fake: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(tmp_path / "build", "good")
+    monkeypatch.setattr(StandinSpec, "golden",
+                        lambda self, inputs: [(inputs[0].astype(np.int16) + 2).astype(np.int8)])
+    status, report, _ = test_hw(tmp_path / "build", tmp_path)
+    assert status == 1
+    (r,) = report["results"]
+    assert not any(c["passed"] for c in r["cases"])
+    assert "first at (0,)" in r["reason"] and "max abs diff" in r["reason"]
+
+
+def test_compare_is_bit_exact() -> None:
+    want = np.array([1.0, np.nan, 0.0], dtype=np.float32)
+    assert compare("o", want.copy(), want) is None
+    m = compare("o", np.array([1.0, np.nan, -0.0], dtype=np.float32), want)
+    assert m is not None and m.count == 1 and m.first_index == [2]
+    m = compare("o", np.array([5, 3, 9], np.int8), np.array([5, -3, 9], np.int8))
+    assert m is not None and (m.count, m.first_index, m.got, m.want, m.max_abs_diff) == (
+        1, [1], 3.0, -3.0, 6.0)
+    m = compare("o", np.zeros(3, np.int16), np.zeros(3, np.int8))
+    assert m is not None and m.count == 3
+
+
+@pytest.mark.parametrize("how", ["no device", "no pyxrt"])
+def test_xrt_without_an_npu_fails_with_one_line(
+    fake: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], how: str,
+) -> None:
+    build(tmp_path / "build", "good")
+    if how == "no device":
+        fake.config.devices = 0
+    else:
+        hide_pyxrt(monkeypatch)
+    status, report, junit = test_hw(tmp_path / "build", tmp_path)
+    assert status == 1 and not report["verified"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1
+    expected = "amdxdna" if how == "no device" else "setup.sh"
+    assert lines[0].startswith("test-hw: backend xrt needs an NPU") and expected in lines[0]
+    assert junit.find(".//testcase/error") is not None
+
+
+def test_tampered_build_fails_naming_the_file(fake: ModuleType, tmp_path: Path) -> None:
+    art = build(tmp_path / "build", "good")
+    with open(art / "insts.bin", "r+b") as f:
+        f.seek(20)
+        f.write(b"\x7f")
+    status, report, _ = test_hw(tmp_path / "build", tmp_path)
+    assert status == 1
+    assert "insts.bin: content does not match its manifest hash" in report["results"][0]["error"]
+
+
+def test_no_artifacts_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_test_hw(tmp_path, ["attention"], "emu", 2, 1, None, None, progress=False) == 1
+    assert "no artifacts for attention" in capsys.readouterr().err
