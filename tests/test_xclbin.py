@@ -37,9 +37,8 @@ def write(tmp_path: Path, data: bytes) -> Path:
     return path
 
 
-def lint(tmp_path: Path, data: bytes, **kw: object) -> None:
-    kw.setdefault("n_data_buffers", 2)
-    lint_xclbin(write(tmp_path, data), **kw)  # type: ignore[arg-type]
+def lint(tmp_path: Path, data: bytes, n_data_buffers: int = 2, device: str | None = None) -> None:
+    lint_xclbin(write(tmp_path, data), n_data_buffers=n_data_buffers, device=device)
 
 
 def test_round_trip_default() -> None:
