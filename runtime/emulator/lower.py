@@ -330,7 +330,11 @@ class _DeviceLowering:
                 raise self.fail(op, f"@{name}: argument type {t} is not supported")
         link = op.attributes.get("link_with")
         self.funcs[name] = FuncSpec(
-            name, line_of(op), link.data if isinstance(link, StringAttr) else None, tuple(kinds)
+            name,
+            line_of(op),
+            link.data if isinstance(link, StringAttr) else None,
+            tuple(kinds),
+            tuple(str(t) for t in op.function_type.inputs.data),
         )
 
     # -- cores -------------------------------------------------------------------------------
@@ -581,6 +585,13 @@ class _CoreCompiler:
                 op,
                 f"passes {len(op.arguments)} arguments to @{callee}, declared "
                 f"with {len(spec.arg_kinds)}",
+            )
+        passed = tuple(str(v.type) for v in op.arguments)
+        if passed != spec.arg_types:
+            raise self.fail(
+                op,
+                f"passes ({', '.join(passed)}) to @{callee}, declared at line {spec.line} "
+                f"as ({', '.join(spec.arg_types)})",
             )
         slots = []
         for value, kind in zip(op.arguments, spec.arg_kinds, strict=True):

@@ -93,6 +93,7 @@ class FuncSpec:
     line: int
     link_with: str | None
     arg_kinds: tuple[str, ...]
+    arg_types: tuple[str, ...]
 
 
 @dataclass(frozen=True)
