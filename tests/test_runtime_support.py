@@ -46,12 +46,17 @@ void ignore_input(const int8_t *in, int8_t *out) {
 def install_fake_pyxrt(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """Make `import pyxrt` give the fake (reset), for this test only."""
     monkeypatch.syspath_prepend(str(FAKES))
-    sys.modules.pop("pyxrt", None)
+    forget_pyxrt(monkeypatch)
     import pyxrt
 
     pyxrt.reset()
-    monkeypatch.setitem(sys.modules, "pyxrt", pyxrt)
     return pyxrt
+
+
+def forget_pyxrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop any imported pyxrt now; whatever was there comes back after the test."""
+    monkeypatch.setitem(sys.modules, "pyxrt", None)
+    del sys.modules["pyxrt"]
 
 
 def hide_pyxrt(monkeypatch: pytest.MonkeyPatch) -> None:

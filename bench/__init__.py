@@ -1,0 +1,1 @@
+"""Benchmarks run by `invoke bench`; each module has a `main() -> int`."""
