@@ -56,10 +56,14 @@ def test_template_and_core_source_changes_rebuild(tmp_path: Path,
     build(spec, root, target="emu")
 
     design = mlir / "attention" / "design.mlir.j2"
-    design.write_text(design.read_text().replace("do not edit.", "do not edit!"))
+    design.write_text(design.read_text().replace("per invocation", "per call"))
     after_template = build(spec, root, target="emu")
     assert not after_template.up_to_date
-    assert "do not edit!" in (root / "attention/default/aie.mlir").read_text()
+    assert "tile(s) per call" in (root / "attention/default/aie.mlir").read_text()
+
+    shared = mlir / "common" / "stream.mlir.j2"
+    shared.write_text(shared.read_text().replace("do not edit.", "do not edit!"))
+    assert not build(spec, root, target="emu").up_to_date
 
     core = mlir / "attention" / "attention.cc"
     core.write_text(core.read_text() + "\n// touched\n")

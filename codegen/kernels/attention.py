@@ -20,18 +20,15 @@ from typing import Any
 import numpy as np
 
 from codegen.spec import (
-    CORE_MEMORY,
     DEVICE_COLUMNS,
-    KernelSpec,
     MemoryItem,
     Param,
     SpecError,
-    TilePlan,
     quantize_multiplier,
     round_half_away,
     saturate_i8,
 )
-from runtime.manifest import BufferSpec
+from codegen.stream import StreamSpec
 
 EXP2_FRAC_BITS = 8
 P_ONE = 1 << 15  # softmax numerators are Q15: the row maximum is exactly 32768
@@ -46,13 +43,15 @@ def exp2_table() -> np.ndarray:
     return np.floor(P_ONE * np.exp2(-f / (1 << EXP2_FRAC_BITS)) + 0.5).astype(np.uint16)
 
 
-class AttentionSpec(KernelSpec):
+class AttentionSpec(StreamSpec):
     """One head of scaled dot-product attention; several tiles per invocation."""
 
     name = "attention"
     summary = "int8 scaled dot-product attention, one head, optional causal mask"
     CORE_SOURCES = ("attention.cc",)
     CORE_SYMBOLS = ("attention_i8",)
+    in_name = "qkv"
+    out_name = "out"
     PARAMS = (
         Param("n_queries", int, 64, "queries per tile", 8, 256, multiple_of=8),
         Param("n_keys", int, 64, "keys per tile", 8, 256, multiple_of=8),
@@ -85,14 +84,16 @@ class AttentionSpec(KernelSpec):
         return self.q_bytes
 
     @property
+    def n_tiles(self) -> int:
+        return self.tiles
+
+    @property
     def scratch_bytes(self) -> int:
         """The core's stack frame: scores (int32) and weights (uint32) per key, int64 acc."""
         return 4 * self.n_keys + 4 * self.n_keys + 8 * self.head_dim
 
-    @property
-    def stack_size(self) -> int:
-        """The frame plus 1 KiB for calls and spills, in whole KiB (NPU_FACTS 6.9)."""
-        return (self.scratch_bytes + 1024 + 1023) // 1024 * 1024
+    def tables(self) -> list[MemoryItem]:
+        return [MemoryItem("exp2 table", 2 << EXP2_FRAC_BITS)]
 
     # -- integer constants --------------------------------------------------------------
     def logit_multiplier(self) -> tuple[int, int]:
@@ -117,35 +118,9 @@ class AttentionSpec(KernelSpec):
             )
         self.check_memory()
 
-    def buffers(self) -> list[BufferSpec]:
-        t = self.tiles
-        return [
-            BufferSpec("qkv", "int8", (t * self.in_tile_bytes,), "in", 0),
-            BufferSpec("out", "int8", (t * self.out_tile_bytes,), "out", 1),
-        ]
-
-    def memory_plan(self) -> list[TilePlan]:
-        depth = self.fifo_depth
-        return [
-            TilePlan((0, 2), CORE_MEMORY, [
-                MemoryItem("inq buffers", self.in_tile_bytes, depth),
-                MemoryItem("outq buffers", self.out_tile_bytes, depth),
-                MemoryItem("exp2 table", 2 << EXP2_FRAC_BITS),
-                MemoryItem("stack", self.stack_size),
-            ])
-        ]
-
-    def render_context(self) -> dict[str, Any]:
+    def extra_context(self) -> dict[str, Any]:
         mult, shift = self.logit_multiplier()
         return {
-            **self.params,
-            "symbol": self.CORE_SYMBOLS[0],
-            "object": self.object_name,
-            "in_tile_bytes": self.in_tile_bytes,
-            "out_tile_bytes": self.out_tile_bytes,
-            "in_bytes": self.tiles * self.in_tile_bytes,
-            "out_bytes": self.tiles * self.out_tile_bytes,
-            "stack_size": self.stack_size,
             "logit_mult": mult,
             "logit_shift": shift,
             "out_mult": self.out_multiplier(),
