@@ -143,20 +143,33 @@ class CoreTask(Task):
             else:  # pragma: no cover - lower.py only emits the kinds above
                 raise AssertionError(ins)
 
-    def holds_nothing(self) -> bool:
+    def held(self) -> list[str]:
+        """The FIFO elements this core holds right now, e.g. `1 of @outq (Produce)`."""
+        out = []
         for name, fifo in self.fifos.items():
             if fifo.spec.producer == self.spec.tile and fifo.prod_held:
-                return False
+                out.append(f"{fifo.prod_held} of @{name} (Produce)")
             if name in self.consumer_index and fifo.cons_held[self.consumer_index[name]]:
-                return False
-        return True
+                out.append(f"{fifo.cons_held[self.consumer_index[name]]} of @{name} (Consume)")
+        return out
+
+    def holds_nothing(self) -> bool:
+        return not self.held()
 
     def idle_forever(self) -> bool:
         """Parked at an acquire inside an endless loop, holding nothing: done, for IRON designs."""
         return self.at is not None and self.endless > 0 and self.holds_nothing()
 
     def waiting(self) -> str | None:
-        if self.finished or self.at is None:
+        if self.finished:
+            held = self.held()
+            if not held:
+                return None
+            return (
+                f"{self.name} finished but still holds {', '.join(held)}: "
+                "a missing `aie.objectfifo.release`?"
+            )
+        if self.at is None:
             return None
         ins = self.at
         fifo = self.fifos[ins.fifo]

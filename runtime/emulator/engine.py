@@ -126,8 +126,11 @@ class EmulatedDesign:
         for channel in self.channels.values():
             problems += channel.leftovers(self.source)
         for core in self.cores:
+            where = core.waiting()
             if not core.finished and not core.idle_forever():
-                problems.append(f"{core.name} did not finish: {core.waiting() or 'stopped'}")
+                problems.append(f"{where or core.name}; the core never finished")
+            elif core.finished and where:
+                problems.append(where)
         for fifo in self.fifos.values():
             held = fifo.prod_held + sum(fifo.cons_held)
             if fifo.unconsumed() or held:

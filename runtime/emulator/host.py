@@ -115,7 +115,14 @@ class ShimChannel(Task):
 
     def waiting(self) -> str | None:
         if self.next >= len(self.queue):
-            return None
+            if not self.holding:
+                return None
+            return (
+                f"{self.name} has no transfer left but holds a partly "
+                f"{'filled' if self.to_fifo else 'drained'} element of @{self.fifo.name} "
+                f"({self.fill} of {self.fifo.size} values): the transfers on it are not a "
+                "multiple of the FIFO element"
+            )
         t = self.queue[self.next]
         need = "a free buffer in" if self.to_fifo else "a filled element of"
         return (

@@ -1,0 +1,59 @@
+"""Shim DMA addressing and the hardware limits the static checker reuses."""
+
+import numpy as np
+import pytest
+
+from runtime.emulator.dma import check_dma, dma_element_indices
+
+
+def test_linear_transfer() -> None:
+    idx = dma_element_indices([0, 0, 0, 8], [1, 1, 1, 4], [0, 0, 0, 1])
+    assert idx.tolist() == [8, 9, 10, 11]
+
+
+def test_offsets_scale_by_their_strides() -> None:
+    idx = dma_element_indices([0, 0, 2, 1], [1, 1, 2, 2], [0, 0, 10, 1])
+    assert idx.tolist() == [21, 22, 31, 32]
+
+
+def test_outermost_dimension_repeats() -> None:
+    idx = dma_element_indices([0, 0, 0, 0], [3, 1, 1, 2], [0, 0, 0, 1])
+    assert idx.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_transpose_order() -> None:
+    idx = dma_element_indices([0, 0, 0, 0], [1, 1, 3, 2], [0, 0, 1, 3])
+    assert np.array_equal(np.arange(6).reshape(2, 3).T.reshape(-1), idx)
+
+
+def test_a_legal_transfer_has_no_problems() -> None:
+    assert check_dma([0, 0, 0, 0], [1, 1, 1, 49152], [0, 0, 0, 1], 1, 49152) == []
+
+
+@pytest.mark.parametrize(
+    ("offsets", "sizes", "strides", "elem_bytes", "n", "problem"),
+    [
+        ([0, 0, 0, 1], [1, 1, 1, 4], [0, 0, 0, 1], 1, 64, "not 4-byte aligned"),
+        ([0, 0, 0, 0], [1, 1, 1, 6], [0, 0, 0, 1], 1, 64, "not a multiple of 32 bits"),
+        ([0, 0, 0, 0], [1, 1, 4, 4], [0, 0, 4, 2], 1, 64, "innermost stride 2 must be 1"),
+        ([0, 0, 0, 0], [1, 1, 2, 4], [0, 0, 3, 1], 1, 64, "stride 3 of d1"),
+        ([0, 0, 0, 0], [1, 1, 1, 8], [0, 0, 0, 1], 8, 64, "exceeds the DMA's 32 bits"),
+        ([0, 0, 0, 0], [1, 1, 2, 1024], [0, 0, 1024, 1], 4, 4096, "1023-word limit"),
+        ([0, 0, 0, 0], [1, 1, 2, 64], [0, 0, 64, 1], 4, 100, "beyond the host buffer"),
+        ([0, 0, 0, 0], [1, 1, 0, 64], [0, 0, 64, 1], 4, 100, "at least 1"),
+    ],
+)
+def test_each_limit_is_reported(
+    offsets: list[int],
+    sizes: list[int],
+    strides: list[int],
+    elem_bytes: int,
+    n: int,
+    problem: str,
+) -> None:
+    problems = check_dma(offsets, sizes, strides, elem_bytes, n)
+    assert any(problem in p for p in problems), problems
+
+
+def test_long_linear_transfers_are_not_limited_by_the_d0_wrap() -> None:
+    assert check_dma([0, 0, 0, 0], [1, 1, 1, 8192], [0, 0, 0, 1], 4, 8192) == []

@@ -1,0 +1,140 @@
+"""Each broken design fails with a message that points at the fault: line, op, FIFO."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.emulator import (
+    DeadlockError,
+    DmaError,
+    EmulationFault,
+    FifoError,
+    IncompleteRunError,
+    load_design,
+)
+from runtime.errors import RunError
+from tests.emulator import designs
+
+GOOD = designs.one_core()
+
+
+def broken(old: str, new: str, text: str = GOOD) -> str:
+    """`text` with one fault put in; fails loudly if the original snippet is not there."""
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def line_of(text: str, snippet: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if snippet in line)
+
+
+def run(text: str, libs: dict[str, Path], n_in: int = 256, n_out: int = 256) -> None:
+    design = load_design(text, libraries=libs)
+    design.run([np.zeros(n_in, np.int32), np.zeros(n_out, np.int32)])
+
+
+def test_the_unbroken_design_runs(libs: dict[str, Path]) -> None:
+    run(GOOD, libs)
+
+
+def test_out_of_bounds_stride_is_a_dma_error_naming_the_line(libs: dict[str, Path]) -> None:
+    text = broken(
+        "[1, 1, 1, 256][0, 0, 0, 1]) {metadata = @inq",
+        "[1, 1, 4, 64][0, 0, 128, 1]) {metadata = @inq",
+    )
+    with pytest.raises(DmaError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert f":{line_of(text, 'metadata = @inq')}:" in msg
+    assert "dma_memcpy_nd" in msg and "@inq" in msg and "beyond the host buffer" in msg
+
+
+def test_transfer_too_short_deadlocks_naming_the_fifo(libs: dict[str, Path]) -> None:
+    text = broken(
+        "[1, 1, 1, 256][0, 0, 0, 1]) {metadata = @inq",
+        "[1, 1, 1, 192][0, 0, 0, 1]) {metadata = @inq",
+    )
+    with pytest.raises(DeadlockError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    acquire_line = line_of(text, "acquire @inq")
+    assert f"waits at line {acquire_line}: `aie.objectfifo.acquire @inq(Consume, 1)`" in msg
+    assert "@inq: 0/2 filled" in msg
+    assert f"waits at line {line_of(text, 'dma_wait')}" in msg
+
+
+def test_transfer_not_a_multiple_of_the_element_is_named(libs: dict[str, Path]) -> None:
+    text = broken(
+        "[1, 1, 1, 256][0, 0, 0, 1]) {metadata = @inq",
+        "[1, 1, 1, 200][0, 0, 0, 1]) {metadata = @inq",
+    )
+    with pytest.raises(DeadlockError, match=r"partly filled element of @inq \(8 of 64 values\)"):
+        run(text, libs)
+
+
+def test_swapped_fifos_fail_naming_both(libs: dict[str, Path]) -> None:
+    text = designs.ATTENTION.replace("metadata = @inq", "metadata = @tmp")
+    text = text.replace("metadata = @outq", "metadata = @inq").replace("@tmp", "@outq")
+    design = load_design(text, libraries=libs)
+    with pytest.raises(DeadlockError) as err:
+        design.run([np.zeros(49152, np.int8), np.zeros(16384, np.int8)])
+    msg = str(err.value)
+    assert "acquire @inq(Consume, 1)" in msg
+    # %out (16384 values) fills one 12288-value element of @inq and a third of the next:
+    assert "partly filled element of @inq (4096 of 12288 values)" in msg
+    # ... so one tile comes out, and %in waits on @outq for the rest of its 49152 values.
+    assert "S2MM from @outq" in msg and "moved 4096 of 49152" in msg
+
+
+def test_acquire_beyond_depth_is_a_fifo_error(libs: dict[str, Path]) -> None:
+    text = broken("@inq(Consume, 1) :", "@inq(Consume, 3) :")
+    with pytest.raises(FifoError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert f":{line_of(text, 'acquire @inq')}:" in msg
+    assert "@inq" in msg and "depth is 2" in msg
+
+
+def test_release_of_what_is_not_held_is_a_fifo_error(libs: dict[str, Path]) -> None:
+    text = broken("release @inq(Consume, 1)", "release @inq(Consume, 2)")
+    with pytest.raises(FifoError, match=r"releases 2 element\(s\) of @inq but holds 1") as err:
+        run(text, libs)
+    assert f":{line_of(text, 'release @inq')}:" in str(err.value)
+
+
+def test_missing_release_of_an_output_deadlocks_naming_the_fifo(libs: dict[str, Path]) -> None:
+    text = broken("        aie.objectfifo.release @outq(Produce, 1)\n", "")
+    with pytest.raises(DeadlockError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert "still holds 1 of @outq (Produce)" in msg and "missing `aie.objectfifo.release`" in msg
+    assert "S2MM from @outq" in msg
+
+
+def test_missing_release_of_an_input_leaves_data_in_the_fifo(libs: dict[str, Path]) -> None:
+    # Acquires are cumulative (mlir-aie): re-acquiring 1 while holding 1 returns the same
+    # element, so the core finishes on stale data and the input stream backs up.
+    text = broken("        aie.objectfifo.release @inq(Consume, 1)\n", "")
+    with pytest.raises(IncompleteRunError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert f":{line_of(text, 'metadata = @inq')}:" in msg and "moved only 128 of 256" in msg
+    assert "still holds 1 of @inq (Consume)" in msg
+
+
+def test_output_never_waited_on_is_incomplete(libs: dict[str, Path]) -> None:
+    text = broken("      aiex.npu.dma_wait {symbol = @outq}\n", "")
+    with pytest.raises(IncompleteRunError, match="@outq was never waited on"):
+        run(text, libs)
+
+
+def test_core_expecting_more_data_than_sent_is_incomplete(libs: dict[str, Path]) -> None:
+    text = broken("%ct = arith.constant 4 : index", "%ct = arith.constant 5 : index")
+    with pytest.raises(IncompleteRunError, match=r"acquire @inq\(Consume, 1\)`.*never finished"):
+        run(text, libs)
+
+
+def test_faults_are_run_errors() -> None:
+    for fault in (DeadlockError, DmaError, FifoError, IncompleteRunError):
+        assert issubclass(fault, EmulationFault) and issubclass(fault, RunError)
