@@ -13,7 +13,6 @@ from runtime.kernel import NpuKernel
 from tests.test_runtime_support import (
     N,
     install_fake_pyxrt,
-    install_stub_emulator,
     make_standin,
     standin_buffers,
 )
@@ -23,7 +22,6 @@ X = np.arange(-32, 32, dtype=np.int8)
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    install_stub_emulator(monkeypatch)
     return install_fake_pyxrt(monkeypatch)
 
 
@@ -101,13 +99,3 @@ def test_backends_follow_the_manifest_sequence_order(fake: ModuleType, tmp_path:
         (out,) = NpuKernel.load(art, backend=backend)(np.full(N, 5, dtype=np.int8))
         np.testing.assert_array_equal(out, np.full(N, 6, dtype=np.int8))
 
-
-def test_real_emulator_runs_the_standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    emulator = pytest.importorskip("runtime.emulator")
-    if not hasattr(emulator, "load_design"):
-        pytest.skip("runtime.emulator.load_design has not landed")
-    install_fake_pyxrt(monkeypatch)
-    art = make_standin(tmp_path / "real")
-    for backend in ("emu", "xrt"):  # the fake device runs the real emulator too
-        (out,) = NpuKernel.load(art, backend=backend)(X)
-        np.testing.assert_array_equal(out, X + 1)

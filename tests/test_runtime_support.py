@@ -1,17 +1,14 @@
 """Shared helpers for the runtime and test-hw tests: the fake pyxrt, a stand-in kernel, stubs.
 
 The stand-in is an add-one design over 64 int8 values (plus two deliberately broken cores: one
-writes a constant, one ignores its input), compiled for the host with `cc`. Until
-runtime.emulator lands, a small stub runs such a design by calling its core once on the
-whole buffers, inputs first.
+writes a constant, one ignores its input), compiled for the host with `cc`. The emu backend and
+the fake device both run it with runtime.emulator.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import functools
-import re
 import shutil
 import subprocess
 import sys
@@ -113,41 +110,6 @@ def standin_design(symbol: str = "add_one", order: tuple[str, str] = ("in", "out
   }}
 }}
 """
-
-
-class StubDesign:
-    """Runs a stand-in design: its one core function on the whole buffers, inputs first."""
-
-    def __init__(self, mlir_path: Path, libraries: dict[str, Path]) -> None:
-        text = Path(mlir_path).read_text()
-        shim = re.search(r"(%\w+) = aie\.tile\(\d+, 0\)", text)
-        assert shim is not None
-        from_shim = {
-            name for name, producer in re.findall(r"aie\.objectfifo @(\w+)\((%\w+),", text)
-            if producer == shim.group(1)
-        }
-        seq = re.search(r"aie\.runtime_sequence\(([^)]*)\)", text)
-        assert seq is not None
-        args = re.findall(r"%(\w+) :", seq.group(1))
-        fifo_of = dict(re.findall(r"dma_memcpy_nd\(%(\w+)\[.*?metadata = @(\w+)", text))
-        self.is_input = [fifo_of[a] in from_shim for a in args]
-        func = re.search(r"func\.func private @(\w+)\(.*?link_with = \"([^\"]+)\"", text)
-        assert func is not None
-        self.fn = getattr(ctypes.CDLL(str(libraries[func.group(2)])), func.group(1))
-        self.fn.restype = None
-
-    def run(self, arrays: list[np.ndarray]) -> None:
-        ordered = [a for a, i in zip(arrays, self.is_input, strict=True) if i] + [
-            a for a, i in zip(arrays, self.is_input, strict=True) if not i
-        ]
-        self.fn(*(ctypes.c_void_p(a.ctypes.data) for a in ordered))
-
-
-def install_stub_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route runtime.emulator.load_design to StubDesign for this test."""
-    import runtime.emulator
-
-    monkeypatch.setattr(runtime.emulator, "load_design", StubDesign, raising=False)
 
 
 def standin_buffers(order: tuple[str, str] = ("in", "out")) -> list[BufferSpec]:

@@ -16,7 +16,6 @@ from tests.test_runtime_support import (
     N,
     hide_pyxrt,
     install_fake_pyxrt,
-    install_stub_emulator,
     make_standin,
 )
 
@@ -25,7 +24,6 @@ X = np.arange(-32, 32, dtype=np.int8)
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    install_stub_emulator(monkeypatch)
     return install_fake_pyxrt(monkeypatch)
 
 

@@ -16,7 +16,6 @@ from tests.test_runtime_support import (
     StandinSpec,
     hide_pyxrt,
     install_fake_pyxrt,
-    install_stub_emulator,
     make_standin,
     standin_spec_from_params,
 )
@@ -24,7 +23,6 @@ from tests.test_runtime_support import (
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    install_stub_emulator(monkeypatch)
     monkeypatch.setattr(codegen.kernels, "spec_from_params", standin_spec_from_params)
     return install_fake_pyxrt(monkeypatch)
 
