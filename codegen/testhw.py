@@ -230,6 +230,8 @@ def run_test_hw(
 ) -> int:
     """Verify every artifact under `build_dir`; exit status 0 iff every one verified."""
     out, err = Console(), Console(stderr=True)
+    if not out.is_terminal:
+        out = Console(width=140)  # logs and CI: do not truncate kernel and variant names
     artifacts = find_artifacts(build_dir, kernels)
     if not artifacts:
         which = f" for {', '.join(kernels)}" if kernels else ""
