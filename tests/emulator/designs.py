@@ -214,3 +214,40 @@ module {
   }
 }
 """
+
+
+def sliding_window(tiles: int = 5) -> str:
+    """A core that keeps one element: out[i] = in[i] + in[i + 1], via cumulative acquires."""
+    return f"""\
+module {{
+  aie.device(npu1_1col) {{
+    %shim = aie.tile(0, 0)
+    %core = aie.tile(0, 2)
+    aie.objectfifo @inq(%shim, {{%core}}, 3 : i32) : !aie.objectfifo<memref<64xi32>>
+    aie.objectfifo @outq(%core, {{%shim}}, 2 : i32) : !aie.objectfifo<memref<64xi32>>
+    func.func private @pair_sum_i32(memref<64xi32>, memref<64xi32>, memref<64xi32>) attributes {{link_with = "kernels.o"}}
+    aie.core(%core) {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %ct = arith.constant {tiles - 1} : index
+      scf.for %i = %c0 to %ct step %c1 {{
+        %a = aie.objectfifo.acquire @inq(Consume, 2) : !aie.objectfifosubview<memref<64xi32>>
+        %x0 = aie.objectfifo.subview.access %a[0] : !aie.objectfifosubview<memref<64xi32>> -> memref<64xi32>
+        %x1 = aie.objectfifo.subview.access %a[1] : !aie.objectfifosubview<memref<64xi32>> -> memref<64xi32>
+        %b = aie.objectfifo.acquire @outq(Produce, 1) : !aie.objectfifosubview<memref<64xi32>>
+        %y = aie.objectfifo.subview.access %b[0] : !aie.objectfifosubview<memref<64xi32>> -> memref<64xi32>
+        func.call @pair_sum_i32(%x0, %x1, %y) : (memref<64xi32>, memref<64xi32>, memref<64xi32>) -> ()
+        aie.objectfifo.release @inq(Consume, 1)
+        aie.objectfifo.release @outq(Produce, 1)
+      }}
+      aie.objectfifo.release @inq(Consume, 1)
+      aie.end
+    }}
+    aie.runtime_sequence(%in : memref<{64 * tiles}xi32>, %out : memref<{64 * (tiles - 1)}xi32>) {{
+      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, {64 * tiles}][0, 0, 0, 1]) {{metadata = @inq, id = 1 : i64}} : memref<{64 * tiles}xi32>
+      aiex.npu.dma_memcpy_nd(%out[0, 0, 0, 0][1, 1, 1, {64 * (tiles - 1)}][0, 0, 0, 1]) {{metadata = @outq, id = 0 : i64}} : memref<{64 * (tiles - 1)}xi32>
+      aiex.npu.dma_wait {{symbol = @outq}}
+    }}
+  }}
+}}
+"""

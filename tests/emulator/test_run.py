@@ -125,6 +125,14 @@ def test_dimensions_to_stream_on_the_mem_tile(libs: dict[str, Path]) -> None:
     assert np.array_equal(y.reshape(2, 8, 8), expect)
 
 
+def test_cumulative_acquire_keeps_a_sliding_window(libs: dict[str, Path]) -> None:
+    design = load_design(designs.sliding_window(tiles=5), libraries=libs)
+    x, y = ints(320), np.zeros(256, np.int32)
+    design.run([x, y])
+    t = x.reshape(5, 64)
+    assert np.array_equal(y.reshape(4, 64), t[:-1] + t[1:])
+
+
 def test_endless_core_loop_parked_at_an_acquire_is_not_an_error(libs: dict[str, Path]) -> None:
     text = designs.one_core(tiles=4).replace(
         "%ct = arith.constant 4 : index", "%ct = arith.constant 9223372036854775807 : index"
