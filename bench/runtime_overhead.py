@@ -20,6 +20,7 @@ import numpy as np
 
 from runtime.kernel import NpuKernel
 from runtime.manifest import BufferSpec
+from runtime.xrt import XrtBackend
 
 FAKES = Path(__file__).resolve().parents[1] / "tests" / "fakes"
 # attention's default host layout (KERNELS.md): Q||K||V in, O out, int8
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="npukit-bench-") as tmp:
         artifact = make_artifact(Path(tmp) / "art", BUFFERS)
         kernel = NpuKernel.load(artifact, backend="xrt")
+        if not isinstance(kernel.backend, XrtBackend):
+            raise SystemExit(f"expected the xrt backend on the fake, got {kernel.backend_name}")
         handle = kernel.backend.run_handle
         patterns = {
             "npukit (outputs copied)": lambda: kernel(x),

@@ -15,11 +15,15 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
+from runtime.emu_backend import EmuBackend
+from runtime.kernel import NpuKernel
 from runtime.manifest import BufferSpec
+from runtime.xrt import XrtBackend
 
 FAKES = Path(__file__).parent / "fakes"
 N = 64
@@ -120,7 +124,7 @@ def make_standin(
     directory: Path,
     symbol: str = "add_one",
     order: tuple[str, str] = ("in", "out"),
-    **kwargs: object,
+    **kwargs: Any,
 ) -> Path:
     """A complete stand-in artifact directory the fake pyxrt and the emulator can run."""
     from pyxrt.artifact import make_artifact  # needs install_fake_pyxrt first
@@ -130,7 +134,7 @@ def make_standin(
         standin_buffers(order),
         design=standin_design(symbol, order),
         host_libraries={"standin.o": standin_library()},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -154,3 +158,13 @@ class StandinSpec:
 def standin_spec_from_params(kernel: str, params: dict | None = None) -> StandinSpec:
     return StandinSpec(params)
 
+
+
+def xrt_of(kernel: NpuKernel) -> XrtBackend:
+    assert isinstance(kernel.backend, XrtBackend)
+    return kernel.backend
+
+
+def emu_of(kernel: NpuKernel) -> EmuBackend:
+    assert isinstance(kernel.backend, EmuBackend)
+    return kernel.backend

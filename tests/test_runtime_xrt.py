@@ -17,6 +17,7 @@ from tests.test_runtime_support import (
     hide_pyxrt,
     install_fake_pyxrt,
     make_standin,
+    xrt_of,
 )
 
 X = np.arange(-32, 32, dtype=np.int8)
@@ -34,7 +35,7 @@ def artifact(fake: ModuleType, tmp_path: Path) -> Path:
 
 def test_baseline_layout_groups_flags_and_words(fake: ModuleType, artifact: Path) -> None:
     k = NpuKernel.load(artifact, backend="xrt")
-    be = k.backend
+    be = xrt_of(k)
     assert be.instr_bo.flags_ == fake.bo.cacheable
     assert be.instr_bo.group == be.kernel.group_id(1)
     assert be.instr_bo.bank == 1  # SRAM in the fake xclbin's MEM_TOPOLOGY
@@ -49,11 +50,11 @@ def test_baseline_layout_groups_flags_and_words(fake: ModuleType, artifact: Path
 
 def test_one_run_reused_and_no_per_call_allocation(fake: ModuleType, artifact: Path) -> None:
     k = NpuKernel.load(artifact, backend="xrt")
-    handle, bos = k.backend.run_handle, list(k.backend.bos)
+    handle, bos = xrt_of(k).run_handle, list(xrt_of(k).bos)
     for i in range(3):
         (out,) = k(X + i)
         np.testing.assert_array_equal(out, X + i + 1)
-    assert k.backend.run_handle is handle and k.backend.bos == bos
+    assert xrt_of(k).run_handle is handle and xrt_of(k).bos == bos
     assert fake.runs_started == 3
     assert len(k.timings) == 3 and k.last_call_s is not None
 
@@ -95,11 +96,11 @@ def test_legacy_layout_input_clone_is_stale(fake: ModuleType, artifact: Path) ->
                                    "ERT_CMD_STATE_ABORT"])
 def test_failed_state_raises_with_its_name(fake: ModuleType, artifact: Path, state: str) -> None:
     k = NpuKernel.load(artifact, backend="xrt")
-    k.backend.views[1][:] = 42
+    xrt_of(k).views[1][:] = 42
     fake.config.state = fake.ert_cmd_state[state]
     with pytest.raises(RunError, match=f"{state} \\(\\d\\), not COMPLETED"):
         k(X)
-    assert (k.backend.views[1] == 42).all()  # results were never synced back
+    assert (xrt_of(k).views[1] == 42).all()  # results were never synced back
     fake.config.state = fake.ert_cmd_state.ERT_CMD_STATE_COMPLETED
     with pytest.raises(RunError, match="earlier run ended in " + state):
         k(X)
@@ -107,7 +108,7 @@ def test_failed_state_raises_with_its_name(fake: ModuleType, artifact: Path, sta
 
 def test_fake_refuses_ninstr_in_bytes(fake: ModuleType, artifact: Path) -> None:
     k = NpuKernel.load(artifact, backend="xrt")
-    k.backend.run_handle.set_arg(2, k.backend.n_words * 4)
+    xrt_of(k).run_handle.set_arg(2, xrt_of(k).n_words * 4)
     with pytest.raises(RunError, match="ERT_CMD_STATE_ERROR"):
         k(X)
 

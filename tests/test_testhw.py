@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return install_fake_pyxrt(monkeypatch)
 
 
-def build(root: Path, variant: str, symbol: str = "add_one", **kwargs: object) -> Path:
+def build(root: Path, variant: str, symbol: str = "add_one", **kwargs: Any) -> Path:
     return make_standin(root / "standin" / variant, symbol, kernel="standin", variant=variant,
                         **kwargs)
 
