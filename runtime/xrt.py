@@ -94,6 +94,9 @@ def driver_error(what: str, e: Exception) -> RunError:
     # NPU_FACTS 5: amdxdna refuses `normal` with err=95, device_only/p2p/svm with err=22
     if "err=95" in text or "err=22" in text:
         return RunError(f"{what}: {BO_FLAG_MESSAGE} (driver said: {text})")
+    if "err=12" in text or "Cannot allocate memory" in text:
+        # NPU_FACTS 5: BO mmaps use MAP_LOCKED, so a finite memlock limit fails allocations
+        return RunError(f"{what} failed: {text}; raise the memlock limit (`ulimit -l unlimited`)")
     return RunError(f"{what} failed: {text}")
 
 
@@ -153,25 +156,11 @@ class XrtBackend:
                 f"{insts_path}: {self.n_words} words, the manifest says {manifest.n_insts_words}"
             )
 
-        self._xrt = xrt = import_pyxrt()
-        self.device = open_device(xrt, device_index)
-        xb = xrt.xclbin(str(xclbin_path))
-        self.device.register_xclbin(xb)  # NPU_FACTS 5: load_xclbin is the FPGA path
-        try:
-            self.context = xrt.hw_context(self.device, xb.get_uuid())
-        except Exception as e:
-            raise RunError(
-                f"could not create a hardware context ({e}); the NPU allows {HWCTX_LIMITS}, "
-                "shared device-wide, and other processes may hold them: close other kernels "
-                "or check `xrt-smi examine`"
-            ) from None
-        self.kernel = xrt.kernel(self.context, manifest.kernel_name)
+        self._xrt = import_pyxrt()
+        self.device = open_device(self._xrt, device_index)
+        self.context, self.kernel = self._open(xclbin_path)
         self._check_groups(info)
-
-        self.instr_bo = self._alloc("instruction BO", self.n_words * 4, self.layout.instr_flags,
-                                    self.layout.instr_group)
-        self.instr_bo.write(insts_path.read_bytes()[: self.n_words * 4], 0)
-        self.instr_bo.sync(xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE, self.n_words * 4, 0)
+        self.instr_bo = self._load_instructions(insts_path)
         self.bos = [
             self._alloc(f"BO {b.name!r}", b.nbytes, self.layout.data_flags, group)
             for b, group in zip(manifest.buffers, self.layout.data_groups, strict=True)
@@ -185,12 +174,34 @@ class XrtBackend:
         self._outputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "out"]
 
         # NPU_FACTS 5: one reusable run, arguments set once; ninstr in 32-bit words
-        self.run_handle = xrt.run(self.kernel)
+        self.run_handle = self._xrt.run(self.kernel)
         self.run_handle.set_arg(0, OPCODE)
         self.run_handle.set_arg(INSTR_ARG, self.instr_bo)
         self.run_handle.set_arg(2, self.n_words)
         for b, bo in zip(manifest.buffers, self.bos, strict=True):
             self.run_handle.set_arg(b.arg_index, bo)
+
+    def _open(self, xclbin_path: Path) -> tuple[Any, Any]:
+        """Register the xclbin and open its hardware context and kernel, once."""
+        xb = self._xrt.xclbin(str(xclbin_path))
+        self.device.register_xclbin(xb)  # NPU_FACTS 5: load_xclbin is the FPGA path
+        try:
+            context = self._xrt.hw_context(self.device, xb.get_uuid())
+        except Exception as e:
+            raise RunError(
+                f"could not create a hardware context ({e}); the NPU allows {HWCTX_LIMITS}, "
+                "shared device-wide, and other processes may hold them: close other kernels "
+                "or check `xrt-smi examine`"
+            ) from None
+        return context, self._xrt.kernel(context, self.manifest.kernel_name)
+
+    def _load_instructions(self, insts_path: Path) -> Any:
+        """The instruction BO, filled from insts.bin once and synced to the device."""
+        size = self.n_words * 4
+        bo = self._alloc("instruction BO", size, self.layout.instr_flags, self.layout.instr_group)
+        bo.write(insts_path.read_bytes()[:size], 0)
+        bo.sync(self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE, size, 0)
+        return bo
 
     def _alloc(self, what: str, size: int, flags: str, group_arg: int) -> Any:
         try:

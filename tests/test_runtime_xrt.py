@@ -200,3 +200,14 @@ def test_fake_direct_call_style_runs_the_design(fake: ModuleType, artifact: Path
     assert state == fake.ert_cmd_state.ERT_CMD_STATE_COMPLETED
     bo_out.sync(fake.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE)
     np.testing.assert_array_equal(bo_out.read(N, 0), X + 1)
+
+
+def test_out_of_locked_memory_names_the_memlock_limit(
+    fake: ModuleType, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise RuntimeError("bo allocation failed (err=12): Cannot allocate memory")
+
+    monkeypatch.setattr(fake.bo, "__init__", refuse)
+    with pytest.raises(RunError, match=r"instruction BO.*ulimit -l unlimited"):
+        NpuKernel.load(artifact, backend="xrt")
