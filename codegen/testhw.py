@@ -233,8 +233,10 @@ def run_test_hw(
     if not out.is_terminal:
         out = Console(width=140)  # logs and CI: do not truncate kernel and variant names
     artifacts = find_artifacts(build_dir, kernels)
-    if not artifacts:
-        which = f" for {', '.join(kernels)}" if kernels else ""
+    built = {a.parent.name for a in artifacts}
+    unbuilt = [k for k in kernels or [] if k not in built]
+    if unbuilt or not artifacts:
+        which = f" for {', '.join(unbuilt)}" if unbuilt else ""
         err.print(f"test-hw: no artifacts{which} under {build_dir}; build them with `invoke build`")
         return 1
     no_npu = probe_npu() if backend == "xrt" else ""

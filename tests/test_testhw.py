@@ -146,5 +146,16 @@ def test_tampered_build_fails_naming_the_file(fake: ModuleType, tmp_path: Path) 
 
 
 def test_no_artifacts_is_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_test_hw(tmp_path, ["attention"], "emu", 2, 1, None, None, progress=False) == 1
-    assert "no artifacts for attention" in capsys.readouterr().err
+    assert run_test_hw(tmp_path, None, "emu", 2, 1, None, None, progress=False) == 1
+    assert "test-hw: no artifacts under" in capsys.readouterr().err
+
+
+def test_a_requested_kernel_without_builds_is_a_failure(
+    fake: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build(tmp_path / "build", "good")
+    assert run_test_hw(tmp_path / "build", ["standin"], "emu", 2, 1, None, None,
+                       progress=False) == 0
+    assert run_test_hw(tmp_path / "build", ["standin", "gelu"], "emu", 2, 1, None, None,
+                       progress=False) == 1
+    assert "no artifacts for gelu" in capsys.readouterr().err
