@@ -6,7 +6,9 @@ the integer constants the core code needs, and owns its golden model and float r
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +87,15 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Accuracy:
+    """Targets of the golden model against the float reference (KERNELS.md)."""
+
+    min_pearson: float
+    min_within_1: float
+    max_diff: int
+
+
+@dataclass(frozen=True)
 class MemoryItem:
     """One thing that lives in a tile's data memory: a FIFO buffer set, a table, the stack."""
 
@@ -140,6 +151,8 @@ class KernelSpec(ABC):
     CORE_SOURCES: ClassVar[tuple[str, ...]]
     #: symbol of the core function each `func.call` reaches, and its object name
     CORE_SYMBOLS: ClassVar[tuple[str, ...]]
+    #: what the golden model must reach against the float reference
+    ACCURACY: ClassVar[Accuracy]
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         given = dict(params or {})
@@ -241,11 +254,15 @@ class KernelSpec(ABC):
 
 
 def _slug(value: Any) -> str:
+    """A directory-safe rendering of a parameter value; paths and odd strings become a hash."""
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float):
         return f"{value:.6g}".replace("-", "m").replace("+", "")
-    return str(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z0-9.]{1,24}", text):
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:

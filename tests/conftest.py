@@ -1,10 +1,12 @@
-"""Shared fixtures: a scratch build root, built attention variants, and the fake toolchain."""
+"""Shared fixtures: a scratch build root, built kernel variants, and the fake toolchain."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codegen.kernels import spec_from_params
@@ -14,36 +16,59 @@ from codegen.spec import KernelSpec
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = ROOT / "tests" / "fakes"
 
-ATTENTION_VARIANTS: dict[str, dict[str, str]] = {
-    "default": {},
-    "causal": {"causal": "1"},
-    "rect": {"n_queries": "32", "n_keys": "128", "head_dim": "32", "causal": "1"},
-    "tiles3": {"tiles": "3", "fifo_depth": "1"},
+#: (kernel, params) of every variant the tests build and verify, by a short name
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "attention": ("attention", {}),
+    "attention-causal": ("attention", {"causal": "1"}),
+    "attention-rect": ("attention", {"n_queries": "32", "n_keys": "128", "head_dim": "32",
+                                     "causal": "1"}),
+    "attention-tiles3": ("attention", {"tiles": "3", "fifo_depth": "1"}),
+    "gelu": ("gelu", {}),
+    "gelu-odd": ("gelu", {"length": "1000", "in_scale": "0.02", "out_scale": "0.05"}),
+    "layernorm": ("layernorm", {}),
+    "layernorm-affine": ("layernorm", {"gamma": "@gamma", "beta": "@beta"}),
+    "layernorm-384": ("layernorm", {"rows": "6", "d": "384", "tile_rows": "3"}),
 }
+
+
+def _resolve(params: dict[str, str], data: Path) -> dict[str, str]:
+    """Replace `@name` values by a .npy file of learned-looking values made in `data`."""
+    out = {}
+    rng = np.random.default_rng(5)
+    for key, value in params.items():
+        if value.startswith("@"):
+            path = data / f"{value[1:]}.npy"
+            centre = 1.0 if key == "gamma" else 0.0
+            np.save(path, rng.normal(centre, 0.2, 512))
+            value = str(path)
+        out[key] = value
+    return out
 
 
 @pytest.fixture(scope="session")
 def emu_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildResult]:
-    """Emulation artifacts of several attention variants, built once per session."""
+    """Emulation artifacts of every test variant, built once per session."""
     root = tmp_path_factory.mktemp("build")
+    data = tmp_path_factory.mktemp("data")
     return {
-        name: build(spec_from_params("attention", params), root, target="emu")
-        for name, params in ATTENTION_VARIANTS.items()
+        name: build(spec_from_params(kernel, _resolve(params, data)), root, target="emu")
+        for name, (kernel, params) in VARIANTS.items()
     }
 
 
-@pytest.fixture(params=sorted(ATTENTION_VARIANTS))
-def attention_build(request: pytest.FixtureRequest,
-                    emu_builds: dict[str, BuildResult]) -> tuple[KernelSpec, BuildResult]:
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest,
+            emu_builds: dict[str, BuildResult]) -> tuple[KernelSpec, BuildResult]:
+    """(spec, build) of each test variant in turn."""
     result = emu_builds[request.param]
-    return spec_from_params("attention", result.manifest.params), result
+    return spec_from_params(result.manifest.kernel, result.manifest.params), result
 
 
 @pytest.fixture
 def fake_toolchain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Put the fake aiecc on PATH and the fake Peano in PEANO_INSTALL_DIR; yields the aiecc log."""
     log = tmp_path / "aiecc.log"
-    monkeypatch.setenv("PATH", f"{FAKES / 'bin'}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
     monkeypatch.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
     monkeypatch.setenv("FAKE_AIECC_LOG", str(log))
     monkeypatch.delenv("FAKE_AIECC_FAIL", raising=False)

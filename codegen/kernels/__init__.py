@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from codegen.kernels.attention import AttentionSpec
+from codegen.kernels.gelu import GeluSpec
+from codegen.kernels.layernorm import LayerNormSpec
 from codegen.spec import KernelSpec, SpecError
 
 KERNELS: dict[str, type[KernelSpec]] = {
-    spec.name: spec for spec in (AttentionSpec,)
+    spec.name: spec for spec in (AttentionSpec, GeluSpec, LayerNormSpec)
 }
 
 

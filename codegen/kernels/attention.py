@@ -21,6 +21,7 @@ import numpy as np
 
 from codegen.spec import (
     DEVICE_COLUMNS,
+    Accuracy,
     MemoryItem,
     Param,
     SpecError,
@@ -52,6 +53,7 @@ class AttentionSpec(StreamSpec):
     CORE_SYMBOLS = ("attention_i8",)
     in_name = "qkv"
     out_name = "out"
+    ACCURACY = Accuracy(min_pearson=0.995, min_within_1=0.98, max_diff=2)
     PARAMS = (
         Param("n_queries", int, 64, "queries per tile", 8, 256, multiple_of=8),
         Param("n_keys", int, 64, "keys per tile", 8, 256, multiple_of=8),

@@ -1,4 +1,4 @@
-// Fixed-point helpers shared by every npukit core: rounding shifts and saturation.
+// Fixed-point helpers shared by every npukit core: rounding shifts, saturation, isqrt.
 // Plain C++ so that Peano (aie2) and the host compiler build the same code.
 #ifndef NPUKIT_FIXED_H
 #define NPUKIT_FIXED_H
@@ -14,5 +14,24 @@ static inline int64_t npk_round_shift_s64(int64_t x, int shift) {
 static inline int8_t npk_sat_i8(int64_t x) {
   return (int8_t)(x > 127 ? 127 : (x < -128 ? -128 : x));
 }
+
+// floor(sqrt(v)), bit by bit: exact, no floating point, the same on every target.
+static inline uint64_t npk_isqrt_u64(uint64_t v) {
+  uint64_t root = 0, bit = (uint64_t)1 << 62;
+  while (bit > v) bit >>= 2;
+  while (bit) {
+    if (v >= root + bit) {
+      v -= root + bit;
+      root = (root >> 1) + bit;
+    } else {
+      root >>= 1;
+    }
+    bit >>= 2;
+  }
+  return root;
+}
+
+// floor(log2(v)) for v > 0.
+static inline int npk_log2_u64(uint64_t v) { return 63 - __builtin_clzll(v); }
 
 #endif

@@ -1,0 +1,105 @@
+"""Elementwise GELU, int8 -> int8, through a 256-entry table made at render time.
+
+table[q + 128] = sat(round_half_away(gelu(q · in_scale) / out_scale)) with the exact erf GELU,
+gelu(x) = x/2 · (1 + erf(x/√2)); the core looks each byte up. Every entry equals the float
+reference rounded, so golden, core and reference agree bit for bit by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from codegen.spec import (
+    DEVICE_COLUMNS,
+    Accuracy,
+    MemoryItem,
+    Param,
+    SpecError,
+    round_half_away,
+    saturate_i8,
+)
+from codegen.stream import StreamSpec
+
+WORD = 4  # the shim DMA moves 32-bit words: int8 lengths are multiples of 4 (NPU_FACTS 2)
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """The exact erf GELU in float64."""
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+class GeluSpec(StreamSpec):
+    """GELU over `length` int8 values per invocation, in tiles of at most `max_tile`."""
+
+    name = "gelu"
+    summary = "int8 GELU (exact erf) through a render-time table, any length"
+    CORE_SOURCES = ("gelu.cc",)
+    CORE_SYMBOLS = ("gelu_i8",)
+    ACCURACY = Accuracy(min_pearson=0.99999, min_within_1=1.0, max_diff=0)
+    PARAMS = (
+        Param("length", int, 65536, "int8 values per invocation", 4, 1 << 26,
+              multiple_of=WORD),
+        Param("max_tile", int, 4096, "largest FIFO element (bytes); the tile divides length",
+              4, 16384, multiple_of=WORD),
+        Param("in_scale", float, 8.0 / 127.0, "scale of the input"),
+        Param("out_scale", float, 8.0 / 127.0, "scale of the output"),
+        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
+        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+    )
+
+    @property
+    def tile(self) -> int:
+        """The largest multiple of 4 that divides `length` and is at most `max_tile`."""
+        for t in range(self.max_tile - self.max_tile % WORD, 0, -WORD):
+            if self.length % t == 0:
+                return t
+        raise AssertionError("4 divides length")  # length is a multiple of 4
+
+    @property
+    def in_tile_bytes(self) -> int:
+        return self.tile
+
+    @property
+    def out_tile_bytes(self) -> int:
+        return self.tile
+
+    @property
+    def n_tiles(self) -> int:
+        return self.length // self.tile
+
+    @property
+    def scratch_bytes(self) -> int:
+        return 64
+
+    def tables(self) -> list[MemoryItem]:
+        return [MemoryItem("gelu table", 256)]
+
+    def validate(self) -> None:
+        for name in ("in_scale", "out_scale"):
+            if not self.params[name] > 0:
+                raise SpecError(f"{name} {self.params[name]} must be positive")
+        self.check_memory()
+
+    def table(self) -> np.ndarray:
+        q = np.arange(-128, 128, dtype=np.float64)
+        return saturate_i8(round_half_away(gelu(q * self.in_scale) / self.out_scale))
+
+    def extra_context(self) -> dict[str, Any]:
+        return {"tile": self.tile, "table": [int(v) for v in self.table()]}
+
+    def random_inputs(self, seed: int) -> list[np.ndarray]:
+        """Pre-activations of an MLP: N(0, 1.5²), quantised with in_scale."""
+        x = np.random.default_rng(seed).normal(0.0, 1.5, self.length)
+        return [saturate_i8(round_half_away(x / self.in_scale))]
+
+    def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.asarray(inputs[0], dtype=np.int8)
+        return [self.table()[x.astype(np.int16) + 128]]
+
+    def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.asarray(inputs[0], dtype=np.float64) * self.in_scale
+        return [saturate_i8(round_half_away(gelu(x) / self.out_scale))]

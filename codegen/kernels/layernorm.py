@@ -1,0 +1,165 @@
+"""Layer normalisation over rows of d int8 values, int8 out, learned gamma and beta.
+
+Fixed-point scheme (the core code and `golden` do exactly this), per row x of length d:
+1. sum = Σx, sumsq = Σx² (int32); D = d·sumsq - sum² (int64) = d²·var in input units.
+2. D' = D + E with E = max(1, round(eps / in_scale² · d²)), so D' = d²·(var + eps) exactly
+   up to E's rounding.
+3. s = isqrt(D' · 2^22) (so s = √D' · 2^11), k = floor(log2 s), R = floor(2^(30+k) / s).
+4. x̂ = (d·x - sum) · R / 2^(k+3), rounded half away from zero: x̂ = (x - mean)/√(var+eps)
+   in Q16.
+5. y = (x̂ · G_j + B_j) / 2^28 rounded half away from zero, saturated to int8, with
+   G_j = round(gamma_j / out_scale · 2^12), B_j = round(beta_j / out_scale · 2^28).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codegen.spec import (
+    DEVICE_COLUMNS,
+    Accuracy,
+    MemoryItem,
+    Param,
+    SpecError,
+    round_half_away,
+    saturate_i8,
+)
+from codegen.stream import StreamSpec
+
+SQRT_SHIFT = 11
+GAMMA_BITS = 12
+OUT_SHIFT = 28
+
+
+def _vector(spec: str, d: int, what: str) -> np.ndarray:
+    """A float, broadcast to d, or the path of a .npy file with d floats."""
+    try:
+        return np.full(d, float(spec))
+    except ValueError:
+        pass
+    path = Path(spec)
+    if not path.is_file():
+        raise SpecError(f"{what} {spec!r} is neither a number nor a .npy file")
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{what} {spec}: not a readable .npy file ({e})") from None
+    if values.shape != (d,) or not np.all(np.isfinite(values)):
+        raise SpecError(f"{what} {spec}: expected {d} finite values, got shape {values.shape}")
+    return values.astype(np.float64)
+
+
+class LayerNormSpec(StreamSpec):
+    """Row-wise layernorm of `rows` rows of `d` int8 values, `tile_rows` rows per core call."""
+
+    name = "layernorm"
+    summary = "int8 layernorm per row with learned gamma/beta, fixed-point mean/var/rsqrt"
+    CORE_SOURCES = ("layernorm.cc",)
+    CORE_SYMBOLS = ("layernorm_i8",)
+    ACCURACY = Accuracy(min_pearson=0.995, min_within_1=0.99, max_diff=2)
+    PARAMS = (
+        Param("rows", int, 64, "rows per invocation", 1, 1 << 16),
+        Param("d", int, 512, "row length (Whisper-base width 512)", 8, 4096, multiple_of=4),
+        Param("tile_rows", int, 4, "rows per FIFO element (must divide rows)", 1, 64),
+        Param("in_scale", float, 4.0 / 127.0, "scale of the input"),
+        Param("out_scale", float, 4.0 / 127.0, "scale of the output"),
+        Param("gamma", str, "1.0", "gamma: a number, or a .npy file of d floats"),
+        Param("beta", str, "0.0", "beta: a number, or a .npy file of d floats"),
+        Param("eps", float, 1e-5, "epsilon added to the variance", 0.0, 1.0),
+        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
+        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+    )
+
+    @property
+    def in_tile_bytes(self) -> int:
+        return self.tile_rows * self.d
+
+    @property
+    def out_tile_bytes(self) -> int:
+        return self.tile_rows * self.d
+
+    @property
+    def n_tiles(self) -> int:
+        return self.rows // self.tile_rows
+
+    @property
+    def scratch_bytes(self) -> int:
+        return 128
+
+    def tables(self) -> list[MemoryItem]:
+        return [MemoryItem("gamma (int32)", 4 * self.d), MemoryItem("beta (int64)", 8 * self.d)]
+
+    def validate(self) -> None:
+        if self.rows % self.tile_rows:
+            raise SpecError(f"tile_rows {self.tile_rows} does not divide rows {self.rows}")
+        for name in ("in_scale", "out_scale"):
+            if not self.params[name] > 0:
+                raise SpecError(f"{name} {self.params[name]} must be positive")
+        g, _ = self.fixed_affine()
+        if np.abs(g).max() >= 1 << 31:
+            raise SpecError("gamma/out_scale exceeds 2^19: the int32 gamma multiplier overflows")
+        self.check_memory()
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        return _vector(self.gamma, self.d, "gamma"), _vector(self.beta, self.d, "beta")
+
+    def fixed_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        gamma, beta = self.affine()
+        g = round_half_away(gamma / self.out_scale * (1 << GAMMA_BITS)).astype(np.int64)
+        b = round_half_away(beta / self.out_scale * (1 << OUT_SHIFT)).astype(np.int64)
+        return g, b
+
+    def eps_term(self) -> int:
+        return max(1, round(self.eps / self.in_scale**2 * self.d**2))
+
+    def extra_context(self) -> dict[str, Any]:
+        g, b = self.fixed_affine()
+        return {
+            "tile_rows": self.tile_rows,
+            "eps_term": self.eps_term(),
+            "sqrt_shift": SQRT_SHIFT,
+            "out_shift": OUT_SHIFT,
+            "gamma_q": [int(v) for v in g],
+            "beta_q": [int(v) for v in b],
+        }
+
+    def random_inputs(self, seed: int) -> list[np.ndarray]:
+        """Residual-stream-like rows: each with its own mean and spread, quantised."""
+        rng = np.random.default_rng(seed)
+        mean = rng.normal(0.0, 0.5, (self.rows, 1))
+        spread = rng.uniform(0.3, 1.2, (self.rows, 1))
+        x = mean + spread * rng.standard_normal((self.rows, self.d))
+        return [saturate_i8(round_half_away(x / self.in_scale)).reshape(-1)]
+
+    def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.asarray(inputs[0], dtype=np.int64).reshape(self.rows, self.d)
+        d = self.d
+        total = x.sum(axis=1)
+        big_d = d * (x * x).sum(axis=1) - total * total + self.eps_term()
+        s = np.array([math.isqrt(int(v) << (2 * SQRT_SHIFT)) for v in big_d], dtype=np.int64)
+        k = np.array([int(v).bit_length() - 1 for v in s], dtype=np.int64)
+        r = np.array([(1 << (30 + int(kk))) // int(ss) for kk, ss in zip(k, s, strict=True)],
+                     dtype=np.int64)
+        c = d * x - total[:, None]
+        xhat = _round_shift(c * r[:, None], (k + 3)[:, None])
+        g, b = self.fixed_affine()
+        y = _round_shift(xhat * g[None, :] + b[None, :], np.int64(OUT_SHIFT))
+        return [saturate_i8(y).reshape(-1)]
+
+    def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.asarray(inputs[0], dtype=np.float64).reshape(self.rows, self.d) * self.in_scale
+        mean = x.mean(axis=1, keepdims=True)
+        var = x.var(axis=1, keepdims=True)
+        gamma, beta = self.affine()
+        y = (x - mean) / np.sqrt(var + self.eps) * gamma + beta
+        return [saturate_i8(round_half_away(y / self.out_scale)).reshape(-1)]
+
+
+def _round_shift(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """x / 2^shift rounded half away from zero, in int64."""
+    half = np.left_shift(np.int64(1), shift - 1)
+    return np.where(x >= 0, (x + half) >> shift, -((-x + half) >> shift))
