@@ -159,3 +159,5 @@ def test_a_requested_kernel_without_builds_is_a_failure(
     assert run_test_hw(tmp_path / "build", ["standin", "gelu"], "emu", 2, 1, None, None,
                        progress=False) == 1
     assert "no artifacts for gelu" in capsys.readouterr().err
+    assert run_test_hw(tmp_path / "build", None, "emu", 1, 1, None, None, progress=False) == 1
+    assert "--seeds 1 is too few" in capsys.readouterr().err
