@@ -1,4 +1,4 @@
-"""Shared helpers for the runtime and test-hw tests: the fake pyxrt, a stand-in kernel, stubs.
+"""Shared helpers for the runtime and test-hw tests: the fake pyxrt and a stand-in kernel.
 
 The stand-in is an add-one design over 64 int8 values (plus two deliberately broken cores: one
 writes a constant, one ignores its input), compiled for the host with `cc`. The emu backend and
