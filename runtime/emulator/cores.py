@@ -1,4 +1,11 @@
-"""A compute core as a task: interprets its compiled body, blocking on FIFO acquires."""
+"""A compute core as a task: interprets its compiled body, blocking on FIFO acquires.
+
+xDSL's interpreter is not used for scf/arith/func here: it runs a region to completion on one
+Python call stack, so a core could not pause at a blocked acquire and let DMAs and other cores
+run (short of a thread per core, which would make deadlocks hangs instead of reports), and it
+dispatches every op through its registry on every run. Instead `lower.py` compiles the body
+once into a short instruction list, which a generator steps through.
+"""
 
 from __future__ import annotations
 

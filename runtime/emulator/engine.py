@@ -44,6 +44,7 @@ class EmulatedDesign:
         ]
         self.links = [LinkTask(spec, self.fifos, self.clock) for spec in design.links]
         self._tasks: list[Task] = [self.sequence, *self.channels.values(), *self.links, *self.cores]
+        self._arg_sizes = [int(np.prod(shape)) for _, _, shape in design.args]
         self._dma_faults = [
             f"{self.source}:{s.line}: `aiex.npu.dma_memcpy_nd` of "
             f"%{design.args[s.arg][0]} on @{s.fifo}: {'; '.join(s.problems)}"
@@ -96,20 +97,32 @@ class EmulatedDesign:
                 f"({', '.join(a[0] for a in args)}), got {len(buffers)}"
             )
         flats = []
-        for i, (buf, (name, dtype, shape)) in enumerate(zip(buffers, args, strict=True)):
-            where = f"buffer {i} (%{name}: {'x'.join(map(str, shape))}x{dtype})"
-            if not isinstance(buf, np.ndarray):
-                raise RunError(f"{where} must be a numpy array, got {type(buf).__name__}")
-            if buf.dtype != dtype:
-                raise RunError(f"{where} has dtype {buf.dtype}")
-            if buf.size != int(np.prod(shape)):
-                raise RunError(f"{where} has {buf.size} elements, expected {int(np.prod(shape))}")
-            if not buf.flags.c_contiguous or not buf.flags.writeable:
-                raise RunError(
-                    f"{where} must be C-contiguous and writeable (outputs are written in place)"
-                )
+        for i, (buf, (name, dtype, shape), size) in enumerate(
+            zip(buffers, args, self._arg_sizes, strict=True)
+        ):
+            if (
+                type(buf) is not np.ndarray
+                or buf.dtype != dtype
+                or buf.size != size
+                or not buf.flags.c_contiguous
+                or not buf.flags.writeable
+            ):
+                raise RunError(self._bad_buffer(i, buf, name, dtype, shape, size))
             flats.append(buf.reshape(-1))
         return flats
+
+    @staticmethod
+    def _bad_buffer(
+        i: int, buf: object, name: str, dtype: np.dtype, shape: tuple[int, ...], size: int
+    ) -> str:
+        where = f"buffer {i} (%{name}: {'x'.join(map(str, shape))}x{dtype})"
+        if not isinstance(buf, np.ndarray):
+            return f"{where} must be a numpy array, got {type(buf).__name__}"
+        if buf.dtype != dtype:
+            return f"{where} has dtype {buf.dtype}"
+        if buf.size != size:
+            return f"{where} has {buf.size} elements, expected {size}"
+        return f"{where} must be C-contiguous and writeable (outputs are written in place)"
 
     def _deadlock_report(self) -> str:
         blocked = [w for t in self._tasks if (w := t.waiting()) is not None]

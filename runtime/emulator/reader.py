@@ -56,13 +56,14 @@ def _context() -> Context:
 
 
 def read_text(source: str | Path) -> tuple[str, str]:
-    """(text, name) of a design given as a path or as the MLIR text itself."""
-    if isinstance(source, Path) or (
-        "\n" not in source and "{" not in source and Path(source).is_file()
-    ):
-        path = Path(source)
+    """(text, name) of a design given as a path, or as the MLIR text itself (has a `{`)."""
+    if isinstance(source, str) and "{" in source:
+        return source, SOURCE_NAME
+    path = Path(source)
+    try:
         return path.read_text(), path.name
-    return str(source), SOURCE_NAME
+    except OSError as exc:
+        raise DesignSyntaxError(f"cannot read the design {path}: {exc.strerror}") from None
 
 
 def parse_design(text: str, name: str = SOURCE_NAME) -> ModuleOp:

@@ -251,3 +251,48 @@ module {{
   }}
 }}
 """
+
+
+def broadcast(tiles: int = 3) -> str:
+    """One input FIFO read by two cores (+1 and +2), each with its own output FIFO."""
+    total = 64 * tiles
+    return f"""\
+module {{
+  aie.device(npu1_1col) {{
+    %shim = aie.tile(0, 0)
+    %c2 = aie.tile(0, 2)
+    %c3 = aie.tile(0, 3)
+    aie.objectfifo @in(%shim, {{%c2, %c3}}, 2 : i32) : !aie.objectfifo<memref<64xi32>>
+    aie.objectfifo @out2(%c2, {{%shim}}, 2 : i32) : !aie.objectfifo<memref<64xi32>>
+    aie.objectfifo @out3(%c3, {{%shim}}, 2 : i32) : !aie.objectfifo<memref<64xi32>>
+    func.func private @add_i32(memref<64xi32>, memref<64xi32>, i32, i32) attributes {{link_with = "kernels.o"}}
+{_core("%c2", "in", "out2", 64, "add_i32", 1, tiles)}
+{_core("%c3", "in", "out3", 64, "add_i32", 2, tiles)}
+    aie.runtime_sequence(%a : memref<{total}xi32>, %b : memref<{total}xi32>, %c : memref<{total}xi32>) {{
+      aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @in, id = 2 : i64}} : memref<{total}xi32>
+      aiex.npu.dma_memcpy_nd(%b[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @out2, id = 1 : i64}} : memref<{total}xi32>
+      aiex.npu.dma_memcpy_nd(%c[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @out3, id = 0 : i64}} : memref<{total}xi32>
+      aiex.npu.dma_wait {{symbol = @out2}}
+      aiex.npu.dma_wait {{symbol = @out3}}
+    }}
+  }}
+}}
+"""
+
+
+DATA_MOVEMENT_ONLY = """\
+module {
+  aie.device(npu1_1col) {
+    %shim = aie.tile(0, 0)
+    %mem = aie.tile(0, 1)
+    aie.objectfifo @in(%shim, {%mem}, 2 : i32) : !aie.objectfifo<memref<4x16xi32>>
+    aie.objectfifo @back(%mem dimensionsToStream [<size = 16, stride = 1>, <size = 4, stride = 16>], {%shim}, 2 : i32) : !aie.objectfifo<memref<4x16xi32>>
+    aie.objectfifo.link [@in] -> [@back]([] [])
+    aie.runtime_sequence(%a : memref<192xi32>, %b : memref<192xi32>) {
+      aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, 192][0, 0, 0, 1]) {metadata = @in, id = 1 : i64} : memref<192xi32>
+      aiex.npu.dma_memcpy_nd(%b[0, 0, 0, 0][1, 1, 1, 192][0, 0, 0, 1]) {metadata = @back, id = 0 : i64} : memref<192xi32>
+      aiex.npu.dma_wait {symbol = @back}
+    }
+  }
+}
+"""

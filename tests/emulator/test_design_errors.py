@@ -102,3 +102,8 @@ def test_a_missing_symbol_is_named(core_lib: Path) -> None:
 def test_design_errors_are_design_errors() -> None:
     assert issubclass(UnsupportedOpError, DesignError)
     assert issubclass(DesignSyntaxError, DesignError)
+
+
+def test_a_missing_design_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DesignError, match="cannot read the design"):
+        load_design(str(tmp_path / "nope.mlir"))

@@ -133,6 +133,20 @@ def test_cumulative_acquire_keeps_a_sliding_window(libs: dict[str, Path]) -> Non
     assert np.array_equal(y.reshape(4, 64), t[:-1] + t[1:])
 
 
+def test_broadcast_to_two_cores_and_two_waits(libs: dict[str, Path]) -> None:
+    design = load_design(designs.broadcast(tiles=3), libraries=libs)
+    x, y2, y3 = ints(192), np.zeros(192, np.int32), np.zeros(192, np.int32)
+    design.run([x, y2, y3])
+    assert np.array_equal(y2, x + 1) and np.array_equal(y3, x + 2)
+
+
+def test_data_movement_only_needs_no_core_library() -> None:
+    design = load_design(designs.DATA_MOVEMENT_ONLY)
+    x, y = ints(192), np.zeros(192, np.int32)
+    design.run([x, y])
+    assert np.array_equal(y.reshape(3, 16, 4), x.reshape(3, 4, 16).transpose(0, 2, 1))
+
+
 def test_endless_core_loop_parked_at_an_acquire_is_not_an_error(libs: dict[str, Path]) -> None:
     text = designs.one_core(tiles=4).replace(
         "%ct = arith.constant 4 : index", "%ct = arith.constant 9223372036854775807 : index"
