@@ -55,6 +55,16 @@ from runtime.emulator.program import (
 )
 from runtime.emulator.reader import line_of
 
+# Device names and their column counts (mlir-aie AIEAttrs.td; NPU_FACTS section 2).
+DEVICE_COLUMNS = {
+    "npu1": 4,
+    **{f"npu1_{n}col": n for n in range(1, 4)},
+    "npu2": 8,
+    **{f"npu2_{n}col": n for n in range(1, 8)},
+}
+# Rows 2..5 are compute tiles on both Phoenix and Strix.
+MAX_ROW = 5
+
 _ARITH: dict[str, Callable[[int, int], int]] = {
     "arith.addi": operator.add,
     "arith.subi": operator.sub,
@@ -142,8 +152,18 @@ class _DeviceLowering:
         self.funcs: dict[str, FuncSpec] = {}
         self.cores: list[CoreSpec] = []
         self.sequence_op: aie.RuntimeSequenceOp | None = None
+        self.columns = 0
 
     def run(self) -> Design:
+        name = self.device.attributes["device"]
+        assert isinstance(name, StringAttr)
+        if name.data not in DEVICE_COLUMNS:
+            raise self.fail(
+                self.device,
+                f"({name.data}) names no known device; expected one of "
+                f"{', '.join(DEVICE_COLUMNS)} (npu1_4col was removed in 2025)",
+            )
+        self.columns = DEVICE_COLUMNS[name.data]
         ops = list(self.device.regions[0].ops) if self.device.regions else []
         for op in ops:
             self._top(op)
@@ -176,6 +196,11 @@ class _DeviceLowering:
             row = op.attributes["row"]
             assert isinstance(col, IntAttr) and isinstance(row, IntAttr)
             tile = Tile(col.data, row.data)
+            if not (0 <= tile.col < self.columns and 0 <= tile.row <= MAX_ROW):
+                raise self.fail(
+                    op,
+                    f"{tile} is outside the device's {self.columns} column(s) x {MAX_ROW + 1} rows",
+                )
             if tile in self.tiles.values():
                 raise self.fail(op, f"declares {tile} twice")
             self.tiles[op.results[0]] = tile

@@ -36,6 +36,18 @@ def line_of(text: str, snippet: str) -> int:
             "`arith.divsi` is not supported",
         ),
         (
+            "aie.device(npu1_1col)",
+            "aie.device(npu1_4col)",
+            "aie.device",
+            "names no known device",
+        ),
+        (
+            "%core = aie.tile(0, 2)",
+            "%core = aie.tile(1, 2)",
+            "aie.tile(1, 2)",
+            "outside the device's 1 column",
+        ),
+        (
             "aie.runtime_sequence(",
             "aiex.runtime_sequence(",
             "aiex.runtime_sequence",
