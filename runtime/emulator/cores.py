@@ -75,52 +75,54 @@ class CoreTask(Task):
         return f"{self.source}:{line}: `{what}` in {self.name}: {why}"
 
     def _run(self, block: Block, env: list) -> Steps:
-        fifos = self.fifos
+        fifos, funcs = self.fifos, self.funcs
         for ins in block:
             kind = type(ins)
-            if kind is Call:
-                self.funcs[ins.callee](*[env[s] for s in ins.args])
-                self.calls += 1
-            elif kind is Acquire:
-                fifo = fifos[ins.fifo]
-                if ins.count > fifo.depth:
+            if kind is Acquire:
+                dst, name, produce, count, _ = ins
+                fifo = fifos[name]
+                if count > fifo.depth:
                     raise FifoError(
                         self._fault(
                             ins.line,
                             f"aie.objectfifo.acquire {_port(ins)}",
-                            f"acquires {ins.count} elements of @{ins.fifo}, whose depth is "
-                            f"{fifo.depth}",
+                            f"acquires {count} elements of @{name}, whose depth is {fifo.depth}",
                         )
                     )
-                if ins.produce:
-                    while not fifo.acquire_produce(ins.count):
+                if produce:
+                    while not fifo.acquire_produce(count):
                         self.at = ins
                         yield
-                    env[ins.dst] = fifo.produce_slots(ins.count)
+                    env[dst] = fifo.produce_slots(count)
                 else:
-                    c = self.consumer_index[ins.fifo]
-                    while not fifo.acquire_consume(c, ins.count):
+                    c = self.consumer_index[name]
+                    while not fifo.acquire_consume(c, count):
                         self.at = ins
                         yield
-                    env[ins.dst] = fifo.consume_slots(c, ins.count)
+                    env[dst] = fifo.consume_slots(c, count)
                 self.at = None
             elif kind is Access:
-                env[ins.dst] = fifos[ins.fifo].ptrs[env[ins.view][ins.index]]
+                dst, view, name, index, _ = ins
+                env[dst] = fifos[name].ptrs[env[view][index]]
+            elif kind is Call:
+                funcs[ins.callee](*[env[s] for s in ins.args])
+                self.calls += 1
             elif kind is Release:
-                fifo = fifos[ins.fifo]
-                if ins.produce:
-                    ok = fifo.release_produce(ins.count)
+                name, produce, count, _ = ins
+                fifo = fifos[name]
+                if produce:
                     held = fifo.prod_held
+                    ok = fifo.release_produce(count)
                 else:
-                    c = self.consumer_index[ins.fifo]
+                    c = self.consumer_index[name]
                     held = fifo.cons_held[c]
-                    ok = fifo.release_consume(c, ins.count)
+                    ok = fifo.release_consume(c, count)
                 if not ok:
                     raise FifoError(
                         self._fault(
                             ins.line,
                             f"aie.objectfifo.release {_port(ins)}",
-                            f"releases {ins.count} element(s) of @{ins.fifo} but holds {held}",
+                            f"releases {count} element(s) of @{name} but holds {held}",
                         )
                     )
             elif kind is For:
@@ -129,6 +131,7 @@ class CoreTask(Task):
                     raise EmulationFault(self._fault(ins.line, "scf.for", f"step {step} <= 0"))
                 endless = (ub - lb) // step >= ENDLESS_TRIPS
                 self.endless += endless
+                iv, body = ins.iv, ins.body
                 for value in range(lb, ub, step):
                     self.iterations += 1
                     if self.iterations > self.max_iterations:
@@ -140,8 +143,8 @@ class CoreTask(Task):
                                 "finishing (a loop that never blocks?)",
                             )
                         )
-                    env[ins.iv] = value
-                    yield from self._run(ins.body, env)
+                    env[iv] = value
+                    yield from self._run(body, env)
                 self.endless -= endless
             elif kind is Const:
                 env[ins.dst] = ins.value

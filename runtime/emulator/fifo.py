@@ -95,6 +95,8 @@ class Fifo:
         self.clock.ticks += 1
 
     def produce_slots(self, count: int) -> tuple[int, ...]:
+        if count == 1:
+            return (self.produced % self.depth,)
         return tuple((self.produced + i) % self.depth for i in range(count))
 
     # -- consumer side ---------------------------------------------------------------------
@@ -120,6 +122,8 @@ class Fifo:
 
     def consume_slots(self, consumer: int, count: int) -> tuple[int, ...]:
         start = self.consumed[consumer]
+        if count == 1:
+            return (start % self.depth,)
         return tuple((start + i) % self.depth for i in range(count))
 
     # -- reporting -------------------------------------------------------------------------

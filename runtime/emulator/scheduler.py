@@ -35,17 +35,6 @@ class Task:
     def steps(self) -> Steps:
         raise NotImplementedError
 
-    def resume(self) -> bool:
-        """Run until blocked or done; True if the task finished now."""
-        assert self._gen is not None
-        try:
-            next(self._gen)
-        except StopIteration:
-            self.finished = True
-            self._gen = None
-            return True
-        return False
-
     def waiting(self) -> str | None:
         """Where and on what this task waits, or None when it waits for nothing in particular."""
         return None
@@ -62,8 +51,11 @@ def run_until_stalled(tasks: list[Task], clock: Clock) -> int:
         before = clock.ticks
         done = False
         for task in live:
-            if task.resume():
-                done = True
+            try:
+                next(task._gen)  # type: ignore[arg-type]
+            except StopIteration:
+                task.finished = done = True
+                task._gen = None
         if done:
             live = [t for t in live if not t.finished]
         elif clock.ticks == before:
