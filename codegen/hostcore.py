@@ -43,3 +43,17 @@ class HostCore:
             if not a.flags.c_contiguous:
                 raise ValueError(f"{symbol}: argument is not contiguous")
         fn(*(ctypes.c_void_p(a.ctypes.data) for a in arrays))
+
+    def call_args(self, symbol: str, *args: np.ndarray | int) -> None:
+        """Call with arrays as data pointers and Python ints as int32 scalars."""
+        fn = getattr(self._lib, symbol)
+        fn.restype = None
+        conv: list[ctypes.c_void_p | ctypes.c_int32] = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                if not a.flags.c_contiguous:
+                    raise ValueError(f"{symbol}: argument is not contiguous")
+                conv.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                conv.append(ctypes.c_int32(a))
+        fn(*conv)

@@ -175,10 +175,6 @@ class KernelSpec(ABC):
         raise AttributeError(item)
 
     @property
-    def columns(self) -> int:
-        return DEVICE_COLUMNS[self.params["device"]]
-
-    @property
     def variant(self) -> str:
         """A readable directory name: the parameters that differ from their defaults."""
         changed = [

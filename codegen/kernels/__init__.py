@@ -8,10 +8,11 @@ from typing import Any
 from codegen.kernels.attention import AttentionSpec
 from codegen.kernels.gelu import GeluSpec
 from codegen.kernels.layernorm import LayerNormSpec
+from codegen.kernels.matmul import MatmulSpec
 from codegen.spec import KernelSpec, SpecError
 
 KERNELS: dict[str, type[KernelSpec]] = {
-    spec.name: spec for spec in (AttentionSpec, GeluSpec, LayerNormSpec)
+    spec.name: spec for spec in (AttentionSpec, GeluSpec, LayerNormSpec, MatmulSpec)
 }
 
 

@@ -1,0 +1,213 @@
+"""C = requantise(A·B + bias): int8 A [M,K] and B [K,N], int32 accumulation, int8 C [M,N].
+
+The host passes plain row-major matrices; the runtime sequence cuts them into tm x tk and
+tk x tn tiles with DMA strides, and `columns` cores each compute every columns-th row of tiles.
+Requantisation per output column j (one shared value when per-tensor):
+  c = sat(round_half_away((acc + bias_j) · mult_j / 2^shift_j)),
+  mult_j · 2^-shift_j = a_scale · b_scale_j / c_scale, mult_j a 31-bit multiplier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codegen.spec import (
+    CORE_MEMORY,
+    DEVICE_COLUMNS,
+    Accuracy,
+    KernelSpec,
+    MemoryItem,
+    Param,
+    SpecError,
+    TilePlan,
+    quantize_multiplier,
+    round_half_away,
+    saturate_i8,
+)
+from runtime.manifest import BufferSpec
+
+MULT_BITS = 31
+STACK = 1024
+
+
+def _load(path: str, n: int, what: str, dtype: type) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{what} {path!r}: no such .npy file")
+    try:
+        values = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{what} {path}: not a readable .npy file ({e})") from None
+    if values.shape != (n,):
+        raise SpecError(f"{what} {path}: expected {n} values (one per column), got {values.shape}")
+    return values.astype(dtype)
+
+
+class MatmulSpec(KernelSpec):
+    """Whole-matrix int8 matmul with requantisation, tiled by DMA over 1-4 columns."""
+
+    name = "matmul"
+    summary = "int8 C = requant(A·B + bias), whole matrices per invocation, 1-4 columns"
+    CORE_SOURCES = ("matmul.cc",)
+    CORE_SYMBOLS = ("matmul_acc_i8", "matmul_out_i8")
+    ACCURACY = Accuracy(min_pearson=0.9999, min_within_1=1.0, max_diff=1)
+    PARAMS = (
+        Param("M", int, 64, "rows of A and C", 1, 1 << 16),
+        Param("K", int, 64, "columns of A, rows of B", 1, 1 << 16),
+        Param("N", int, 64, "columns of B and C", 1, 1 << 16),
+        Param("tm", int, 64, "tile rows of A/C", 4, 256, multiple_of=4),
+        Param("tk", int, 64, "tile depth", 4, 256, multiple_of=4),
+        Param("tn", int, 64, "tile columns of B/C", 4, 256, multiple_of=4),
+        Param("columns", int, 1, "cores (one per column) sharing the rows of tiles", 1, 8),
+        Param("a_scale", float, 4.0 / 127.0, "scale of A"),
+        Param("b_scale", float, 0.1 / 127.0, "scale of B (per tensor)"),
+        Param("c_scale", float, 2.0 / 127.0, "scale of C"),
+        Param("b_scales", str, "", "per-column scales of B: a .npy file of N floats"),
+        Param("bias", str, "", "int32 bias per column: a .npy file of N integers"),
+        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
+        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+    )
+
+    # -- derived sizes -------------------------------------------------------------------
+    @property
+    def m_tiles(self) -> int:
+        return self.M // self.tm
+
+    @property
+    def k_tiles(self) -> int:
+        return self.K // self.tk
+
+    @property
+    def n_tiles(self) -> int:
+        return self.N // self.tn
+
+    @property
+    def per_column(self) -> bool:
+        return bool(self.b_scales)
+
+    @property
+    def stack_size(self) -> int:
+        return STACK
+
+    def validate(self) -> None:
+        for dim, tile in (("M", "tm"), ("K", "tk"), ("N", "tn")):
+            if self.params[dim] % self.params[tile]:
+                raise SpecError(f"{tile} {self.params[tile]} does not divide {dim} "
+                                f"{self.params[dim]}; pad {dim} to a multiple of {tile}")
+        if self.columns > self.columns_available:
+            raise SpecError(f"columns {self.columns} is more than device {self.device} has "
+                            f"({self.columns_available})")
+        if self.m_tiles % self.columns:
+            raise SpecError(f"{self.m_tiles} row(s) of tiles (M/tm) do not split evenly over "
+                            f"{self.columns} columns")
+        for name in ("a_scale", "b_scale", "c_scale"):
+            if not self.params[name] > 0:
+                raise SpecError(f"{name} {self.params[name]} must be positive")
+        for m, shift in zip(*self.requant(), strict=True):
+            if not 1 <= shift <= 62:
+                raise SpecError(f"a_scale·b_scale/c_scale gives a shift of {shift} (multiplier "
+                                f"{m}), outside 1..62: the scales are out of range")
+        self.check_memory()
+
+    @property
+    def columns_available(self) -> int:
+        return DEVICE_COLUMNS[self.device]
+
+    def scales(self) -> np.ndarray:
+        if self.per_column:
+            s = _load(self.b_scales, self.N, "b_scales", np.float64)
+            if not np.all(s > 0):
+                raise SpecError(f"b_scales {self.b_scales}: every scale must be positive")
+            return s
+        return np.array([self.b_scale])
+
+    def bias_values(self) -> np.ndarray | None:
+        if not self.bias:
+            return None
+        return _load(self.bias, self.N, "bias", np.int64)
+
+    def requant(self) -> tuple[list[int], list[int]]:
+        pairs = [quantize_multiplier(self.a_scale * s / self.c_scale, MULT_BITS, "requant scale")
+                 for s in self.scales()]
+        return [m for m, _ in pairs], [s for _, s in pairs]
+
+    def buffers(self) -> list[BufferSpec]:
+        return [
+            BufferSpec("A", "int8", (self.M, self.K), "in", 0),
+            BufferSpec("B", "int8", (self.K, self.N), "in", 1),
+            BufferSpec("C", "int8", (self.M, self.N), "out", 2),
+        ]
+
+    def memory_plan(self) -> list[TilePlan]:
+        depth = self.fifo_depth
+        n_requant = self.N if self.per_column else 1
+        items = [
+            MemoryItem("A tile buffers", self.tm * self.tk, depth),
+            MemoryItem("B tile buffers", self.tk * self.tn, depth),
+            MemoryItem("C tile buffers", self.tm * self.tn, depth),
+            MemoryItem("accumulator (int32)", 4 * self.tm * self.tn),
+            MemoryItem("multipliers and shifts", 8 * n_requant),
+            *([MemoryItem("bias (int32)", 4 * self.N)] if self.bias else []),
+            MemoryItem("stack", self.stack_size),
+        ]
+        return [TilePlan((c, 2), CORE_MEMORY, list(items)) for c in range(self.columns)]
+
+    def render_context(self) -> dict[str, Any]:
+        mults, shifts = self.requant()
+        bias = self.bias_values()
+        cols = []
+        rounds = self.m_tiles // self.columns
+        for c in range(self.columns):
+            cols.append({"index": c, "rows": [r * self.columns + c for r in range(rounds)]})
+        return {
+            **self.params,
+            "kernel": self.name,
+            "object": self.object_name,
+            "cols": cols,
+            "rounds": rounds,
+            "m_tiles": self.m_tiles,
+            "n_tiles": self.n_tiles,
+            "k_tiles": self.k_tiles,
+            "a_tile": self.tm * self.tk,
+            "b_tile": self.tk * self.tn,
+            "c_tile": self.tm * self.tn,
+            "stack_size": self.stack_size,
+            "per_column": self.per_column,
+            "mults": mults,
+            "shifts": shifts,
+            "has_bias": bias is not None,
+            "bias_values": [] if bias is None else [int(b) for b in bias],
+        }
+
+    # -- data ---------------------------------------------------------------------------
+    def random_inputs(self, seed: int) -> list[np.ndarray]:
+        """Activations N(0,1) over ±4 sigma, weights N(0, 0.02²) like a trained projection."""
+        rng = np.random.default_rng(seed)
+        a = rng.standard_normal((self.M, self.K))
+        b = rng.normal(0.0, 0.02, (self.K, self.N))
+        b_scale = self.scales()[None, :] if self.per_column else self.b_scale
+        return [saturate_i8(round_half_away(a / self.a_scale)),
+                saturate_i8(round_half_away(b / b_scale))]
+
+    def _acc(self, inputs: list[np.ndarray]) -> np.ndarray:
+        a, b = (np.asarray(x, dtype=np.float64) for x in inputs)
+        # Exact: every partial sum is an integer below 2^53.
+        acc = (a.reshape(self.M, self.K) @ b.reshape(self.K, self.N)).astype(np.int64)
+        bias = self.bias_values()
+        return acc if bias is None else acc + bias[None, :]
+
+    def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        acc = self._acc(inputs)
+        mults, shifts = (np.array(v, dtype=np.int64) for v in self.requant())
+        prod = acc * mults[None, :]
+        half = np.left_shift(np.int64(1), shifts - 1)[None, :]
+        sh = shifts[None, :]
+        c = np.where(prod >= 0, (prod + half) >> sh, -((-prod + half) >> sh))
+        return [saturate_i8(c)]
+
+    def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        scale = self.a_scale * self.scales()[None, :] / self.c_scale
+        return [saturate_i8(round_half_away(self._acc(inputs).astype(np.float64) * scale))]
