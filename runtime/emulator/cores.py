@@ -202,4 +202,4 @@ def _slot_count(block: Block) -> int:
 
 
 def _port(ins: Acquire | Release) -> str:
-    return port_text(ins.fifo, ins.produce, ins.count)
+    return port_text(ins.fifo, ins.produce, ins.n)

@@ -10,6 +10,7 @@ because several of them use punctuation that format cannot express (bare device 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -111,7 +112,7 @@ class _AieOp(IRDLOperation):
         result_types: Sequence[Attribute] = (),
         attributes: dict[str, Attribute] | None = None,
         regions: Sequence[Region] = (),
-    ) -> _AieOp:
+    ) -> Self:
         attrs = dict(attributes or {})
         extra = parser.parse_optional_attr_dict()
         attrs.update(extra)
@@ -135,7 +136,7 @@ class DeviceOp(_AieOp):
         if (sym := parser.parse_optional_symbol_name()) is not None:
             attrs["sym_name"] = sym
         region = parser.parse_region()
-        return cls._make(parser, attributes=attrs, regions=[region])  # type: ignore[return-value]
+        return cls._make(parser, attributes=attrs, regions=[region])
 
 
 @irdl_op_definition
@@ -152,7 +153,7 @@ class TileOp(_AieOp):
         row = parser.parse_integer()
         parser.parse_punctuation(")")
         attrs: dict[str, Attribute] = {"col": IntAttr(col), "row": IntAttr(row)}
-        return cls._make(parser, result_types=[_INDEX], attributes=attrs)  # type: ignore[return-value]
+        return cls._make(parser, result_types=[_INDEX], attributes=attrs)
 
 
 @irdl_op_definition
@@ -232,7 +233,7 @@ class ObjectFifoLinkOp(_AieOp):
             "src_offsets": _ints(src_offsets),
             "dst_offsets": _ints(dst_offsets),
         }
-        return cls._make(parser, attributes=attrs)  # type: ignore[return-value]
+        return cls._make(parser, attributes=attrs)
 
 
 @irdl_op_definition
@@ -247,7 +248,7 @@ class CoreOp(_AieOp):
         tile = parser.parse_operand(_INDEX)
         parser.parse_punctuation(")")
         region = parser.parse_region()
-        return cls._make(parser, operands=[tile], regions=[region])  # type: ignore[return-value]
+        return cls._make(parser, operands=[tile], regions=[region])
 
 
 @irdl_op_definition
@@ -259,7 +260,7 @@ class EndOp(_AieOp):
 
     @classmethod
     def parse(cls, parser: Parser) -> EndOp:
-        return cls._make(parser)  # type: ignore[return-value]
+        return cls._make(parser)
 
 
 def _parse_port(parser: Parser) -> dict[str, Attribute]:
@@ -300,7 +301,7 @@ class ReleaseOp(_AieOp):
 
     @classmethod
     def parse(cls, parser: Parser) -> ReleaseOp:
-        return cls._make(parser, attributes=_parse_port(parser))  # type: ignore[return-value]
+        return cls._make(parser, attributes=_parse_port(parser))
 
 
 @irdl_op_definition
@@ -341,7 +342,7 @@ class RuntimeSequenceOp(_AieOp):
             attrs["sym_name"] = sym
         args = parser.parse_comma_separated_list(parser.Delimiter.PAREN, parser.parse_argument)
         region = parser.parse_region(args)
-        return cls._make(parser, attributes=attrs, regions=[region])  # type: ignore[return-value]
+        return cls._make(parser, attributes=attrs, regions=[region])
 
 
 @irdl_op_definition
@@ -373,7 +374,7 @@ class DmaWaitOp(_AieOp):
 
     @classmethod
     def parse(cls, parser: Parser) -> DmaWaitOp:
-        return cls._make(parser)  # type: ignore[return-value]
+        return cls._make(parser)
 
 
 AIE = Dialect(

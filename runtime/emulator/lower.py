@@ -7,6 +7,7 @@ subset is never skipped, because a skipped op would make the emulator disagree w
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -322,14 +323,13 @@ class _DeviceLowering:
                 raise self.fail(op, f"@{name} ends at a mem tile but no objectfifo.link reads it")
             if spec.producer.row == MEM_TILE_ROW and name not in linked_out:
                 raise self.fail(op, f"@{name} starts at a mem tile but no objectfifo.link feeds it")
+        uses = Counter(n for link in self.links for n in (*link.srcs, *link.dsts))
         for link in self.links:
-            names = link.srcs + link.dsts
-            if len(set(names)) != len(names) or sum(
-                n in names for other in self.links for n in other.srcs + other.dsts
-            ) != len(names):
+            shared = [n for n in (*link.srcs, *link.dsts) if uses[n] > 1]
+            if shared:
                 raise UnsupportedOpError(
-                    f"{self.source}:{link.line}: `aie.objectfifo.link` shares a FIFO with "
-                    "another link; not supported"
+                    f"{self.source}:{link.line}: `aie.objectfifo.link` uses @{shared[0]} in "
+                    "more than one place; each FIFO may appear in one link once"
                 )
 
     def _func(self, op: func.FuncOp) -> None:
@@ -555,8 +555,8 @@ class _CoreCompiler:
             acq = self.views[view]
             index = op.attributes["index"]
             assert isinstance(index, IntAttr)
-            if not 0 <= index.data < acq.count:
-                raise fail(op, f"reads element {index.data} of an acquire of {acq.count}")
+            if not 0 <= index.data < acq.n:
+                raise fail(op, f"reads element {index.data} of an acquire of {acq.n}")
             fifo = self.device.fifos[acq.fifo]
             shape, dtype = _memref(fail, op, op.results[0].type)
             if (shape, dtype) != (fifo.shape, fifo.dtype):

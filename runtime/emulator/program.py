@@ -43,17 +43,17 @@ class Acquire(NamedTuple):
     dst: int
     fifo: str
     produce: bool
-    count: int
+    n: int
     line: int
 
 
 class Access(NamedTuple):
-    """`aie.objectfifo.subview.access %view[index]`: slot `dst` = that buffer's address."""
+    """`aie.objectfifo.subview.access %view[position]`: slot `dst` = that buffer's address."""
 
     dst: int
     view: int
     fifo: str
-    index: int
+    position: int
     line: int
 
 
@@ -62,7 +62,7 @@ class Release(NamedTuple):
 
     fifo: str
     produce: bool
-    count: int
+    n: int
     line: int
 
 
