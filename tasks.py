@@ -14,32 +14,48 @@ from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent
 console = Console()
-ALL = "--all"
 
 
-class _AllFlag(Argument):
-    """`--all` stands in for the kernel positional, which invoke otherwise requires."""
+class _OptionalPositional(Argument):
+    """A positional argument that may be left out (`invoke build --all`, `invoke test-hw`).
 
-    def __init__(self, kernel: Argument, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._kernel = kernel
+    invoke requires every positional argument: its parser eats the next bare token while the
+    value is None, then fails at `complete_context` if it is still None. This argument reads as
+    None while tokens are parsed and as "" when that final check asks.
+    """
 
-    def set_value(self, value: Any, cast: bool = True) -> None:
-        super().set_value(value, cast)
-        if self.value and self._kernel.value is None:
-            self._kernel.set_value(ALL)
+    @property
+    def value(self) -> Any:
+        value = self._value if self._value is not None else self.default
+        if value is None and _called_from("complete_context"):
+            return ""
+        return value
+
+    @value.setter
+    def value(self, arg: Any) -> None:
+        self.set_value(arg, cast=True)
+
+
+def _called_from(name: str, depth: int = 8) -> bool:
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == name:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class _KernelTask(Task):
-    """A task taking `<kernel>` or `--all`."""
+    """A task whose first positional argument, `kernel`, is optional."""
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        args = super().get_arguments(ignore_unknown_help)
-        kernel = next(a for a in args if a.name == "kernel")
         return [
-            _AllFlag(kernel, names=a.names, kind=bool, default=False, help=a.help)
-            if a.name == "all" else a
-            for a in args
+            _OptionalPositional(names=a.names, kind=a.kind, default=None, help=a.help,
+                                positional=True)
+            if a.name == "kernel" else a
+            for a in super().get_arguments(ignore_unknown_help)
         ]
 
 
@@ -88,8 +104,8 @@ def build(c, kernel=None, param=None, target="auto", all=False, peano="", force=
     from codegen.kernels import KERNELS
     from codegen.spec import SpecError
 
-    if all and kernel != ALL:
-        raise SpecError("give a kernel or --all, not both")
+    if all == bool(kernel):
+        raise SpecError(f"give one kernel ({', '.join(sorted(KERNELS))}) or --all")
     kernels = sorted(KERNELS) if all else [kernel]
     build_kernels(kernels, parse_params(param or []), target=target, peano=peano or None,
                   force=force, console=console)
@@ -118,5 +134,40 @@ def test(c, args=""):
     """Run the test suite (pytest)."""
     cmd = [sys.executable, "-m", "pytest", *args.split()]
     code = subprocess.call(cmd, cwd=ROOT)
+    if code:
+        raise Exit(code=code)
+
+
+@task(
+    klass=_KernelTask,
+    positional=["kernel"],
+    help={
+        "kernel": "verify only this kernel's builds (default: every build)",
+        "backend": "auto (NPU when present, else the emulator), xrt or emu",
+        "seeds": "seeded random inputs per build (at least 2), besides the edge cases",
+        "iterations": "timed calls per build",
+        "report": "write a JSON report here",
+        "junit": "write a JUnit XML file here",
+    },
+)
+@_friendly
+def test_hw(c, kernel=None, backend="auto", seeds=4, iterations=50, report="", junit=""):
+    """Verify every build bit for bit against its golden model, on the NPU or the emulator."""
+    from codegen.cli import BUILD_ROOT
+    from codegen.testhw import run_test_hw
+
+    code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend, int(seeds),
+                       int(iterations), Path(report) if report else None,
+                       Path(junit) if junit else None)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"calls": "timed calls per pattern"})
+def bench(c, calls=3000):
+    """Benchmarks as ratios measured in one run: runtime host overhead, emulator cost."""
+    from bench.runtime_overhead import main as runtime_overhead
+
+    code = runtime_overhead(["--calls", str(calls)])
     if code:
         raise Exit(code=code)
