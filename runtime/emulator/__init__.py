@@ -4,12 +4,12 @@
 core function to a host-compiled library; `EmulatedDesign.run` then executes the runtime
 sequence, object FIFOs, mem-tile links and cores on numpy buffers, as often as needed.
 
-Supported: one `aie.device` with `aie.tile`, `aie.objectfifo` (one depth, `dimensionsToStream`
-on non-shim producers), `aie.objectfifo.link` split/join through a mem tile, `aie.core` bodies
-of `scf.for`, integer `arith.constant/addi/subi/muli`, acquire/subview.access/release and
-`func.call` to private `func.func` declarations, and one `aie.runtime_sequence` of
-`aiex.npu.dma_memcpy_nd` (static offsets/sizes/strides) and `aiex.npu.dma_wait`. Anything else
-is a DesignError naming the op and its line.
+Supported: one `aie.device` with `aie.tile`, `aie.buffer` on core tiles, `aie.objectfifo`
+(one depth; `dimensionsToStream` on non-shim producers), `aie.objectfifo.link` split/join
+through a mem tile, `aie.core` bodies of `scf.for`, integer `arith.constant/addi/subi/muli/
+index_cast`, acquire/subview.access/release and `func.call` to private `func.func`
+declarations, and one `aie.runtime_sequence` of `aiex.npu.dma_memcpy_nd` (static offsets,
+sizes, strides) and `aiex.npu.dma_wait`. Anything else is a DesignError naming op and line.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from runtime.emulator.program import (
     Arith,
     Block,
     Call,
+    Cast,
     Const,
     For,
     Release,
@@ -39,10 +40,12 @@ class CoreTask(Task):
         self,
         spec: CoreSpec,
         fifos: Mapping[str, Fifo],
+        buffers: Mapping[str, int],
         funcs: Mapping[str, Callable[..., None]],
         source: str,
         max_iterations: int,
     ) -> None:
+        """`buffers` gives the address of each `aie.buffer` by name."""
         super().__init__()
         self.spec = spec
         self.name = f"core {spec.tile} (line {spec.line})"
@@ -59,7 +62,8 @@ class CoreTask(Task):
         self.at: Acquire | None = None
         self.endless = 0
         self.iterations = 0
-        self.n_slots = _slot_count(spec.body)
+        self.buffer_slots = [(slot, buffers[name]) for name, slot in spec.buffer_slots.items()]
+        self.n_slots = max(_slot_count(spec.body), *(s + 1 for s, _ in self.buffer_slots), 0)
 
     def reset(self) -> None:
         self.calls = 0
@@ -68,7 +72,10 @@ class CoreTask(Task):
         self.iterations = 0
 
     def steps(self) -> Steps:
-        yield from self._run(self.spec.body, [0] * self.n_slots)
+        env: list = [0] * self.n_slots
+        for slot, address in self.buffer_slots:
+            env[slot] = address
+        yield from self._run(self.spec.body, env)
         self.at = None
 
     def _fault(self, line: int, what: str, why: str) -> str:
@@ -150,6 +157,8 @@ class CoreTask(Task):
                 env[ins.dst] = ins.value
             elif kind is Arith:
                 env[ins.dst] = ins.fn(env[ins.a], env[ins.b])
+            elif kind is Cast:
+                env[ins.dst] = env[ins.src]
             else:  # pragma: no cover - lower.py only emits the kinds above
                 raise AssertionError(ins)
 
@@ -196,7 +205,7 @@ def _slot_count(block: Block) -> int:
     for ins in block:
         if isinstance(ins, For):
             top = max(top, ins.iv + 1, _slot_count(ins.body))
-        elif isinstance(ins, Const | Arith | Acquire | Access):
+        elif isinstance(ins, Const | Arith | Cast | Acquire | Access):
             top = max(top, ins.dst + 1)
     return top
 

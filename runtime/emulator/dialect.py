@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     SymbolRefAttr,
+    TensorType,
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, Region, TypeAttribute
 from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, traits_def
@@ -237,6 +238,30 @@ class ObjectFifoLinkOp(_AieOp):
 
 
 @irdl_op_definition
+class BufferOp(_AieOp):
+    """`%b = aie.buffer(%tile) {sym_name = "b"} : memref<..> [= dense<..>]`: tile-local memory."""
+
+    name = "aie.buffer"
+
+    @classmethod
+    def parse(cls, parser: Parser) -> BufferOp:
+        parser.parse_punctuation("(")
+        tile = parser.parse_operand(_INDEX)
+        parser.parse_punctuation(")")
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        buf_type = parser.parse_type()
+        if parser.parse_optional_punctuation("="):
+            # mlir-aie prints the initial value without a type: it is the buffer's.
+            parser.parse_keyword("dense")
+            if not isinstance(buf_type, MemRefType):
+                parser.raise_error("expected a memref buffer type")
+            literal_type = TensorType(buf_type.element_type, buf_type.get_shape())
+            attrs["initial_value"] = parser.parse_dense_int_or_fp_elements_attr(literal_type)
+        return cls.create(operands=[tile], result_types=[buf_type], attributes=attrs)
+
+
+@irdl_op_definition
 class CoreOp(_AieOp):
     """`aie.core(%t) { ... aie.end } {stack_size = N : i32}`."""
 
@@ -382,6 +407,7 @@ AIE = Dialect(
     [
         DeviceOp,
         TileOp,
+        BufferOp,
         ObjectFifoOp,
         ObjectFifoLinkOp,
         CoreOp,

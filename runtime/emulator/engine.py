@@ -37,9 +37,19 @@ class EmulatedDesign:
             for name, fifo in self.fifos.items()
             if any(t.row == SHIM_ROW for t in (fifo.spec.producer, *fifo.spec.consumers))
         }
+        # Tile buffers keep their contents from run to run, as on the device.
+        self.buffers = {
+            name: (
+                spec.initial.copy()
+                if spec.initial is not None
+                else np.zeros(spec.shape, spec.dtype)
+            )
+            for name, spec in design.buffers.items()
+        }
+        addresses = {name: int(buf.ctypes.data) for name, buf in self.buffers.items()}
         self.sequence = SequenceTask(design.sequence, self.channels, self.clock)
         self.cores = [
-            CoreTask(spec, self.fifos, functions or {}, self.source, MAX_ITERATIONS)
+            CoreTask(spec, self.fifos, addresses, functions or {}, self.source, MAX_ITERATIONS)
             for spec in design.cores
         ]
         self.links = [LinkTask(spec, self.fifos, self.clock) for spec in design.links]

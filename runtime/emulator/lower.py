@@ -15,6 +15,7 @@ from xdsl.dialects import arith, func, scf
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
+    DenseIntOrFPElementsAttr,
     Float16Type,
     Float32Type,
     IndexType,
@@ -36,6 +37,7 @@ from runtime.emulator.faults import UnsupportedOpError
 from runtime.emulator.model import (
     MEM_TILE_ROW,
     SHIM_ROW,
+    BufferSpec,
     CoreSpec,
     Design,
     FifoSpec,
@@ -50,6 +52,7 @@ from runtime.emulator.program import (
     Acquire,
     Arith,
     Call,
+    Cast,
     Const,
     For,
     Release,
@@ -152,6 +155,8 @@ class _DeviceLowering:
         self.links: list[LinkSpec] = []
         self.funcs: dict[str, FuncSpec] = {}
         self.cores: list[CoreSpec] = []
+        self.buffers: dict[str, BufferSpec] = {}
+        self.buffer_values: dict[SSAValue, str] = {}
         self.sequence_op: aie.RuntimeSequenceOp | None = None
         self.columns = 0
 
@@ -185,6 +190,7 @@ class _DeviceLowering:
             links=self.links,
             funcs=self.funcs,
             cores=self.cores,
+            buffers=self.buffers,
             args=args,
             sequence=sequence,
         )
@@ -205,6 +211,8 @@ class _DeviceLowering:
             if tile in self.tiles.values():
                 raise self.fail(op, f"declares {tile} twice")
             self.tiles[op.results[0]] = tile
+        elif isinstance(op, aie.BufferOp):
+            self._buffer(op)
         elif isinstance(op, aie.ObjectFifoOp):
             self._fifo(op)
         elif isinstance(op, aie.ObjectFifoLinkOp):
@@ -226,6 +234,28 @@ class _DeviceLowering:
         if value not in self.tiles:
             raise self.fail(op, "refers to a tile not declared by aie.tile")
         return self.tiles[value]
+
+    def _buffer(self, op: aie.BufferOp) -> None:
+        tile = self._tile(op, op.operands[0])
+        name = _sym(op.attributes.get("sym_name")) or f"buffer_line{line_of(op)}"
+        if name in self.buffers:
+            raise self.fail(op, f"declares buffer {name} twice")
+        if tile.row < 2:
+            raise self.fail(op, f"on {tile}: only compute-tile buffers are supported")
+        shape, dtype = _memref(self.fail, op, op.results[0].type)
+        initial = None
+        init = op.attributes.get("initial_value")
+        if init is not None:
+            if not isinstance(init, DenseIntOrFPElementsAttr):
+                raise self.fail(op, f"initial value {init} is not supported (use dense<...>)")
+            values = np.asarray(init.get_values())
+            if values.size == 1:
+                values = np.full(shape, values.reshape(-1)[0])
+            if values.size != int(np.prod(shape)):
+                raise self.fail(op, f"initial value has {values.size} values for {shape}")
+            initial = values.astype(dtype).reshape(shape)
+        self.buffers[name] = BufferSpec(name, line_of(op), tile, shape, dtype, initial)
+        self.buffer_values[op.results[0]] = name
 
     def _fifo(self, op: aie.ObjectFifoOp) -> None:
         name = _sym(op.attributes["sym_name"])
@@ -380,7 +410,7 @@ class _DeviceLowering:
         stack_size = stack.value.data if isinstance(stack, IntegerAttr) else None
         compiler = _CoreCompiler(self, tile)
         body = compiler.block(op.regions[0].blocks[0], terminator="aie.end")
-        return CoreSpec(tile, line_of(op), body, stack_size)
+        return CoreSpec(tile, line_of(op), body, stack_size, compiler.buffer_slots)
 
     # -- runtime sequence --------------------------------------------------------------------
 
@@ -495,6 +525,7 @@ class _CoreCompiler:
         self.slots: dict[SSAValue, int] = {}
         self.views: dict[SSAValue, Acquire] = {}
         self.kinds: dict[SSAValue, str] = {}
+        self.buffer_slots: dict[str, int] = {}
 
     def _new(self, value: SSAValue, kind: str) -> int:
         self.slots[value] = len(self.slots)
@@ -502,6 +533,16 @@ class _CoreCompiler:
         return self.slots[value]
 
     def _use(self, op: Operation, value: SSAValue, kind: str) -> int:
+        if value not in self.slots and value in self.device.buffer_values:
+            name = self.device.buffer_values[value]
+            buffer = self.device.buffers[name]
+            if buffer.tile != self.tile:
+                raise self.fail(
+                    op,
+                    f"uses buffer {name} of {buffer.tile} from the core on {self.tile}; "
+                    "only a core's own buffers are supported",
+                )
+            self.buffer_slots[name] = self._new(value, "ptr")
         if value not in self.slots:
             raise self.fail(op, "uses a value defined outside the core body; not supported")
         if self.kinds[value] != kind:
@@ -534,6 +575,9 @@ class _CoreCompiler:
             a = self._use(op, op.operands[0], "int")
             b = self._use(op, op.operands[1], "int")
             return Arith(self._new(op.results[0], "int"), _ARITH[op.name], a, b)
+        if isinstance(op, arith.IndexCastOp):
+            src = self._use(op, op.operands[0], "int")
+            return Cast(self._new(op.results[0], "int"), src)
         if isinstance(op, scf.ForOp):
             if op.iter_args or op.res:
                 raise fail(op, "with iter_args is not supported")

@@ -49,6 +49,18 @@ class FifoSpec:
 
 
 @dataclass(frozen=True)
+class BufferSpec:
+    """An `aie.buffer`: memory on one tile, kept across runs as on the device."""
+
+    name: str
+    line: int
+    tile: Tile
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    initial: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class LinkSpec:
     """An `aie.objectfifo.link` through a mem tile: a split (1 -> n) or a join (n -> 1)."""
 
@@ -104,6 +116,8 @@ class CoreSpec:
     line: int
     body: Block
     stack_size: int | None
+    # Value slots that hold the address of an `aie.buffer`, by buffer name.
+    buffer_slots: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,5 +131,6 @@ class Design:
     links: list[LinkSpec]
     funcs: dict[str, FuncSpec]
     cores: list[CoreSpec]
+    buffers: dict[str, BufferSpec]
     args: list[tuple[str, np.dtype, tuple[int, ...]]]
     sequence: list[TransferSpec | WaitSpec] = field(default_factory=list)

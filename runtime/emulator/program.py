@@ -26,6 +26,13 @@ class Arith(NamedTuple):
     b: int
 
 
+class Cast(NamedTuple):
+    """`arith.index_cast`: slot `dst` = slot `src` (integers are unbounded here)."""
+
+    dst: int
+    src: int
+
+
 class For(NamedTuple):
     """`scf.for %iv = lb to ub step s { body }` without iteration arguments."""
 
@@ -74,7 +81,7 @@ class Call(NamedTuple):
     line: int
 
 
-Instruction = Const | Arith | For | Acquire | Access | Release | Call
+Instruction = Const | Arith | Cast | For | Acquire | Access | Release | Call
 Block = tuple[Any, ...]
 
 

@@ -296,3 +296,42 @@ module {
   }
 }
 """
+
+
+def accumulate(tiles: int = 3) -> str:
+    """A core sums `tiles` input tiles in an `aie.buffer`, then writes the sum once."""
+    return f"""\
+module {{
+  aie.device(npu1_1col) {{
+    %shim = aie.tile(0, 0)
+    %core = aie.tile(0, 2)
+    aie.objectfifo @inq(%shim, {{%core}}, 2 : i32) : !aie.objectfifo<memref<64xi32>>
+    aie.objectfifo @outq(%core, {{%shim}}, 1 : i32) : !aie.objectfifo<memref<64xi32>>
+    %acc = aie.buffer(%core) {{sym_name = "acc"}} : memref<64xi32> = dense<7>
+    func.func private @acc_i32(memref<64xi32>, memref<64xi32>, i32) attributes {{link_with = "kernels.o"}}
+    func.func private @store_i32(memref<64xi32>, memref<64xi32>) attributes {{link_with = "kernels.o"}}
+    aie.core(%core) {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %ct = arith.constant {tiles} : index
+      scf.for %i = %c0 to %ct step %c1 {{
+        %a = aie.objectfifo.acquire @inq(Consume, 1) : !aie.objectfifosubview<memref<64xi32>>
+        %x = aie.objectfifo.subview.access %a[0] : !aie.objectfifosubview<memref<64xi32>> -> memref<64xi32>
+        %k = arith.index_cast %i : index to i32
+        func.call @acc_i32(%x, %acc, %k) : (memref<64xi32>, memref<64xi32>, i32) -> ()
+        aie.objectfifo.release @inq(Consume, 1)
+      }}
+      %b = aie.objectfifo.acquire @outq(Produce, 1) : !aie.objectfifosubview<memref<64xi32>>
+      %y = aie.objectfifo.subview.access %b[0] : !aie.objectfifosubview<memref<64xi32>> -> memref<64xi32>
+      func.call @store_i32(%acc, %y) : (memref<64xi32>, memref<64xi32>) -> ()
+      aie.objectfifo.release @outq(Produce, 1)
+      aie.end
+    }}
+    aie.runtime_sequence(%in : memref<{64 * tiles}xi32>, %out : memref<64xi32>) {{
+      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, {64 * tiles}][0, 0, 0, 1]) {{metadata = @inq, id = 1 : i64}} : memref<{64 * tiles}xi32>
+      aiex.npu.dma_memcpy_nd(%out[0, 0, 0, 0][1, 1, 1, 64][0, 0, 0, 1]) {{metadata = @outq, id = 0 : i64}} : memref<64xi32>
+      aiex.npu.dma_wait {{symbol = @outq}}
+    }}
+  }}
+}}
+"""

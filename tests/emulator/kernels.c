@@ -27,3 +27,12 @@ void nop(const int8_t *x, int8_t *y) {
 void pair_sum_i32(const int32_t *a, const int32_t *b, int32_t *out) {
   for (int32_t i = 0; i < 64; i++) out[i] = a[i] + b[i];
 }
+
+/* Accumulates 64 values into a core-local buffer; k == 0 starts a new sum. */
+void acc_i32(const int32_t *x, int32_t *acc, int32_t k) {
+  for (int32_t i = 0; i < 64; i++) acc[i] = (k == 0 ? 0 : acc[i]) + x[i];
+}
+
+void store_i32(const int32_t *acc, int32_t *y) {
+  for (int32_t i = 0; i < 64; i++) y[i] = acc[i];
+}

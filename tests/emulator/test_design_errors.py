@@ -25,9 +25,9 @@ def line_of(text: str, snippet: str) -> int:
     [
         (
             "      aie.end\n",
-            "      %buf = aie.buffer(%core) : memref<16xi32>\n      aie.end\n",
-            "aie.buffer",
-            "`aie.buffer` is not supported",
+            "      %l = aie.lock(%core, 0)\n      aie.end\n",
+            "aie.lock",
+            "`aie.lock` is not supported",
         ),
         (
             "%k = arith.constant 1 : i32\n",
@@ -119,3 +119,15 @@ def test_design_errors_are_design_errors() -> None:
 def test_a_missing_design_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(DesignError, match="cannot read the design"):
         load_design(str(tmp_path / "nope.mlir"))
+
+
+def test_a_buffer_of_another_tile_is_refused() -> None:
+    text = broken(
+        "    aie.core(%core) {",
+        "    %far = aie.tile(0, 3)\n    %buf = aie.buffer(%far) : memref<64xi32>\n"
+        "    aie.core(%core) {",
+    )
+    text = broken("func.call @add_i32(%x, %y,", "func.call @add_i32(%x, %buf,", text)
+    with pytest.raises(UnsupportedOpError, match="only a core's own buffers") as err:
+        load_design(text)
+    assert f"aie.mlir:{line_of(text, 'func.call')}:" in str(err.value)

@@ -147,6 +147,15 @@ def test_data_movement_only_needs_no_core_library() -> None:
     assert np.array_equal(y.reshape(3, 16, 4), x.reshape(3, 4, 16).transpose(0, 2, 1))
 
 
+def test_core_buffer_and_index_cast(libs: dict[str, Path]) -> None:
+    design = load_design(designs.accumulate(tiles=3), libraries=libs)
+    assert (design.buffers["acc"] == 7).all()
+    for _ in range(2):
+        x, y = ints(192), np.zeros(64, np.int32)
+        design.run([x, y])
+        assert np.array_equal(y, x.reshape(3, 64).sum(axis=0))
+
+
 def test_endless_core_loop_parked_at_an_acquire_is_not_an_error(libs: dict[str, Path]) -> None:
     text = designs.one_core(tiles=4).replace(
         "%ct = arith.constant 4 : index", "%ct = arith.constant 9223372036854775807 : index"
