@@ -1,15 +1,155 @@
-"""Static checks of a rendered design before any compiler runs; each failure names the limit."""
+"""Static checks of a rendered design before any compiler runs; each failure names the limit.
+
+The design is read with the emulator's reader (the same model the emulator executes), so the
+checks see what the template actually rendered, not what the spec intended:
+- the device, and the runtime-sequence arguments against the host buffers (order, dtype, size);
+- every DMA transfer within the shim limits and inside its host buffer;
+- every output element written, every input element read;
+- the functions called are the kernel's, linked from its object;
+- each core's data memory (FIFO buffers, tile buffers, tables, stack) within 64 KiB, each mem
+  tile's within 512 KiB, the stack set explicitly, and the spec's memory plan equal to it.
+"""
 
 from __future__ import annotations
 
-from codegen.spec import KernelSpec
+from collections import defaultdict
 
-CHECKS_VERSION = "1"
+import numpy as np
+
+from codegen.spec import CORE_MEMORY, MEM_TILE_MEMORY, KernelSpec
+from runtime.emulator.lower import lower
+from runtime.emulator.model import Design, Tile, TransferSpec
+from runtime.emulator.reader import parse_design
+from runtime.errors import DesignError
+
+CHECKS_VERSION = "2"
+DESIGN_FILE = "aie.mlir"
 
 
-def check_design(spec: KernelSpec, design: str) -> list[str]:
-    """Run every check on `spec` and its rendered `design`; return what passed, raise on failure."""
-    passed = []
-    spec.check_memory()
-    passed.append("tile memory within budget (spec plan)")
-    return passed
+def read_design(text: str) -> Design:
+    """The emulator's model of a rendered design (a DesignError names any unknown op)."""
+    return lower(parse_design(text, DESIGN_FILE), DESIGN_FILE)
+
+
+def check_design(spec: KernelSpec, design_text: str) -> list[str]:
+    """Run every check on `spec` and its rendered design; return what passed, raise on failure."""
+    design = read_design(design_text)
+    return [
+        check_device(spec, design),
+        check_arguments(spec, design),
+        check_transfers(design),
+        check_coverage(spec, design),
+        check_functions(spec, design),
+        check_memory(spec, design),
+    ]
+
+
+def _fail(message: str) -> DesignError:
+    return DesignError(f"{DESIGN_FILE}: {message}")
+
+
+def check_device(spec: KernelSpec, design: Design) -> str:
+    if design.device != spec.params["device"]:
+        raise _fail(f"device {design.device} but the spec targets {spec.params['device']}")
+    return f"device {design.device}"
+
+
+def check_arguments(spec: KernelSpec, design: Design) -> str:
+    """Sequence argument i is host buffer i: same name, dtype and element count (XRT arg 3+i)."""
+    buffers = spec.buffers()
+    if len(design.args) != len(buffers):
+        raise _fail(f"the runtime sequence takes {len(design.args)} arguments, the host binds "
+                    f"{len(buffers)} buffers ({', '.join(b.name for b in buffers)})")
+    for (name, dtype, shape), buf in zip(design.args, buffers, strict=True):
+        n_design, n_host = int(np.prod(shape)), int(np.prod(buf.shape))
+        if name != buf.name or np.dtype(dtype) != np.dtype(buf.dtype) or n_design != n_host:
+            raise _fail(
+                f"sequence argument {buf.seq_index} (kernel arg {buf.arg_index}) is %{name} "
+                f"{np.dtype(dtype)} x {n_design:,} but host buffer {buf.seq_index} is "
+                f"{buf.name} {buf.dtype} x {n_host:,}"
+            )
+    return f"{len(buffers)} sequence arguments match the host buffers in order"
+
+
+def _transfers(design: Design) -> list[TransferSpec]:
+    return [t for t in design.sequence if isinstance(t, TransferSpec)]
+
+
+def check_transfers(design: Design) -> str:
+    """Shim DMA limits (alignment, 32-bit granularity, d0 wrap, bounds) per transfer."""
+    transfers = _transfers(design)
+    for t in transfers:
+        if t.problems:
+            raise _fail(f"line {t.line}: dma_memcpy_nd on @{t.fifo}: {'; '.join(t.problems)}")
+    return f"{len(transfers)} DMA transfers within the shim limits"
+
+
+def _indices(t: TransferSpec) -> np.ndarray:
+    if t.indices is not None:
+        return t.indices
+    return np.arange(t.start, t.start + t.length, dtype=np.int64)
+
+
+def check_coverage(spec: KernelSpec, design: Design) -> str:
+    """Every output element is written and every input element read by some transfer."""
+    seen: dict[int, np.ndarray] = {}
+    for i, (_, _, shape) in enumerate(design.args):
+        seen[i] = np.zeros(int(np.prod(shape)), dtype=bool)
+    for t in _transfers(design):
+        seen[t.arg][_indices(t)] = True
+    for buf in spec.buffers():
+        missed = np.flatnonzero(~seen[buf.seq_index])
+        if missed.size:
+            verb = "written" if buf.direction == "out" else "read"
+            raise _fail(f"{missed.size:,} of {seen[buf.seq_index].size:,} elements of "
+                        f"{buf.name} are never {verb} by the runtime sequence "
+                        f"(first: element {missed[0]}): its transfer sizes are short")
+    return "every host element is moved"
+
+
+def check_functions(spec: KernelSpec, design: Design) -> str:
+    for name, fn in design.funcs.items():
+        if name not in spec.CORE_SYMBOLS:
+            raise _fail(f"line {fn.line}: @{name} is not a core function of {spec.name} "
+                        f"({', '.join(spec.CORE_SYMBOLS)})")
+        if fn.link_with != spec.object_name:
+            raise _fail(f"line {fn.line}: @{name} links {fn.link_with!r}, the core object is "
+                        f"{spec.object_name!r}")
+    return f"core functions {', '.join(sorted(design.funcs))} from {spec.object_name}"
+
+
+def design_memory(spec: KernelSpec, design: Design) -> dict[Tile, int]:
+    """Bytes of data memory each non-shim tile needs, counted from the design."""
+    used: dict[Tile, int] = defaultdict(int)
+    for fifo in design.fifos.values():
+        nbytes = fifo.size * fifo.dtype.itemsize * fifo.depth
+        for tile in {fifo.producer, *fifo.consumers}:
+            if tile.kind != "shim":
+                used[tile] += nbytes
+    for buf in getattr(design, "buffers", {}).values():
+        used[buf.tile] += buf.nbytes
+    for core in design.cores:
+        if core.stack_size is None:
+            raise _fail(f"line {core.line}: {core.tile} has no stack_size; the 1 KiB default "
+                        "silently corrupts buffers under a larger frame (set it from the plan)")
+        used[core.tile] += core.stack_size + sum(i.total for i in spec.core_data())
+    return dict(used)
+
+
+def check_memory(spec: KernelSpec, design: Design) -> str:
+    used = design_memory(spec, design)
+    for tile, nbytes in sorted(used.items()):
+        limit = MEM_TILE_MEMORY if tile.kind == "mem" else CORE_MEMORY
+        if nbytes > limit:
+            raise _fail(f"{tile} needs {nbytes:,} bytes of data memory, a "
+                        f"{'mem tile' if tile.kind == 'mem' else 'core'} has {limit:,}")
+    planned = {Tile(*p.tile): p.used for p in spec.memory_plan()}
+    if planned != used:
+        raise _fail(f"the spec's memory plan {_fmt(planned)} disagrees with the rendered design "
+                    f"{_fmt(used)}: update {spec.name}'s memory_plan or its template")
+    parts = ", ".join(f"{t} {n:,} B" for t, n in sorted(used.items()))
+    return f"tile memory within budget: {parts}"
+
+
+def _fmt(m: dict[Tile, int]) -> str:
+    return "{" + ", ".join(f"{t}: {n:,}" for t, n in sorted(m.items())) + "}"

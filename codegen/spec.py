@@ -216,6 +216,10 @@ class KernelSpec(ABC):
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The float64 reference on dequantised inputs, quantised once at the end."""
 
+    def core_data(self) -> list[MemoryItem]:
+        """Data the core code keeps in each core's memory that the design does not declare."""
+        return []
+
     def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
         """Named edge cases: zeros and the int8 extremes, in input-buffer order."""
         cases = []

@@ -42,6 +42,9 @@ class StreamSpec(KernelSpec):
         """Constant tables the core code keeps in data memory."""
         return []
 
+    def core_data(self) -> list[MemoryItem]:
+        return self.tables()
+
     def extra_context(self) -> dict[str, Any]:
         """Kernel-specific names the templates use (constants for the parameter header)."""
         return {}

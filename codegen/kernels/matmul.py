@@ -141,16 +141,21 @@ class MatmulSpec(KernelSpec):
             BufferSpec("C", "int8", (self.M, self.N), "out", 2),
         ]
 
+    def core_data(self) -> list[MemoryItem]:
+        n_requant = self.N if self.per_column else 1
+        return [
+            MemoryItem("multipliers and shifts", 8 * n_requant),
+            *([MemoryItem("bias (int32)", 4 * self.N)] if self.bias else []),
+        ]
+
     def memory_plan(self) -> list[TilePlan]:
         depth = self.fifo_depth
-        n_requant = self.N if self.per_column else 1
         items = [
             MemoryItem("A tile buffers", self.tm * self.tk, depth),
             MemoryItem("B tile buffers", self.tk * self.tn, depth),
             MemoryItem("C tile buffers", self.tm * self.tn, depth),
             MemoryItem("accumulator (int32)", 4 * self.tm * self.tn),
-            MemoryItem("multipliers and shifts", 8 * n_requant),
-            *([MemoryItem("bias (int32)", 4 * self.N)] if self.bias else []),
+            *self.core_data(),
             MemoryItem("stack", self.stack_size),
         ]
         return [TilePlan((c, 2), CORE_MEMORY, list(items)) for c in range(self.columns)]

@@ -1,0 +1,70 @@
+"""Static checks on rendered designs: what passes, and each broken copy with its message."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from codegen.checks import check_design
+from codegen.kernels import spec_from_params
+from codegen.render import DESIGN_NAME, render
+from runtime.errors import DesignError
+
+STREAM_SETS = [
+    ("attention", {}),
+    ("attention", {"tiles": "5", "causal": "1"}),
+    ("attention", {"n_queries": "32", "n_keys": "128", "head_dim": "32", "fifo_depth": "1"}),
+    ("gelu", {}),
+    ("gelu", {"length": "1000"}),
+    ("layernorm", {"rows": "6", "d": "384", "tile_rows": "3"}),
+]
+
+
+@pytest.mark.parametrize(("kernel", "params"), STREAM_SETS)
+def test_rendered_designs_pass_and_are_deterministic(kernel: str, params: dict[str, str]) -> None:
+    spec = spec_from_params(kernel, params)
+    first = render(spec).files
+    assert render(spec_from_params(kernel, params)).files == first
+    passed = check_design(spec, first[DESIGN_NAME])
+    assert any(p.startswith("tile memory within budget") for p in passed)
+
+
+def broken(edit: str, pattern: str, repl: str) -> str:
+    text, n = re.subn(pattern, repl, edit, count=1)
+    assert n == 1, f"the template no longer contains {pattern!r}"
+    return text
+
+
+@pytest.fixture
+def attention_text() -> str:
+    return render(spec_from_params("attention", {"tiles": "2"})).files[DESIGN_NAME]
+
+
+@pytest.mark.parametrize(("pattern", "repl", "message"), [
+    (r"\[1, 1, 1, 8192\]", "[1, 1, 1, 4096]",
+     "4,096 of 8,192 elements of out are never written by the runtime sequence"),
+    (r"\[1, 1, 1, 24576\]\[0, 0, 0, 1\]", "[1, 1, 1, 24576][0, 0, 0, 2]",
+     "dma_memcpy_nd on @inq"),
+    (r"\(%qkv : memref<24576xi8>, %out : memref<8192xi8>\)",
+     "(%out : memref<8192xi8>, %qkv : memref<24576xi8>)",
+     "sequence argument 0 (kernel arg 3) is %out"),
+    (r" \{stack_size = \d+ : i32\}", "", "has no stack_size; the 1 KiB default"),
+    (r"@inq\(%shim, \{%core\}, 2 : i32\)", "@inq(%shim, {%core}, 5 : i32)",
+     "tile(0, 2) needs 72,192 bytes of data memory, a core has 65,536"),
+    (r"@outq\(%core, \{%shim\}, 2 : i32\)", "@outq(%core, {%shim}, 1 : i32)",
+     "the spec's memory plan"),
+    (r"aie.device\(npu1_1col\)", "aie.device(npu2_1col)", "device npu2_1col but the spec"),
+    (r"link_with = \"attention.o\"", 'link_with = "other.o"', "links 'other.o'"),
+])
+def test_broken_copies_fail_with_the_limit(attention_text: str, pattern: str, repl: str,
+                                           message: str) -> None:
+    spec = spec_from_params("attention", {"tiles": "2"})
+    with pytest.raises(DesignError, match=re.escape(message)):
+        check_design(spec, broken(attention_text, pattern, repl))
+
+
+def test_unknown_op_is_named_with_its_line(attention_text: str) -> None:
+    text = broken(attention_text, r"      aie.end", "      aie.mystery_op\n      aie.end")
+    with pytest.raises(DesignError, match=r"aie\.mlir:\d+: .*aie\.mystery_op"):
+        check_design(spec_from_params("attention", {"tiles": "2"}), text)
