@@ -163,11 +163,13 @@ def test_hw(c, kernel=None, backend="auto", seeds=4, iterations=50, report="", j
         raise Exit(code=code)
 
 
-@task(help={"calls": "timed calls per pattern"})
+@task(help={"calls": "timed calls per runtime pattern (the emulator bench uses a tenth)"})
 def bench(c, calls=3000):
     """Benchmarks as ratios measured in one run: runtime host overhead, emulator cost."""
+    from bench.emulator_cost import main as emulator_cost
     from bench.runtime_overhead import main as runtime_overhead
 
-    code = runtime_overhead(["--calls", str(calls)])
+    code = runtime_overhead(["--calls", str(calls)]) or emulator_cost(
+        ["--calls", str(max(10, int(calls) // 10))])
     if code:
         raise Exit(code=code)
