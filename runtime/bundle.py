@@ -1,0 +1,313 @@
+"""Published bundles on the consumer side: verify one, extract it safely, and cache it for loading.
+
+A bundle (`<kernel>-<variant>-<version>.tar.gz`, made by `codegen.publish`) is one top-level
+directory of plain files: the artifact's files, its `manifest.json`, a `bundle.json` and maybe the
+`test-hw.json` report. A bundle comes from elsewhere, so nothing in it is trusted until checked:
+the download against `SHA256SUMS`, each member's name, type and size before anything is written,
+every file against the manifest's hashes, and the xclbin and insts.bin through their lints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runtime.errors import ArtifactError
+from runtime.insts import lint_insts
+from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from runtime.xclbin import lint_xclbin
+
+BUNDLE_SUFFIX = ".tar.gz"
+BUNDLE_INFO_NAME = "bundle.json"
+REPORT_NAME = "test-hw.json"
+SUMS_NAME = "SHA256SUMS"
+BUNDLE_SCHEMA = 1
+VERIFIED = "verified"
+UNVERIFIED = "unverified"
+# Far above any real kernel (an xclbin is tens of KiB), far below what could fill a disk.
+MAX_MEMBERS = 64
+MAX_MEMBER_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 256 << 20
+_SUMS_LINE = re.compile(r"^([0-9a-f]{64}) [ *](\S(?:.*\S)?)$")
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What a verified bundle holds: its digest, manifest and `bundle.json`, and where it went."""
+
+    path: Path
+    sha256: str
+    manifest: Manifest
+    info: dict[str, Any]
+    directory: Path | None  # the extracted artifact directory, or None when not kept
+
+    @property
+    def version(self) -> str:
+        return str(self.info["version"])
+
+    @property
+    def status(self) -> str:
+        return str(self.info["verification"]["status"])
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def format_sums(digests: dict[str, str]) -> str:
+    """`SHA256SUMS` text in `sha256sum`'s format, one `<hex>  <name>` line per file, sorted."""
+    return "".join(f"{digests[name]}  {name}\n" for name in sorted(digests))
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """Parse a `SHA256SUMS` file; a malformed line is an ArtifactError naming it."""
+    sums: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _SUMS_LINE.match(line)
+        if m is None:
+            raise ArtifactError(f"{path}:{n}: not a `<sha256>  <file>` line: {line[:80]!r}")
+        sums[m.group(2)] = m.group(1)
+    return sums
+
+
+def check_sums(path: Path, digest: str) -> None:
+    """When `path` sits beside a `SHA256SUMS`, it must be listed there with `digest`."""
+    sums_file = path.parent / SUMS_NAME
+    if not sums_file.is_file():
+        return
+    want = read_sums(sums_file).get(path.name)
+    if want is None:
+        raise ArtifactError(f"{path}: not listed in {sums_file}; it is not part of this release")
+    if want != digest:
+        raise ArtifactError(
+            f"{path}: sha256 {digest[:16]}... does not match {SUMS_NAME} ({want[:16]}...): "
+            "the download is corrupt or the bundle was tampered with; download it again"
+        )
+
+
+def verify_bundle(path: str | Path, dest: str | Path | None = None) -> BundleInfo:
+    """Verify a bundle completely; with `dest`, leave the artifact directory there.
+
+    Extraction goes to a temporary directory beside `dest` (or a scratch one) that is renamed to
+    `dest` only once every check passed, so a rejected bundle leaves nothing behind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such bundle file")
+    digest = sha256_file(path)
+    check_sums(path, digest)
+    parent = Path(dest).parent if dest is not None else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
+    try:
+        _extract(path, tmp)
+        manifest, info = _check_contents(path, tmp)
+        _lint(path, tmp, manifest)
+        if dest is None:
+            return BundleInfo(path, digest, manifest, info, None)
+        target = Path(dest)
+        try:
+            os.rename(tmp, target)
+        except OSError as e:
+            raise ArtifactError(f"{target}: cannot extract the bundle there ({e.strerror}); "
+                                "remove it or choose another destination") from None
+        return BundleInfo(path, digest, manifest, info, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _member_name(bundle: Path, member: tarfile.TarInfo, top: str | None) -> tuple[str, str]:
+    """A member's (top directory, file name), after refusing anything but `<top>/<file>`."""
+    name = member.name
+    if not member.isreg():
+        kind = ("symlink" if member.issym() else "hard link" if member.islnk() else
+                "directory" if member.isdir() else "device or fifo")
+        raise ArtifactError(f"{bundle}: member {name!r} is a {kind}; a bundle holds plain "
+                            "files only")
+    if name.startswith("/") or "\\" in name or re.match(r"^[A-Za-z]:", name):
+        raise ArtifactError(f"{bundle}: member {name!r} has an absolute path")
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        raise ArtifactError(f"{bundle}: member {name!r} leaves the bundle with '..'")
+    if len(parts) != 2 or "." in parts or any(p.startswith(".") for p in parts):
+        raise ArtifactError(f"{bundle}: member {name!r} is not <directory>/<file>")
+    if top is not None and parts[0] != top:
+        raise ArtifactError(f"{bundle}: member {name!r} is outside the top directory {top!r}")
+    return parts[0], parts[1]
+
+
+def _extract(bundle: Path, into: Path) -> None:
+    """Write each regular member as a plain file in `into`, within the limits, or raise."""
+    count, total, top = 0, 0, None
+    seen: set[str] = set()
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            for member in tar:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise ArtifactError(f"{bundle}: more than {MAX_MEMBERS} members")
+                top, name = _member_name(bundle, member, top)
+                if name in seen:
+                    raise ArtifactError(f"{bundle}: member {name!r} appears twice")
+                seen.add(name)
+                if member.size > MAX_MEMBER_BYTES:
+                    raise ArtifactError(f"{bundle}: member {name!r} is {member.size} bytes, "
+                                        f"over the {MAX_MEMBER_BYTES}-byte limit")
+                total += member.size
+                if total > MAX_TOTAL_BYTES:
+                    raise ArtifactError(f"{bundle}: members exceed {MAX_TOTAL_BYTES} bytes")
+                _copy_member(bundle, tar, member, into / name)
+    except ArtifactError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise ArtifactError(f"{bundle}: not a readable .tar.gz bundle ({e})") from None
+    if count == 0:
+        raise ArtifactError(f"{bundle}: empty bundle")
+
+
+def _copy_member(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> None:
+    src = tar.extractfile(member)
+    if src is None:
+        raise ArtifactError(f"{bundle}: member {member.name!r} has no data")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with src, os.fdopen(os.open(out, flags, 0o644), "wb") as dst:
+        written = 0
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            written += len(chunk)
+            if written > member.size:
+                raise ArtifactError(f"{bundle}: member {member.name!r} is longer than declared")
+            dst.write(chunk)
+
+
+def _check_contents(bundle: Path, root: Path) -> tuple[Manifest, dict[str, Any]]:
+    """The files are exactly the manifest's plus bundle.json (and the report), hashes matching."""
+    names = {p.name for p in root.iterdir()}
+    for required in (MANIFEST_NAME, BUNDLE_INFO_NAME):
+        if required not in names:
+            raise ArtifactError(f"{bundle}: {required} is missing")
+    manifest = Manifest.from_json(_read_json(bundle, root / MANIFEST_NAME),
+                                  where=f"{bundle}: {MANIFEST_NAME}")
+    info = _read_json(bundle, root / BUNDLE_INFO_NAME)
+    allowed = {*manifest.files, MANIFEST_NAME, BUNDLE_INFO_NAME, REPORT_NAME}
+    extra = sorted(names - allowed)
+    if extra:
+        raise ArtifactError(f"{bundle}: extra file {extra[0]!r} is not listed in the manifest")
+    for name, meta in sorted(manifest.files.items()):
+        f = root / name
+        if name not in names:
+            raise ArtifactError(f"{bundle}: {name} is listed in the manifest but missing")
+        if f.stat().st_size != int(meta["bytes"]) or sha256_file(f) != meta["sha256"]:
+            raise ArtifactError(f"{bundle}: {name} does not match its manifest hash "
+                                "(tampered or corrupt bundle)")
+    _check_info(bundle, root, manifest, info, has_report=REPORT_NAME in names)
+    return manifest, info
+
+
+def _check_info(bundle: Path, root: Path, manifest: Manifest, info: dict[str, Any],
+                has_report: bool) -> None:
+    manifest_sha = sha256_file(root / MANIFEST_NAME)
+    verification = info.get("verification")
+    status = verification.get("status") if isinstance(verification, dict) else None
+    if (info.get("schema") != BUNDLE_SCHEMA or not isinstance(info.get("version"), str)
+            or status not in (VERIFIED, UNVERIFIED)):
+        raise ArtifactError(f"{bundle}: {BUNDLE_INFO_NAME} is malformed or of another schema")
+    assert isinstance(verification, dict)
+    described = (info.get("kernel"), info.get("variant"), info.get("manifest_sha256"))
+    if described != (manifest.kernel, manifest.variant, manifest_sha):
+        raise ArtifactError(f"{bundle}: {BUNDLE_INFO_NAME} describes another manifest "
+                            "(kernel, variant or manifest_sha256 differ)")
+    if has_report != (verification.get("report") == REPORT_NAME):
+        raise ArtifactError(f"{bundle}: {REPORT_NAME} presence disagrees with {BUNDLE_INFO_NAME}")
+    if has_report:
+        report = _read_json(bundle, root / REPORT_NAME)
+        if report.get("manifest_sha256") != manifest_sha:
+            raise ArtifactError(f"{bundle}: {REPORT_NAME} is for another manifest")
+        if status == VERIFIED and not (report.get("passed") is True
+                                       and report.get("backend") == "xrt"):
+            raise ArtifactError(f"{bundle}: marked verified without a passing hardware report")
+    elif status == VERIFIED:
+        raise ArtifactError(f"{bundle}: marked verified without a hardware report")
+    if status == VERIFIED and manifest.emulation_only:
+        raise ArtifactError(f"{bundle}: an emulation-only artifact is marked verified")
+
+
+def _read_json(bundle: Path, path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{bundle}: {path.name} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{bundle}: {path.name} is not a JSON object")
+    return data
+
+
+def _lint(bundle: Path, root: Path, manifest: Manifest) -> None:
+    """The xclbin and insts.bin must pass the same lints as at build time."""
+    if manifest.emulation_only:
+        return
+    xclbin, insts = manifest.file_for("xclbin"), manifest.file_for("insts")
+    assert xclbin and insts  # Manifest.from_json requires both for a hardware artifact
+    try:
+        lint_xclbin(root / xclbin, n_data_buffers=len(manifest.buffers), device=manifest.device,
+                    kernel_name=manifest.kernel_name)
+        lint_insts(root / insts, device=manifest.device,
+                   bound_args=[b.arg_index for b in manifest.buffers])
+    except ArtifactError as e:
+        raise ArtifactError(f"{bundle}: lint failed: {str(e).replace(f'{root}/', '')}") from None
+
+
+def default_cache_dir() -> Path:
+    """Where loaded bundles are extracted: $NPUKIT_CACHE_DIR, else the user cache directory."""
+    env = os.environ.get("NPUKIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "npukit" / "bundles"
+
+
+def open_bundle(path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """A verified artifact directory for bundle `path`, extracted once per bundle sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such bundle file")
+    digest = sha256_file(path)
+    check_sums(path, digest)
+    target = Path(cache_dir or default_cache_dir()) / digest
+    if _usable(target):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        verify_bundle(path, target)
+    except ArtifactError:
+        if _usable(target):  # another process extracted the same bundle meanwhile
+            return target
+        raise
+    return target
+
+
+def _usable(directory: Path) -> bool:
+    try:
+        load_manifest(directory, verify=True)
+    except ArtifactError:
+        return False
+    return (directory / BUNDLE_INFO_NAME).is_file()
+
+
+def resolve_artifact(path: str | Path) -> Path:
+    """`path` itself for an artifact directory; the cached, verified extraction for a bundle."""
+    path = Path(path)
+    if path.is_file() and path.name.endswith(BUNDLE_SUFFIX):
+        return open_bundle(path)
+    return path
