@@ -11,8 +11,12 @@ import numpy as np
 
 # Shim BD fields address 32-bit words (NPU_FACTS section 2; mlir-aie `getAddressGenGranularity`).
 WORD_BYTES = 4
-# The d0 wrap of an ND buffer descriptor is a 10-bit count of 32-bit words.
-MAX_D0_WORDS = 1023
+# Limits checked by mlir-aie's `NpuDmaMemcpyNdOp::verify` for ND transfers: the d0 and d1
+# wraps are 10-bit (d0 counted in 32-bit words), the repeat count (d3) is at most 64, strides
+# are at most 1M words, and only the repeat dimension may have a zero stride.
+MAX_WRAP = 1023
+MAX_REPEAT = 64
+MAX_STRIDE_WORDS = 1 << 20
 MAX_ELEMENT_BYTES = 4
 
 
@@ -71,11 +75,25 @@ def check_dma(
     for dim in range(3):
         if sizes[dim] > 1 and (strides[dim] * elem_bytes) % WORD_BYTES:
             problems.append(f"stride {strides[dim]} of d{3 - dim} is not a multiple of 32 bits")
-    if is_nd(sizes) and d0_bytes // WORD_BYTES > MAX_D0_WORDS:
-        problems.append(
-            f"innermost size {sizes[3]} = {d0_bytes // WORD_BYTES} words exceeds the "
-            f"{MAX_D0_WORDS}-word limit of an ND transfer"
-        )
+    if sizes[0] > MAX_REPEAT:
+        problems.append(f"repeat count (d3 size) {sizes[0]} exceeds {MAX_REPEAT}")
+    if is_nd(sizes):
+        if d0_bytes // WORD_BYTES > MAX_WRAP:
+            problems.append(
+                f"innermost size {sizes[3]} = {d0_bytes // WORD_BYTES} words exceeds the "
+                f"{MAX_WRAP}-word limit of an ND transfer"
+            )
+        if sizes[2] > MAX_WRAP:
+            problems.append(f"d1 size {sizes[2]} exceeds the {MAX_WRAP} limit of an ND transfer")
+        for dim in (1, 2):
+            if sizes[dim] > 1 and strides[dim] == 0:
+                problems.append(
+                    f"d{3 - dim} has size {sizes[dim]} but stride 0; only the repeat "
+                    "dimension (d3) may have a zero stride"
+                )
+    for dim in range(3):
+        if sizes[dim] > 1 and strides[dim] * elem_bytes // WORD_BYTES > MAX_STRIDE_WORDS:
+            problems.append(f"stride {strides[dim]} of d{3 - dim} exceeds {MAX_STRIDE_WORDS} words")
     last = base + sum((s - 1) * t for s, t in zip(sizes, strides, strict=True))
     if last >= buffer_elems:
         problems.append(

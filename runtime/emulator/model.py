@@ -45,7 +45,13 @@ class FifoSpec:
 
     @property
     def size(self) -> int:
+        """Values in one element."""
         return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one element (a tile endpoint holds `depth` of them)."""
+        return self.size * self.dtype.itemsize
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,11 @@ class BufferSpec:
     shape: tuple[int, ...]
     dtype: np.dtype
     initial: np.ndarray | None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tile memory the buffer takes."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize
 
 
 @dataclass(frozen=True)
