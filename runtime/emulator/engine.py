@@ -22,7 +22,11 @@ MAX_ITERATIONS = 10_000_000
 
 
 class EmulatedDesign:
-    """A rendered `aie.mlir`, parsed once; `run` executes it on host buffers."""
+    """A rendered `aie.mlir`, parsed once; `run` executes it on host buffers.
+
+    FIFO and tile buffers are allocated once and reused, so runs must not overlap (one design
+    object per thread). `model` is the parsed design; `buffers` the `aie.buffer` arrays.
+    """
 
     def __init__(self, design: Design, functions: dict[str, Callable[..., None]] | None) -> None:
         self.model = design
@@ -75,7 +79,10 @@ class EmulatedDesign:
     def run(self, buffers: Sequence[np.ndarray]) -> dict[str, Any]:
         """Run the design once; outputs are written into `buffers` in place.
 
-        Returns statistics: core function calls, bytes moved each way, transfers, passes.
+        `buffers` are numpy arrays in sequence-argument order, of the argument's dtype and
+        element count (any shape), C-contiguous. Returns statistics: `core_calls`,
+        `bytes_to_device`, `bytes_from_device`, `transfers`, `scheduler_passes`.
+        Raises an EmulationFault (DmaError, FifoError, DeadlockError, IncompleteRunError).
         """
         if self._dma_faults:
             raise DmaError("\n".join(self._dma_faults))
