@@ -1,0 +1,1 @@
+"""Tests of the host emulator (runtime.emulator) on small hand-written designs."""
