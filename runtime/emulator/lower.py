@@ -6,17 +6,14 @@ subset is never skipped, because a skipped op would make the emulator disagree w
 
 from __future__ import annotations
 
-import operator
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from xdsl.dialects import arith, func, scf
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    BFloat16Type,
     DenseIntOrFPElementsAttr,
-    Float16Type,
     Float32Type,
     IndexType,
     IntAttr,
@@ -24,14 +21,13 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     ModuleOp,
-    NoneAttr,
-    Signedness,
     StringAttr,
-    SymbolRefAttr,
 )
-from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 
 from runtime.emulator import dialect as aie
+from runtime.emulator.attrs import Fail, ints, memref_of, sym
+from runtime.emulator.corebody import CoreCompiler
 from runtime.emulator.dma import check_dma, dma_element_indices
 from runtime.emulator.faults import UnsupportedOpError
 from runtime.emulator.model import (
@@ -47,16 +43,6 @@ from runtime.emulator.model import (
     TransferSpec,
     WaitSpec,
 )
-from runtime.emulator.program import (
-    Access,
-    Acquire,
-    Arith,
-    Call,
-    Cast,
-    Const,
-    For,
-    Release,
-)
 from runtime.emulator.reader import line_of
 
 # Device names and their column counts (mlir-aie AIEAttrs.td; NPU_FACTS section 2).
@@ -69,69 +55,10 @@ DEVICE_COLUMNS = {
 # Rows 2..5 are compute tiles on both Phoenix and Strix.
 MAX_ROW = 5
 
-_ARITH: dict[str, Callable[[int, int], int]] = {
-    "arith.addi": operator.add,
-    "arith.subi": operator.sub,
-    "arith.muli": operator.mul,
-}
-
-
-class _Fail:
-    """Builds the DesignError for an op: `aie.mlir:LINE: `op.name` <why>`."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def __call__(self, op: Operation, why: str) -> UnsupportedOpError:
-        return UnsupportedOpError(f"{self.source}:{line_of(op)}: `{op.name}` {why}")
-
-
-def dtype_of(elem: Attribute) -> np.dtype:
-    """The numpy dtype of a memref element type (bf16 travels as its raw 16 bits: uint16)."""
-    if isinstance(elem, IntegerType):
-        width = elem.width.data
-        unsigned = elem.signedness.data == Signedness.UNSIGNED
-        if width in (8, 16, 32, 64):
-            return np.dtype(f"{'u' if unsigned else ''}int{width}")
-    if isinstance(elem, Float32Type):
-        return np.dtype(np.float32)
-    if isinstance(elem, Float16Type):
-        return np.dtype(np.float16)
-    if isinstance(elem, BFloat16Type):
-        return np.dtype(np.uint16)
-    raise TypeError(f"element type {elem} is not supported")
-
-
-def _memref(fail: _Fail, op: Operation, t: Attribute) -> tuple[tuple[int, ...], np.dtype]:
-    if not isinstance(t, MemRefType):
-        raise fail(op, f"expects a memref, got {t}")
-    shape = tuple(t.get_shape())
-    if any(d < 0 for d in shape):
-        raise fail(op, f"uses a dynamic shape {t}; only static memrefs are supported")
-    if not isinstance(t.layout, NoneAttr):
-        raise fail(op, f"uses a memref layout ({t}); not supported")
-    try:
-        return shape, dtype_of(t.element_type)
-    except TypeError as exc:
-        raise fail(op, str(exc)) from None
-
-
-def _ints(attr: Attribute) -> tuple[int, ...]:
-    assert isinstance(attr, ArrayAttr)
-    return tuple(a.data for a in attr.data if isinstance(a, IntAttr))
-
-
-def _sym(attr: Attribute | None) -> str | None:
-    if isinstance(attr, SymbolRefAttr):
-        return attr.root_reference.data
-    if isinstance(attr, StringAttr):
-        return attr.data
-    return None
-
 
 def lower(module: ModuleOp, source: str) -> Design:
     """The Design of a parsed module."""
-    fail = _Fail(source)
+    fail = Fail(source)
     devices = []
     for op in module.ops:
         if not isinstance(op, aie.DeviceOp):
@@ -145,7 +72,7 @@ def lower(module: ModuleOp, source: str) -> Design:
 class _DeviceLowering:
     """One pass over an `aie.device` body, in source order."""
 
-    def __init__(self, device: aie.DeviceOp, fail: _Fail, source: str) -> None:
+    def __init__(self, device: aie.DeviceOp, fail: Fail, source: str) -> None:
         self.device = device
         self.fail = fail
         self.source = source
@@ -237,12 +164,12 @@ class _DeviceLowering:
 
     def _buffer(self, op: aie.BufferOp) -> None:
         tile = self._tile(op, op.operands[0])
-        name = _sym(op.attributes.get("sym_name")) or f"buffer_line{line_of(op)}"
+        name = sym(op.attributes.get("sym_name")) or f"buffer_line{line_of(op)}"
         if name in self.buffers:
             raise self.fail(op, f"declares buffer {name} twice")
         if tile.row < 2:
             raise self.fail(op, f"on {tile}: only compute-tile buffers are supported")
-        shape, dtype = _memref(self.fail, op, op.results[0].type)
+        shape, dtype = memref_of(self.fail, op, op.results[0].type)
         initial = None
         init = op.attributes.get("initial_value")
         if init is not None:
@@ -258,13 +185,13 @@ class _DeviceLowering:
         self.buffer_values[op.results[0]] = name
 
     def _fifo(self, op: aie.ObjectFifoOp) -> None:
-        name = _sym(op.attributes["sym_name"])
+        name = sym(op.attributes["sym_name"])
         assert name is not None
         if name in self.fifos:
             raise self.fail(op, f"declares @{name} twice")
         if "dims_from_stream" in op.attributes:
             raise self.fail(op, f"@{name}: dimensionsFromStream is not supported")
-        depths = set(_ints(op.attributes["depth"]))
+        depths = set(ints(op.attributes["depth"]))
         if len(depths) != 1:
             raise self.fail(op, f"@{name}: per-endpoint depths {sorted(depths)} are not supported")
         depth = depths.pop()
@@ -272,7 +199,7 @@ class _DeviceLowering:
             raise self.fail(op, f"@{name}: depth {depth} must be at least 1")
         fifo_type = op.attributes["element"]
         assert isinstance(fifo_type, aie.ObjectFifoType)
-        shape, dtype = _memref(self.fail, op, fifo_type.element)
+        shape, dtype = memref_of(self.fail, op, fifo_type.element)
         producer = self._tile(op, op.operands[0])
         consumers = tuple(self._tile(op, v) for v in op.operands[1:])
         if len(set(consumers)) != len(consumers) or producer in consumers:
@@ -289,7 +216,7 @@ class _DeviceLowering:
                 )
             dims_attr = op.attributes["dims_to_stream"]
             assert isinstance(dims_attr, ArrayAttr)
-            dims = [_ints(d) for d in dims_attr.data]
+            dims = [ints(d) for d in dims_attr.data]
             order = _stream_order(self.fail, op, name, dims, int(np.prod(shape)))
         self.fifos[name] = FifoSpec(
             name, line_of(op), producer, consumers, depth, shape, dtype, order
@@ -297,10 +224,10 @@ class _DeviceLowering:
         self.fifo_ops[name] = op
 
     def _link(self, op: aie.ObjectFifoLinkOp) -> None:
-        srcs = tuple(_sym(a) or "" for a in op.attributes["srcs"].data)  # type: ignore[attr-defined]
-        dsts = tuple(_sym(a) or "" for a in op.attributes["dsts"].data)  # type: ignore[attr-defined]
-        src_off = _ints(op.attributes["src_offsets"])
-        dst_off = _ints(op.attributes["dst_offsets"])
+        srcs = tuple(sym(a) or "" for a in op.attributes["srcs"].data)  # type: ignore[attr-defined]
+        dsts = tuple(sym(a) or "" for a in op.attributes["dsts"].data)  # type: ignore[attr-defined]
+        src_off = ints(op.attributes["src_offsets"])
+        dst_off = ints(op.attributes["dst_offsets"])
         for name in (*srcs, *dsts):
             if name not in self.fifos:
                 raise self.fail(op, f"links @{name}, which is not declared before it")
@@ -373,7 +300,7 @@ class _DeviceLowering:
         kinds = []
         for t in op.function_type.inputs.data:
             if isinstance(t, MemRefType):
-                _memref(self.fail, op, t)
+                memref_of(self.fail, op, t)
                 kinds.append("ptr")
             elif isinstance(t, IndexType):
                 kinds.append("index")
@@ -408,7 +335,7 @@ class _DeviceLowering:
             )
         stack = op.attributes.get("stack_size")
         stack_size = stack.value.data if isinstance(stack, IntegerAttr) else None
-        compiler = _CoreCompiler(self, tile)
+        compiler = CoreCompiler(self, tile)
         body = compiler.block(op.regions[0].blocks[0], terminator="aie.end")
         return CoreSpec(tile, line_of(op), body, stack_size, compiler.buffer_slots)
 
@@ -420,7 +347,7 @@ class _DeviceLowering:
         block = op.regions[0].blocks[0]
         args: list[tuple[str, np.dtype, tuple[int, ...]]] = []
         for arg in block.args:
-            shape, dtype = _memref(self.fail, op, arg.type)
+            shape, dtype = memref_of(self.fail, op, arg.type)
             args.append((arg.name_hint or f"arg{arg.index}", dtype, shape))
         steps: list[TransferSpec | WaitSpec] = []
         issued: set[str] = set()
@@ -430,7 +357,7 @@ class _DeviceLowering:
                 issued.add(transfer.fifo)
                 steps.append(transfer)
             elif isinstance(inner, aie.DmaWaitOp):
-                name = _sym(inner.attributes.get("symbol"))
+                name = sym(inner.attributes.get("symbol"))
                 if name is None or name not in self.fifos:
                     raise self.fail(inner, f"waits on @{name}, which is not an object FIFO")
                 if name not in issued:
@@ -449,7 +376,7 @@ class _DeviceLowering:
         buf = op.operands[0]
         if not isinstance(buf, BlockArgument) or buf.block is not block:
             raise self.fail(op, "must move a runtime-sequence argument")
-        name = _sym(op.attributes.get("metadata"))
+        name = sym(op.attributes.get("metadata"))
         if name is None or name not in self.fifos:
             raise self.fail(op, f"names metadata @{name}, which is not an object FIFO")
         fifo = self.fifos[name]
@@ -459,9 +386,9 @@ class _DeviceLowering:
             to_fifo = False
         else:
             raise self.fail(op, f"names @{name}, which has no shim endpoint")
-        offsets = _ints(op.attributes["offsets"])
-        sizes = _ints(op.attributes["sizes"])
-        strides = _ints(op.attributes["strides"])
+        offsets = ints(op.attributes["offsets"])
+        sizes = ints(op.attributes["sizes"])
+        strides = ints(op.attributes["strides"])
         if not len(offsets) == len(sizes) == len(strides) == 4:
             raise self.fail(op, "needs 4 offsets, 4 sizes and 4 strides (outermost first)")
         arg_name, dtype, shape = args[buf.index]
@@ -495,7 +422,7 @@ class _DeviceLowering:
 
 
 def _stream_order(
-    fail: _Fail, op: Operation, name: str, dims: list[tuple[int, ...]], size: int
+    fail: Fail, op: Operation, name: str, dims: list[tuple[int, ...]], size: int
 ) -> np.ndarray:
     """Element indices a `dimensionsToStream [<size, stride>...]` pattern reads, in order."""
     if any(len(d) != 2 or d[0] < 1 or d[1] < 0 for d in dims):
@@ -513,156 +440,3 @@ def _stream_order(
             f"{int(order.max())}, but an element has {size}",
         )
     return order
-
-
-class _CoreCompiler:
-    """Compiles one core body: SSA values to slots, ops to program instructions."""
-
-    def __init__(self, device: _DeviceLowering, tile: Tile) -> None:
-        self.device = device
-        self.fail = device.fail
-        self.tile = tile
-        self.slots: dict[SSAValue, int] = {}
-        self.views: dict[SSAValue, Acquire] = {}
-        self.kinds: dict[SSAValue, str] = {}
-        self.buffer_slots: dict[str, int] = {}
-
-    def _new(self, value: SSAValue, kind: str) -> int:
-        self.slots[value] = len(self.slots)
-        self.kinds[value] = kind
-        return self.slots[value]
-
-    def _use(self, op: Operation, value: SSAValue, kind: str) -> int:
-        if value not in self.slots and value in self.device.buffer_values:
-            name = self.device.buffer_values[value]
-            buffer = self.device.buffers[name]
-            if buffer.tile != self.tile:
-                raise self.fail(
-                    op,
-                    f"uses buffer {name} of {buffer.tile} from the core on {self.tile}; "
-                    "only a core's own buffers are supported",
-                )
-            self.buffer_slots[name] = self._new(value, "ptr")
-        if value not in self.slots:
-            raise self.fail(op, "uses a value defined outside the core body; not supported")
-        if self.kinds[value] != kind:
-            raise self.fail(op, f"expects a {kind} operand, got a {self.kinds[value]}")
-        return self.slots[value]
-
-    def block(self, block: Block, terminator: str) -> tuple:
-        out: list = []
-        ops = list(block.ops)
-        if not ops or ops[-1].name != terminator:
-            raise UnsupportedOpError(
-                f"{self.device.source}:{line_of(block.parent_op() or ops[-1])}: body must end "
-                f"with {terminator}"
-            )
-        for op in ops[:-1]:
-            out.append(self._op(op))
-        last = ops[-1]
-        if last.operands:
-            raise self.fail(last, "with operands is not supported (no loop-carried values)")
-        return tuple(out)
-
-    def _op(self, op: Operation):
-        fail = self.fail
-        if isinstance(op, arith.ConstantOp):
-            value = op.value
-            if not isinstance(value, IntegerAttr):
-                raise fail(op, "of a non-integer value is not supported")
-            return Const(self._new(op.results[0], "int"), value.value.data)
-        if op.name in _ARITH:
-            a = self._use(op, op.operands[0], "int")
-            b = self._use(op, op.operands[1], "int")
-            return Arith(self._new(op.results[0], "int"), _ARITH[op.name], a, b)
-        if isinstance(op, arith.IndexCastOp):
-            src = self._use(op, op.operands[0], "int")
-            return Cast(self._new(op.results[0], "int"), src)
-        if isinstance(op, scf.ForOp):
-            if op.iter_args or op.res:
-                raise fail(op, "with iter_args is not supported")
-            lb = self._use(op, op.lb, "int")
-            ub = self._use(op, op.ub, "int")
-            step = self._use(op, op.step, "int")
-            body_block = op.body.blocks[0]
-            iv = self._new(body_block.args[0], "int")
-            body = self.block(body_block, terminator="scf.yield")
-            return For(iv, lb, ub, step, body, line_of(op))
-        if isinstance(op, aie.AcquireOp):
-            name, produce, count = self._port(op)
-            acq = Acquire(self._new(op.results[0], "view"), name, produce, count, line_of(op))
-            self.views[op.results[0]] = acq
-            return acq
-        if isinstance(op, aie.SubviewAccessOp):
-            view = op.operands[0]
-            slot = self._use(op, view, "view")
-            acq = self.views[view]
-            index = op.attributes["index"]
-            assert isinstance(index, IntAttr)
-            if not 0 <= index.data < acq.n:
-                raise fail(op, f"reads element {index.data} of an acquire of {acq.n}")
-            fifo = self.device.fifos[acq.fifo]
-            shape, dtype = _memref(fail, op, op.results[0].type)
-            if (shape, dtype) != (fifo.shape, fifo.dtype):
-                raise fail(
-                    op,
-                    f"returns {op.results[0].type}, but @{acq.fifo} holds "
-                    f"{fifo.shape} of {fifo.dtype}",
-                )
-            return Access(self._new(op.results[0], "ptr"), slot, acq.fifo, index.data, line_of(op))
-        if isinstance(op, aie.ReleaseOp):
-            name, produce, count = self._port(op)
-            return Release(name, produce, count, line_of(op))
-        if isinstance(op, func.CallOp):
-            return self._call(op)
-        raise fail(op, "is not supported in a core body by the emulator")
-
-    def _port(self, op: Operation) -> tuple[str, bool, int]:
-        name = _sym(op.attributes["fifo"])
-        port = op.attributes["port"]
-        count_attr = op.attributes["count"]
-        assert name is not None and isinstance(port, StringAttr)
-        assert isinstance(count_attr, IntAttr)
-        count = count_attr.data
-        if name not in self.device.fifos:
-            raise self.fail(op, f"uses @{name}, which is not an object FIFO")
-        fifo = self.device.fifos[name]
-        produce = port.data == "Produce"
-        if produce and fifo.producer != self.tile:
-            raise self.fail(
-                op, f"produces into @{name} from {self.tile}, but its producer is {fifo.producer}"
-            )
-        if not produce and self.tile not in fifo.consumers:
-            raise self.fail(
-                op, f"consumes @{name} on {self.tile}, which is not among its consumers"
-            )
-        if count < 1:
-            raise self.fail(op, f"count {count} must be at least 1")
-        return name, produce, count
-
-    def _call(self, op: func.CallOp) -> Call:
-        callee = op.callee.root_reference.data
-        spec = self.device.funcs.get(callee)
-        if spec is None:
-            raise self.fail(
-                op, f"calls @{callee}, which has no func.func declaration before the core"
-            )
-        if op.res:
-            raise self.fail(op, "returns values; not supported")
-        if len(op.arguments) != len(spec.arg_kinds):
-            raise self.fail(
-                op,
-                f"passes {len(op.arguments)} arguments to @{callee}, declared "
-                f"with {len(spec.arg_kinds)}",
-            )
-        passed = tuple(str(v.type) for v in op.arguments)
-        if passed != spec.arg_types:
-            raise self.fail(
-                op,
-                f"passes ({', '.join(passed)}) to @{callee}, declared at line {spec.line} "
-                f"as ({', '.join(spec.arg_types)})",
-            )
-        slots = []
-        for value, kind in zip(op.arguments, spec.arg_kinds, strict=True):
-            slots.append(self._use(op, value, "ptr" if kind == "ptr" else "int"))
-        return Call(callee, tuple(slots), line_of(op))
