@@ -25,7 +25,9 @@ def invoke(*args: str, build_dir: Path) -> subprocess.CompletedProcess[str]:
     (["build", "attention", "--param", "head_dim=70"], "error: head_dim 70 is not a multiple of 8"),
     (["build", "attention", "--param", "tiles=100000"], "error: tiles 100000 is above the maximum"),
     (["build", "attention", "--target", "fpga"], "error: --target 'fpga' is not one of"),
-    (["build", "attention", "--all"], "error: give a kernel or --all, not both"),
+    (["build", "attention", "--all"], "error: give one kernel (attention, gelu"),
+    (["build"], "error: give one kernel (attention, gelu"),
+    (["test-hw", "--seeds", "1", "--backend", "emu"], "--seeds 1 is too few"),
 ])
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     proc = invoke(*args, build_dir=tmp_path)
