@@ -9,6 +9,7 @@ every file against the manifest's hashes, and the xclbin and insts.bin through t
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ UNVERIFIED = "unverified"
 MAX_MEMBERS = 64
 MAX_MEMBER_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 256 << 20
+MAX_HEADER_BYTES = 1 << 20  # tar headers and pax records, on top of the members' data
 _SUMS_LINE = re.compile(r"^([0-9a-f]{64}) [ *](\S(?:.*\S)?)$")
 
 
@@ -153,7 +155,8 @@ def _extract(bundle: Path, into: Path) -> None:
     count, total, top = 0, 0, None
     seen: set[str] = set()
     try:
-        with tarfile.open(bundle, "r:gz") as tar:
+        with gzip.open(bundle, "rb") as gz, tarfile.open(
+                fileobj=_Capped(gz, bundle, MAX_TOTAL_BYTES + MAX_HEADER_BYTES), mode="r|") as tar:
             for member in tar:
                 count += 1
                 if count > MAX_MEMBERS:
@@ -175,6 +178,20 @@ def _extract(bundle: Path, into: Path) -> None:
         raise ArtifactError(f"{bundle}: not a readable .tar.gz bundle ({e})") from None
     if count == 0:
         raise ArtifactError(f"{bundle}: empty bundle")
+
+
+class _Capped:
+    """A reader that refuses to decompress past `limit` bytes, whatever the headers claim."""
+
+    def __init__(self, raw: gzip.GzipFile, bundle: Path, limit: int) -> None:
+        self.raw, self.bundle, self.limit, self.count = raw, bundle, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise ArtifactError(f"{self.bundle}: decompresses past {self.limit} bytes")
+        return data
 
 
 def _copy_member(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> None:

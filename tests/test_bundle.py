@@ -265,6 +265,21 @@ def test_size_and_count_limits(good: Path, tmp_path: Path, monkeypatch: pytest.M
     assert_nothing_left(parent, [])
 
 
+def test_decompression_is_capped_whatever_the_headers_claim(
+        good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundle_mod, "MAX_TOTAL_BYTES", 100_000)  # the members hold ~30 KB
+    monkeypatch.setattr(bundle_mod, "MAX_HEADER_BYTES", 10_000)
+    members = read_members(good)
+    members[0][0].pax_headers = {"comment": "z" * (1 << 20)}  # 1 MiB of header, tiny on disk
+    bomb = write_members(tmp_path / "bomb.tar.gz", members)
+    assert bomb.stat().st_size < 64 << 10
+    parent = tmp_path / "extract"
+    parent.mkdir()
+    with pytest.raises(ArtifactError, match=r"decompresses past \d+ bytes"):
+        verify_bundle(bomb, parent / "artifact")
+    assert_nothing_left(parent, [])
+
+
 def test_not_a_bundle(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not gzip at all" * 10)
