@@ -69,7 +69,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except NpukitError as e:
-            console.print(f"[red]error:[/red] {e}", highlight=False)
+            console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise Exit(code=1) from None
 
     return wrapper
@@ -173,3 +173,43 @@ def bench(c, calls=3000):
         ["--calls", str(max(10, int(calls) // 10))])
     if code:
         raise Exit(code=code)
+
+
+@task(
+    klass=_KernelTask,
+    positional=["kernel"],
+    help={
+        "kernel": "publish only this kernel's builds (default: every build)",
+        "version": "bundle version (default: project version + git revision, e.g. 0.1.0+g1a2b3c4)",
+        "out": "directory for the bundles and SHA256SUMS",
+        "allow_unverified": "also publish emulation-only or untested builds, marked unverified",
+    },
+)
+@_friendly
+def publish(c, kernel=None, version="", out="dist", allow_unverified=False):
+    """Bundle NPU-verified builds into dist/<kernel>-<variant>-<version>.tar.gz + SHA256SUMS."""
+    from codegen.cli import BUILD_ROOT
+    from codegen.publish import publish as run_publish
+
+    for b in run_publish([kernel] if kernel else [], version or None, ROOT / out,
+                         allow_unverified=allow_unverified, build_root=BUILD_ROOT):
+        note = "" if b.status == "verified" else f" [yellow]unverified: {b.reason}[/yellow]"
+        console.print(f"{b.path}  sha256 {b.sha256[:16]}...{note}", highlight=False)
+
+
+@task(
+    positional=["path"],
+    help={
+        "path": "the bundle (.tar.gz); its SHA256SUMS is checked when it sits beside it",
+        "dest": "also extract the verified artifact directory here (must not exist)",
+    },
+)
+@_friendly
+def verify_bundle(c, path, dest=""):
+    """Check a bundle: SHA256SUMS, manifest, file hashes, xclbin/insts lint, safe extraction."""
+    from runtime.bundle import verify_bundle as run_verify
+
+    info = run_verify(path, dest or None)
+    where = f"; extracted to {info.directory}" if info.directory else ""
+    console.print(f"[green]ok[/green] {path}: {info.manifest.kernel}/{info.manifest.variant} "
+                  f"{info.version}, {info.status}{where}", highlight=False)

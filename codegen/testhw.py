@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from codegen.publish import write_artifact_report
 from runtime.errors import NpukitError
 from runtime.kernel import NpuKernel
 from runtime.manifest import MANIFEST_NAME, load_manifest
@@ -255,6 +256,7 @@ def run_test_hw(
                 results.append(Result(art.parent.name, art.name, str(art), "xrt", error=no_npu))
             else:
                 results.append(verify(art, backend, seeds, iterations))
+                write_artifact_report(art, results[-1].to_json())
             bar.advance(task)
     out.print(summary_table(results))
     for r in results:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backend import Backend
+from runtime.bundle import resolve_artifact
 from runtime.errors import RunError, ToolchainError
 from runtime.manifest import BufferSpec, Manifest, load_manifest
 from runtime.xrt import DEFAULT_TIMEOUT_MS, BoLayout
@@ -47,7 +48,7 @@ class NpuKernel:
         """Verify `artifact_dir`'s manifest hashes, then open `backend` ("auto", "xrt", "emu")."""
         if backend not in BACKENDS:
             raise RunError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        directory = Path(artifact_dir)
+        directory = resolve_artifact(artifact_dir)
         manifest = load_manifest(directory, verify=True)
         opened = open_backend(directory, manifest, backend, layout, timeout_ms)
         return cls(directory, manifest, opened)
