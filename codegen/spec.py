@@ -12,6 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,6 +85,14 @@ class Param:
             raise SpecError(
                 f"{self.name}={text!r} is not a valid {self.type.__name__}"
             ) from None
+
+
+def fifo_depth_param() -> Param:
+    return Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4)
+
+
+def device_param() -> Param:
+    return Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,20 @@ class KernelSpec(ABC):
                     f"{'core' if plan.capacity == CORE_MEMORY else 'mem tile'} has "
                     f"{plan.capacity:,} ({plan.describe()})"
                 )
+
+
+def load_vector(path: str, n: int, what: str) -> np.ndarray:
+    """n finite float64 values from a .npy file; a SpecError names the file and the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{what} {path!r}: no such .npy file")
+    try:
+        values = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{what} {path}: not a readable .npy file ({e})") from None
+    if values.shape != (n,) or not np.all(np.isfinite(values)):
+        raise SpecError(f"{what} {path}: expected {n} finite values, got shape {values.shape}")
+    return values.astype(np.float64)
 
 
 def _slug(value: Any) -> str:

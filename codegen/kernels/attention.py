@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from codegen.spec import (
-    DEVICE_COLUMNS,
     Accuracy,
     MemoryItem,
     Param,
     SpecError,
+    device_param,
+    fifo_depth_param,
     quantize_multiplier,
     round_half_away,
     saturate_i8,
@@ -64,8 +65,8 @@ class AttentionSpec(StreamSpec):
         Param("k_scale", float, WHISPER_ACT_SCALE, "scale of K"),
         Param("v_scale", float, WHISPER_ACT_SCALE, "scale of V"),
         Param("o_scale", float, 1.0 / 127.0, "scale of the output O"),
-        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
-        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+        fifo_depth_param(),
+        device_param(),
     )
 
     # -- derived sizes -------------------------------------------------------------------

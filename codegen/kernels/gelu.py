@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from codegen.spec import (
-    DEVICE_COLUMNS,
     Accuracy,
     MemoryItem,
     Param,
     SpecError,
+    device_param,
+    fifo_depth_param,
     round_half_away,
     saturate_i8,
 )
@@ -47,8 +48,8 @@ class GeluSpec(StreamSpec):
               4, 16384, multiple_of=WORD),
         Param("in_scale", float, 8.0 / 127.0, "scale of the input"),
         Param("out_scale", float, 8.0 / 127.0, "scale of the output"),
-        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
-        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+        fifo_depth_param(),
+        device_param(),
     )
 
     @property

@@ -14,17 +14,18 @@ Fixed-point scheme (the core code and `golden` do exactly this), per row x of le
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from codegen.spec import (
-    DEVICE_COLUMNS,
     Accuracy,
     MemoryItem,
     Param,
     SpecError,
+    device_param,
+    fifo_depth_param,
+    load_vector,
     round_half_away,
     saturate_i8,
 )
@@ -40,17 +41,7 @@ def _vector(spec: str, d: int, what: str) -> np.ndarray:
     try:
         return np.full(d, float(spec))
     except ValueError:
-        pass
-    path = Path(spec)
-    if not path.is_file():
-        raise SpecError(f"{what} {spec!r} is neither a number nor a .npy file")
-    try:
-        values = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise SpecError(f"{what} {spec}: not a readable .npy file ({e})") from None
-    if values.shape != (d,) or not np.all(np.isfinite(values)):
-        raise SpecError(f"{what} {spec}: expected {d} finite values, got shape {values.shape}")
-    return values.astype(np.float64)
+        return load_vector(spec, d, what)
 
 
 class LayerNormSpec(StreamSpec):
@@ -70,8 +61,8 @@ class LayerNormSpec(StreamSpec):
         Param("gamma", str, "1.0", "gamma: a number, or a .npy file of d floats"),
         Param("beta", str, "0.0", "beta: a number, or a .npy file of d floats"),
         Param("eps", float, 1e-5, "epsilon added to the variance", 0.0, 1.0),
-        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
-        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+        fifo_depth_param(),
+        device_param(),
     )
 
     @property

@@ -9,7 +9,6 @@ Requantisation per output column j (one shared value when per-tensor):
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,9 @@ from codegen.spec import (
     Param,
     SpecError,
     TilePlan,
+    device_param,
+    fifo_depth_param,
+    load_vector,
     quantize_multiplier,
     round_half_away,
     saturate_i8,
@@ -31,19 +33,6 @@ from runtime.manifest import BufferSpec
 
 MULT_BITS = 31
 STACK = 1024
-
-
-def _load(path: str, n: int, what: str, dtype: type) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"{what} {path!r}: no such .npy file")
-    try:
-        values = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise SpecError(f"{what} {path}: not a readable .npy file ({e})") from None
-    if values.shape != (n,):
-        raise SpecError(f"{what} {path}: expected {n} values (one per column), got {values.shape}")
-    return values.astype(dtype)
 
 
 class MatmulSpec(KernelSpec):
@@ -67,8 +56,8 @@ class MatmulSpec(KernelSpec):
         Param("c_scale", float, 2.0 / 127.0, "scale of C"),
         Param("b_scales", str, "", "per-column scales of B: a .npy file of N floats"),
         Param("bias", str, "", "int32 bias per column: a .npy file of N integers"),
-        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
-        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+        fifo_depth_param(),
+        device_param(),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -118,7 +107,7 @@ class MatmulSpec(KernelSpec):
 
     def scales(self) -> np.ndarray:
         if self.per_column:
-            s = _load(self.b_scales, self.N, "b_scales", np.float64)
+            s = load_vector(self.b_scales, self.N, "b_scales")
             if not np.all(s > 0):
                 raise SpecError(f"b_scales {self.b_scales}: every scale must be positive")
             return s
@@ -127,7 +116,10 @@ class MatmulSpec(KernelSpec):
     def bias_values(self) -> np.ndarray | None:
         if not self.bias:
             return None
-        return _load(self.bias, self.N, "bias", np.int64)
+        bias = load_vector(self.bias, self.N, "bias")
+        if np.any(bias != np.round(bias)) or np.abs(bias).max() >= 1 << 31:
+            raise SpecError(f"bias {self.bias}: expected int32 values")
+        return bias.astype(np.int64)
 
     def requant(self) -> tuple[list[int], list[int]]:
         pairs = [quantize_multiplier(self.a_scale * s / self.c_scale, MULT_BITS, "requant scale")
