@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from codegen.checks import check_design
 from codegen.kernels import spec_from_params
 from codegen.render import DESIGN_NAME, render
+from codegen.spec import SpecError
 from runtime.errors import DesignError
 
 STREAM_SETS = [
@@ -68,3 +71,46 @@ def test_unknown_op_is_named_with_its_line(attention_text: str) -> None:
     text = broken(attention_text, r"      aie.end", "      aie.mystery_op\n      aie.end")
     with pytest.raises(DesignError, match=r"aie\.mlir:\d+: .*aie\.mystery_op"):
         check_design(spec_from_params("attention", {"tiles": "2"}), text)
+
+
+def _draw_params(kernel: str, draw: st.DrawFn) -> dict[str, str]:
+    """Parameters within each kernel's declared limits (combinations may still be invalid)."""
+
+    def pick(*choices: int) -> str:
+        return str(draw(st.sampled_from(choices)))
+
+    if kernel == "attention":
+        return {"n_queries": pick(8, 16, 32, 64, 128), "n_keys": pick(8, 24, 64, 96),
+                "head_dim": pick(8, 32, 64, 128), "tiles": pick(1, 2, 7),
+                "causal": pick(0, 1), "fifo_depth": pick(1, 2, 3)}
+    if kernel == "gelu":
+        return {"length": str(4 * draw(st.integers(1, 20000))), "max_tile": pick(4, 64, 4096),
+                "fifo_depth": pick(1, 2)}
+    if kernel == "layernorm":
+        rows = draw(st.integers(1, 24))
+        return {"rows": str(rows), "d": pick(8, 384, 512, 1024),
+                "tile_rows": str(draw(st.sampled_from([t for t in (1, 2, 3, 4) if rows % t == 0]))),
+                "fifo_depth": pick(1, 2)}
+    tiles = {k: pick(16, 32, 64) for k in ("tm", "tk", "tn")}
+    columns = draw(st.sampled_from([1, 2, 4]))
+    return {**tiles, "M": str(int(tiles["tm"]) * columns * draw(st.integers(1, 3))),
+            "K": str(int(tiles["tk"]) * draw(st.integers(1, 4))),
+            "N": str(int(tiles["tn"]) * draw(st.integers(1, 4))),
+            "columns": str(columns), "device": "npu1" if columns == 4 else f"npu1_{columns}col",
+            "fifo_depth": pick(1, 2)}
+
+
+@pytest.mark.parametrize("kernel", ["attention", "gelu", "layernorm", "matmul"])
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_every_accepted_parameter_set_renders_a_design_that_passes(kernel: str,
+                                                                   data: st.DataObject) -> None:
+    """The spec and its template agree: whatever validates also passes the design checks."""
+    params = data.draw(st.composite(lambda draw: _draw_params(kernel, draw))())
+    try:
+        spec = spec_from_params(kernel, params)
+    except SpecError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    event("accepted")
+    check_design(spec, render(spec).files[DESIGN_NAME])
