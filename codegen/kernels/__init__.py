@@ -9,10 +9,11 @@ from codegen.kernels.attention import AttentionSpec
 from codegen.kernels.gelu import GeluSpec
 from codegen.kernels.layernorm import LayerNormSpec
 from codegen.kernels.matmul import MatmulSpec
+from codegen.kernels.mel import MelSpec
 from codegen.spec import KernelSpec, SpecError
 
 KERNELS: dict[str, type[KernelSpec]] = {
-    spec.name: spec for spec in (AttentionSpec, GeluSpec, LayerNormSpec, MatmulSpec)
+    spec.name: spec for spec in (AttentionSpec, GeluSpec, LayerNormSpec, MatmulSpec, MelSpec)
 }
 
 

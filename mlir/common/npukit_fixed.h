@@ -34,4 +34,15 @@ static inline uint64_t npk_isqrt_u64(uint64_t v) {
 // floor(log2(v)) for v > 0.
 static inline int npk_log2_u64(uint64_t v) { return 63 - __builtin_clzll(v); }
 
+// log2(v) in Q24 for v > 0: the integer part from the leading one, the fraction from `table`
+// (257 entries, round(log2(1 + i/256) * 2^24)) interpolated linearly on the next 16 bits.
+static inline int64_t npk_log2_q24_u64(uint64_t v, const int32_t *table) {
+  const int b = npk_log2_u64(v);
+  const uint64_t frac = (v << (63 - b)) << 1;  // the bits below the leading one, left-aligned
+  const int i = (int)(frac >> 56);
+  const int64_t r = (int64_t)((frac >> 40) & 0xFFFF);
+  const int64_t step = (int64_t)table[i + 1] - table[i];
+  return ((int64_t)b << 24) + table[i] + npk_round_shift_s64(step * r, 16);
+}
+
 #endif
