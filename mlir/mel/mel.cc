@@ -27,22 +27,24 @@ static void mel_one_frame(const int16_t *x, int16_t *y) {
   // Block exponent: the frame's peak, shifted left by e, still fits 15 bits.
   int e = 15 - (npk_log2_u64((uint64_t)peak) + 1);
   e = e < 0 ? 0 : e;
-  int16_t xw[MEL_NFFT];
+  int32_t xw[MEL_NFFT];
   for (int n = 0; n < MEL_NFFT; ++n)
-    xw[n] = (int16_t)npk_round_shift_s64((int64_t)x[n] * mel_window[n] * ((int64_t)1 << e), 15);
+    xw[n] = (int32_t)npk_round_shift_s64((int64_t)x[n] * mel_window[n] * ((int64_t)1 << e),
+                                         MEL_WINDOW_BITS - MEL_XW_FRAC);
   int64_t power[MEL_NBINS];
   for (int k = 0; k < MEL_NBINS; ++k) {
     int64_t re = 0, im = 0;
     int c = 0, s = MEL_NFFT - MEL_NFFT / 4;  // sin(t) = cos(t - pi/2)
     for (int n = 0; n < MEL_NFFT; ++n) {
-      re += (int32_t)xw[n] * mel_cos[c];
-      im += (int32_t)xw[n] * mel_cos[s];
+      re += (int64_t)xw[n] * mel_cos[c];
+      im += (int64_t)xw[n] * mel_cos[s];
       c += k;
       c -= c >= MEL_NFFT ? MEL_NFFT : 0;
       s += k;
       s -= s >= MEL_NFFT ? MEL_NFFT : 0;
     }
-    const int64_t r = npk_round_shift_s64(re, 15), i = npk_round_shift_s64(im, 15);
+    const int64_t r = npk_round_shift_s64(re, 15 + MEL_XW_FRAC);
+    const int64_t i = npk_round_shift_s64(im, 15 + MEL_XW_FRAC);
     power[k] = r * r + i * i;
   }
   for (int m = 0; m < MEL_NMELS; ++m) {
