@@ -1,0 +1,311 @@
+"""mel: the Whisper front end against openai-whisper, golden vs host core vs emulated design."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+from types import ModuleType
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codegen.hostcore import HostCore
+from codegen.kernels import spec_from_params
+from codegen.kernels.mel import (
+    FLOOR_CODE,
+    HOP,
+    N_FFT,
+    AudioError,
+    MelSpec,
+    cos_table,
+    log2_table,
+    log_mel,
+    log_mel_codes,
+    normalise,
+    slaney_filters,
+    window_table,
+)
+from codegen.pipeline import BuildResult, build
+from codegen.spec import SpecError
+from runtime.kernel import NpuKernel
+
+#: the targets of KERNELS.md against whisper.log_mel_spectrogram, in normalised log-mel units
+MEAN_TARGET, MAX_TARGET = 0.01, 0.05
+VARIANTS = {
+    "default": {},
+    "small": {"frames": "24", "tile_frames": "4", "fifo_depth": "1"},
+    "two-blocks-128": {"frames": "1100", "tile_frames": "10", "n_mels": "128"},
+}
+SENTENCE = ("The quick brown fox jumps over the lazy dog. Whisper turns sixteen thousand "
+            "samples a second into eighty mel bins, and this sentence checks that it does.")
+
+
+def mel_spec(params: dict[str, str]) -> MelSpec:
+    spec = spec_from_params("mel", params)
+    assert isinstance(spec, MelSpec)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[MelSpec, BuildResult]]:
+    root = tmp_path_factory.mktemp("mel")
+    out = {}
+    for name, params in VARIANTS.items():
+        spec = mel_spec(params)
+        out[name] = (spec, build(spec, root, target="emu"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def whisper() -> ModuleType:
+    import whisper as module  # openai-whisper, from the dev extra; imports torch
+
+    return module
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """Real speech: espeak-ng's 22,050 Hz voice, resampled to 16 kHz int16."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no speech to test")
+    wav = tmp_path_factory.mktemp("speech") / "speech.wav"
+    subprocess.run([espeak, "-w", str(wav), SENTENCE], check=True, capture_output=True)
+    with wave.open(str(wav)) as w:
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    return resample(x, rate, 16_000)
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling through the FFT, rounded back to int16."""
+    n_out = round(x.size * rate_out / rate_in)
+    spectrum = np.fft.rfft(x.astype(np.float64))[: n_out // 2 + 1]
+    y = np.fft.irfft(spectrum, n_out) * (n_out / x.size)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def whisper_log_mel(whisper: ModuleType, pcm: np.ndarray, n_mels: int) -> np.ndarray:
+    audio = pcm.astype(np.float32) / 32768.0
+    return whisper.log_mel_spectrogram(audio, n_mels=n_mels).numpy()
+
+
+def emulated(result: BuildResult) -> NpuKernel:
+    return NpuKernel.load(result.artifact_dir, backend="emu")
+
+
+def run_host_core(spec: MelSpec, result: BuildResult, pcm: np.ndarray) -> np.ndarray:
+    """Frame the padded PCM as the DMA does and call the host-compiled core once per tile."""
+    core = HostCore(result.artifact_dir / result.manifest.host_libraries[spec.object_name])
+    starts = np.arange(spec.frames) * HOP
+    frames = pcm[starts[:, None] + np.arange(N_FFT)[None, :]]
+    tiles = frames.reshape(spec.n_tiles, spec.in_tile)
+    out = np.full((spec.n_tiles, spec.out_tile), 99, dtype=np.int16)
+    for t in range(spec.n_tiles):
+        core.call(spec.CORE_SYMBOLS[0], np.ascontiguousarray(tiles[t]), out[t])
+    return out.reshape(spec.frames, spec.n_mels)
+
+
+def cases(spec: MelSpec) -> list[tuple[str, list[np.ndarray]]]:
+    return [(f"seed{s}", spec.random_inputs(s)) for s in range(3)] + spec.edge_inputs()
+
+
+def report(label: str, ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
+    diff = np.abs(ours.astype(np.float64) - theirs)
+    mean, worst = float(diff.mean()), float(diff.max())
+    print(f"mel vs whisper, {label}: {ours.shape[1]} frames, mean abs error {mean:.6f}, "
+          f"max {worst:.6f} (targets {MEAN_TARGET}, {MAX_TARGET})")
+    return mean, worst
+
+
+# -- the tables --------------------------------------------------------------------------
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_slaney_filters_match_whisper_assets(whisper: ModuleType, n_mels: int) -> None:
+    theirs = np.load(Path(whisper.__file__).parent / "assets" / "mel_filters.npz")[f"mel_{n_mels}"]
+    ours = slaney_filters(n_mels)
+    assert ours.shape == theirs.shape == (n_mels, 201)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
+    assert np.array_equal(ours > 0, theirs > 0)
+
+
+def test_tables() -> None:
+    w, c, t = window_table(), cos_table(), log2_table()
+    assert w[0] == 0 and w[N_FFT // 2] == 1 << 30 and np.array_equal(w[1:], w[:0:-1])
+    assert c[0] == 32767 and c[N_FFT // 2] == -32768 and c[N_FFT // 4] == 0
+    assert t[0] == 0 and t[-1] == 1 << 24 and t[128] == round(np.log2(1.5) * (1 << 24))
+
+
+# -- golden vs float reference vs core vs design ------------------------------------------
+@pytest.mark.parametrize("params", [{}, {"n_mels": "128"}])
+def test_golden_meets_accuracy_targets(params: dict[str, str]) -> None:
+    """Against the float64 reference, in Q11 codes after whisper's clamp to (max - 8)."""
+    spec = mel_spec(params)
+    target = spec.ACCURACY
+    for seed in range(4):
+        inputs = spec.random_inputs(seed)
+        golden, ref = (normalise(f(inputs)[0]) for f in (spec.golden, spec.reference))
+        diff = np.abs(golden.astype(np.float64) - ref) * 4 * 2048
+        pearson = float(np.corrcoef(golden.ravel(), ref.ravel())[0, 1])
+        print(f"mel {spec.variant} seed {seed}: pearson {pearson:.8f}, within 1 LSB "
+              f"{np.mean(diff <= 1):.4%}, max {diff.max():.0f} LSB")
+        assert pearson >= target.min_pearson
+        assert np.mean(diff <= 1) >= target.min_within_1
+        assert diff.max() <= target.max_diff
+        assert not np.array_equal(golden, ref)  # the model is of fixed point, not of float
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_host_core_matches_golden_bit_for_bit(
+        builds: dict[str, tuple[MelSpec, BuildResult]], name: str) -> None:
+    spec, result = builds[name]
+    for label, inputs in cases(spec):
+        got, want = run_host_core(spec, result, inputs[0]), spec.golden(inputs)[0]
+        bad = np.argwhere(got != want)
+        assert not bad.size, f"{name} {label}: {len(bad)} codes differ, first at {bad[0]}"
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_host_core_matches_golden_on_arbitrary_samples(
+        builds: dict[str, tuple[MelSpec, BuildResult]], data: st.DataObject) -> None:
+    spec, result = builds["small"]
+    pcm = data.draw(hnp.arrays(np.int16, (spec.pcm_len,),
+                               elements=st.integers(-32768, 32767)))
+    np.testing.assert_array_equal(run_host_core(spec, result, pcm), spec.golden([pcm])[0])
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_emulated_design_matches_golden_bit_for_bit(
+        builds: dict[str, tuple[MelSpec, BuildResult]], name: str) -> None:
+    spec, result = builds[name]
+    outputs = []
+    with emulated(result) as kernel:
+        for label, inputs in cases(spec):
+            (got,) = kernel(inputs)
+            want = spec.golden(inputs)[0]
+            assert got.dtype == np.int16 and got.shape == (spec.frames, spec.n_mels)
+            assert np.array_equal(got, want), f"{name} {label}: the design differs from golden"
+            outputs.append(got)
+    assert not np.array_equal(outputs[0], outputs[1])
+    assert len(np.unique(outputs[0])) > 100
+
+
+def test_design_frames_by_overlapping_dma_rows(
+        builds: dict[str, tuple[MelSpec, BuildResult]]) -> None:
+    """Frames overlap by 240 samples: the DMA reads rows 160 apart, 400 long, in <= 1023 rows."""
+    texts = {n: (r.artifact_dir / "aie.mlir").read_text() for n, (_, r) in builds.items()}
+    pattern = r"%pcm\[0, 0, 0, 0\]\[1, {}, {}, 400\]\[0, {}, 160, 1\]"
+    assert re.search(pattern.format(1, 1000, 160_000), texts["default"])
+    assert re.search(pattern.format(2, 550, 88_000), texts["two-blocks-128"])
+    assert "memref<160240xi16>" in texts["default"]  # 999 hops + one frame
+
+
+# -- the front end against openai-whisper ---------------------------------------------------
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_speech_matches_whisper(whisper: ModuleType, speech: np.ndarray, n_mels: int) -> None:
+    spec = mel_spec({"n_mels": str(n_mels)})
+    theirs = whisper_log_mel(whisper, speech, n_mels)
+    ours = log_mel(speech, 16_000, spec=spec)
+    assert ours.shape == theirs.shape == (n_mels, speech.size // HOP)
+    mean, worst = report(f"espeak-ng speech, {n_mels} mels", ours, theirs)
+    assert mean <= MEAN_TARGET and worst <= MAX_TARGET
+    assert theirs.max() - theirs.min() > 1.5  # speech has the full clamped range
+
+
+def test_speech_through_emulated_design(
+        whisper: ModuleType, speech: np.ndarray,
+        builds: dict[str, tuple[MelSpec, BuildResult]]) -> None:
+    """The design run by the emulator gives the golden front end's output, and whisper's."""
+    spec, result = builds["default"]
+    with emulated(result) as kernel:
+        ours = log_mel(speech, 16_000, spec=spec, kernel=kernel)
+    np.testing.assert_array_equal(ours, log_mel(speech, 16_000, spec=spec))
+    mean, worst = report("espeak-ng speech, emulated design", ours,
+                         whisper_log_mel(whisper, speech, 80))
+    assert mean <= MEAN_TARGET and worst <= MAX_TARGET
+
+
+@pytest.mark.parametrize("level", [30.0, 3000.0, 20000.0])
+def test_noise_matches_whisper(whisper: ModuleType, level: float) -> None:
+    rng = np.random.default_rng(int(level))
+    pcm = np.clip(np.round(rng.standard_normal(3 * 16_000) * level), -32768, 32767)
+    pcm = pcm.astype(np.int16)
+    ours, theirs = log_mel(pcm, 16_000), whisper_log_mel(whisper, pcm, 80)
+    mean, worst = report(f"white noise, sigma {level:g}", ours, theirs)
+    assert mean <= MEAN_TARGET and worst <= MAX_TARGET
+
+
+def test_silence_and_full_scale_tone_match_whisper(whisper: ModuleType) -> None:
+    silence = np.zeros(16_000, dtype=np.int16)
+    ours = log_mel(silence, 16_000)
+    np.testing.assert_array_equal(ours, whisper_log_mel(whisper, silence, 80))
+    assert np.all(ours == np.float32(-1.5))  # log10(1e-10) = -10, (-10 + 4) / 4
+    t = np.arange(2 * 16_000) / 16_000
+    tone = np.round(np.sin(2 * np.pi * 1000.0 * t) * 32767).astype(np.int16)
+    mean, worst = report("full-scale 1 kHz tone", log_mel(tone, 16_000),
+                         whisper_log_mel(whisper, tone, 80))
+    assert mean <= MEAN_TARGET and worst <= MAX_TARGET
+
+
+def test_clip_not_a_multiple_of_the_hop(whisper: ModuleType) -> None:
+    """len // 160 frames, frame t centred on sample 160 t, across several invocations."""
+    spec = mel_spec({"frames": "24", "tile_frames": "4"})
+    pcm = MelSpec().random_inputs(4)[0][: 160 * 61 + 97]
+    ours = log_mel(pcm, 16_000, spec=spec)
+    assert ours.shape == (80, 61)  # three invocations of 24 frames, the last one partial
+    np.testing.assert_array_equal(ours, log_mel(pcm, 16_000))  # 1,000 frames a call: one
+    mean, worst = report("clip of 61 hops + 97 samples", ours, whisper_log_mel(whisper, pcm, 80))
+    assert mean <= MEAN_TARGET and worst <= MAX_TARGET
+
+
+def test_a_click_lands_in_the_frames_that_cover_it() -> None:
+    """Frame t windows padded samples [160 t, 160 t + 400), i.e. clip samples 160 t +- 200."""
+    spec = mel_spec({"frames": "24", "tile_frames": "4"})
+    pcm = np.zeros(160 * 30 + 50, dtype=np.int16)
+    click = 160 * 12 + 37
+    pcm[click] = 20000
+    codes = log_mel_codes(pcm, spec, spec.golden)
+    heard = np.flatnonzero((codes > FLOOR_CODE).any(axis=1))
+    t = np.arange(codes.shape[0])
+    np.testing.assert_array_equal(heard, t[np.abs(click - HOP * t) < N_FFT // 2])
+
+
+# -- refusals ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("pcm", "rate", "message"), [
+    (np.zeros(16_000, np.float32), 16_000, "pcm must be int16 samples, got float32"),
+    (np.zeros((16_000, 2), np.int16), 16_000, r"pcm must be mono, shape \(n,\); got shape"),
+    (np.zeros((2, 16_000), np.int16), 16_000, "mix the channels down"),
+    (np.zeros(16_000, np.int16), 44_100, "sample_rate 44100 Hz: the Whisper front end takes "
+                                          "16000 Hz; resample"),
+    (np.zeros(16_000, np.int16), 16_000.0, "sample_rate must be an integer in Hz"),
+    ([0] * 16_000, 16_000, "pcm must be a numpy int16 array, got list"),
+    (np.zeros(200, np.int16), 16_000, "the reflect padding needs more than 200"),
+])
+def test_bad_audio_is_refused(pcm: object, rate: object, message: str) -> None:
+    with pytest.raises(AudioError, match=message):
+        log_mel(pcm, rate)  # type: ignore[arg-type]
+
+
+def test_a_kernel_of_another_shape_is_refused() -> None:
+    spec = mel_spec({"frames": "24", "tile_frames": "4"})
+    other = mel_spec({"frames": "24", "tile_frames": "4", "n_mels": "128"})
+    with pytest.raises(Exception, match="the kernel and the spec disagree"):
+        log_mel(np.zeros(4000, np.int16), 16_000, spec=spec, kernel=other.golden)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"frames": "100", "tile_frames": "8"}, "tile_frames 8 does not divide frames 100"),
+    ({"n_mels": "64"}, "n_mels 64 is not one of: 80, 128"),
+    ({"frames": "4000"}, "frames 4000 is above the maximum 3000"),
+    ({"frames": "960", "tile_frames": "32", "fifo_depth": "4"}, "tile buffers need"),
+])
+def test_invalid_parameters_fail_before_rendering(params: dict[str, str], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        spec_from_params("mel", params)
