@@ -12,9 +12,10 @@ from types import ModuleType
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from codegen.checks import check_design
 from codegen.hostcore import HostCore
 from codegen.kernels import spec_from_params
 from codegen.kernels.mel import (
@@ -32,6 +33,7 @@ from codegen.kernels.mel import (
     window_table,
 )
 from codegen.pipeline import BuildResult, build
+from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
 from runtime.kernel import NpuKernel
 
@@ -205,6 +207,24 @@ def test_design_frames_by_overlapping_dma_rows(
     assert re.search(pattern.format(1, 1000, 160_000), texts["default"])
     assert re.search(pattern.format(2, 550, 88_000), texts["two-blocks-128"])
     assert "memref<160240xi16>" in texts["default"]  # 999 hops + one frame
+
+
+@settings(max_examples=20, deadline=None)
+@given(tile_frames=st.sampled_from([1, 2, 4, 5, 8, 10, 16, 32]), data=st.data(),
+       n_mels=st.sampled_from([80, 128]), fifo_depth=st.integers(1, 4))
+def test_every_accepted_parameter_set_renders_a_design_that_passes(
+        tile_frames: int, data: st.DataObject, n_mels: int, fifo_depth: int) -> None:
+    """Spec and template agree (memory plan, DMA limits, coverage) wherever the spec accepts."""
+    frames = tile_frames * data.draw(st.integers(1, 3000 // tile_frames))
+    params = {"frames": frames, "tile_frames": tile_frames, "n_mels": n_mels,
+              "fifo_depth": fifo_depth}
+    try:
+        spec = spec_from_params("mel", params)
+    except SpecError as e:
+        assert "tile buffers need" in str(e) and "\n" not in str(e)
+        return
+    event("accepted")
+    check_design(spec, render(spec).files[DESIGN_NAME])
 
 
 # -- the front end against openai-whisper ---------------------------------------------------

@@ -37,13 +37,14 @@ import numpy as np
 
 from codegen.spec import (
     CORE_MEMORY,
-    DEVICE_COLUMNS,
     Accuracy,
     KernelSpec,
     MemoryItem,
     Param,
     SpecError,
     TilePlan,
+    device_param,
+    fifo_depth_param,
     round_half_away,
 )
 from runtime.errors import NpukitError
@@ -144,8 +145,8 @@ class MelSpec(KernelSpec):
         Param("frames", int, 1000, "frames per invocation (a 30 s window is 3,000)", 1, 3000),
         Param("tile_frames", int, 8, "frames per core call (must divide frames)", 1, 32),
         Param("n_mels", int, 80, "mel bins (80; 128 for large-v3)", choices=(80, 128)),
-        Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4),
-        Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS)),
+        fifo_depth_param(),
+        device_param(),
     )
 
     # -- derived sizes -----------------------------------------------------------------
@@ -197,8 +198,6 @@ class MelSpec(KernelSpec):
     def validate(self) -> None:
         if self.frames % self.tile_frames:
             raise SpecError(f"tile_frames {self.tile_frames} does not divide frames {self.frames}")
-        if self.device not in DEVICE_COLUMNS:
-            raise SpecError(f"device {self.device} is unknown")
         worst = int(self.filters_q().sum(axis=1).max())
         if worst.bit_length() + POWER_BITS > 63:
             raise SpecError(f"mel weights sum to {worst} in Q{WEIGHT_BITS}: the int64 mel "
