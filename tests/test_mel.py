@@ -140,7 +140,10 @@ def test_slaney_filters_match_whisper_assets(whisper: ModuleType, n_mels: int) -
 def test_tables() -> None:
     w, c, t = window_table(), cos_table(), log2_table()
     assert w[0] == 0 and w[N_FFT // 2] == 1 << 30 and np.array_equal(w[1:], w[:0:-1])
-    assert c[0] == 32767 and c[N_FFT // 2] == -32768 and c[N_FFT // 4] == 0
+    m = np.arange(N_FFT)
+    assert c[0] == 32767 and c[N_FFT // 2] == -32767 and c[N_FFT // 4] == 0
+    assert np.array_equal(c[-m % N_FFT], c) and np.array_equal(c[(N_FFT // 2 - m) % N_FFT], -c)
+    assert np.abs(c - np.cos(2 * np.pi * m / N_FFT) * 32768).max() <= 1
     assert t[0] == 0 and t[-1] == 1 << 24 and t[128] == round(np.log2(1.5) * (1 << 24))
 
 

@@ -17,7 +17,9 @@ said, and the render-time checks below prove the rest cannot overflow.
    windowing adds no noise that matters), W_n = round(hann_n · 2^30) (periodic Hann, int32:
    one multiply per sample, so the window costs nothing to keep exact).
 3. re_k = Σ xw_n · C[kn mod 400], im_k = Σ xw_n · C[(kn - 100) mod 400] in int64, k = 0..200,
-   C[m] = round(cos(2πm/400) · 2^15) saturated to 32767. R = round(re / 2^23), I likewise
+   C[m] = round(cos(2πm/400) · 2^15) for m = 0..100 (32767 at m = 0), extended by symmetry so
+   C[400 - m] = C[m] and C[200 - m] = -C[m] exactly (the core folds sample pairs n, 400 - n
+   on that, an exact integer identity). R = round(re / 2^23), I likewise
    (|R| ≈ |X_k| · 2^e in sample units); power P_k = R² + I² < 2^46.
 4. acc_m = Σ_k F_mk · P_k (int64), F_mk = round(slaney_mk · 2^21), the Slaney filters
    generated here; every row keeps 2^46 · Σ_k F_mk < 2^63.
@@ -117,7 +119,10 @@ def window_table() -> np.ndarray:
 
 
 def cos_table() -> np.ndarray:
-    return q15(np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT))
+    """C[m] ≈ cos(2πm/400) in Q15, built from a quarter wave so its symmetries are exact."""
+    quarter = q15(np.cos(2 * np.pi * np.arange(N_FFT // 4 + 1) / N_FFT)).astype(np.int16)
+    half = np.concatenate([quarter, -quarter[-2::-1]])  # m = 0..200
+    return np.concatenate([half, half[-2:0:-1]])
 
 
 def log2_table() -> np.ndarray:
@@ -175,8 +180,8 @@ class MelSpec(KernelSpec):
 
     @property
     def stack_size(self) -> int:
-        """The frame's windowed samples (int16) and powers (int64) plus a margin, whole KiB."""
-        frame = 2 * N_FFT + 8 * N_BINS + STACK_MARGIN
+        """The frame's windowed samples (int32) and powers (int64) plus a margin, whole KiB."""
+        frame = 4 * N_FFT + 8 * N_BINS + STACK_MARGIN
         return (frame + 1023) // 1024 * 1024
 
     def filters_q(self) -> np.ndarray:

@@ -31,13 +31,24 @@ static void mel_one_frame(const int16_t *x, int16_t *y) {
   for (int n = 0; n < MEL_NFFT; ++n)
     xw[n] = (int32_t)npk_round_shift_s64((int64_t)x[n] * mel_window[n] * ((int64_t)1 << e),
                                          MEL_WINDOW_BITS - MEL_XW_FRAC);
+  // The cosine table is even and its quarter-shifted sine odd about N/2, so sample pairs
+  // (n, N - n) are folded first: xw[n] holds their sum, xw[N - n] their difference. The sums
+  // stay exact integers, so the result is the direct DFT's, with half the multiplies.
+  for (int n = 1; n < MEL_NFFT / 2; ++n) {
+    const int32_t a = xw[n], b = xw[MEL_NFFT - n];
+    xw[n] = a + b;
+    xw[MEL_NFFT - n] = a - b;
+  }
   int64_t power[MEL_NBINS];
   for (int k = 0; k < MEL_NBINS; ++k) {
-    int64_t re = 0, im = 0;
-    int c = 0, s = MEL_NFFT - MEL_NFFT / 4;  // sin(t) = cos(t - pi/2)
-    for (int n = 0; n < MEL_NFFT; ++n) {
+    const int half = (k & 1) * (MEL_NFFT / 2);  // 200 k mod 400
+    int64_t re = (int64_t)xw[0] * mel_cos[0] + (int64_t)xw[MEL_NFFT / 2] * mel_cos[half];
+    int64_t im = 0;
+    int c = k, s = k + MEL_NFFT - MEL_NFFT / 4;  // sin(t) = cos(t - pi/2)
+    s -= s >= MEL_NFFT ? MEL_NFFT : 0;
+    for (int n = 1; n < MEL_NFFT / 2; ++n) {
       re += (int64_t)xw[n] * mel_cos[c];
-      im += (int64_t)xw[n] * mel_cos[s];
+      im += (int64_t)xw[MEL_NFFT - n] * mel_cos[s];
       c += k;
       c -= c >= MEL_NFFT ? MEL_NFFT : 0;
       s += k;
