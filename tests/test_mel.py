@@ -66,7 +66,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[MelSpec,
 
 @pytest.fixture(scope="module")
 def whisper() -> ModuleType:
-    import whisper as module  # openai-whisper, from the dev extra; imports torch
+    import whisper as module  # type: ignore[import-untyped]  # openai-whisper: dev extra, torch
 
     return module
 
@@ -130,7 +130,8 @@ def report(label: str, ours: np.ndarray, theirs: np.ndarray) -> tuple[float, flo
 # -- the tables --------------------------------------------------------------------------
 @pytest.mark.parametrize("n_mels", [80, 128])
 def test_slaney_filters_match_whisper_assets(whisper: ModuleType, n_mels: int) -> None:
-    theirs = np.load(Path(whisper.__file__).parent / "assets" / "mel_filters.npz")[f"mel_{n_mels}"]
+    assets = Path(str(whisper.__file__)).parent / "assets"
+    theirs = np.load(assets / "mel_filters.npz")[f"mel_{n_mels}"]
     ours = slaney_filters(n_mels)
     assert ours.shape == theirs.shape == (n_mels, 201)
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
@@ -242,16 +243,29 @@ def test_speech_matches_whisper(whisper: ModuleType, speech: np.ndarray, n_mels:
     assert theirs.max() - theirs.min() > 1.5  # speech has the full clamped range
 
 
-def test_speech_through_emulated_design(
+def test_a_30_second_window_through_the_emulated_design(
         whisper: ModuleType, speech: np.ndarray,
         builds: dict[str, tuple[MelSpec, BuildResult]]) -> None:
-    """The design run by the emulator gives the golden front end's output, and whisper's."""
+    """Speech padded to whisper's 30 s window: 3,000 frames in three invocations of the design,
+    equal to the golden front end's output, and to whisper's within the targets."""
     spec, result = builds["default"]
+    window = np.zeros(30 * 16_000, dtype=np.int16)
+    window[: speech.size] = speech
     with emulated(result) as kernel:
-        ours = log_mel(speech, 16_000, spec=spec, kernel=kernel)
-    np.testing.assert_array_equal(ours, log_mel(speech, 16_000, spec=spec))
-    mean, worst = report("espeak-ng speech, emulated design", ours,
-                         whisper_log_mel(whisper, speech, 80))
+        ours = log_mel(window, 16_000, spec=spec, kernel=kernel)
+    assert ours.shape == (80, 3000)
+    np.testing.assert_array_equal(ours, log_mel(window, 16_000, spec=spec))
+    theirs = whisper_log_mel(whisper, window, 80)
+    mean, worst = report("espeak-ng speech in a 30 s window, emulated design", ours, theirs)
+    assert mean <= MEAN_TARGET and worst <= MAX_TARGET
+
+
+def test_padding_appends_zeros_as_whisper_does(whisper: ModuleType) -> None:
+    pcm = MelSpec().random_inputs(2)[0][:5000]
+    ours = log_mel(pcm, 16_000, padding=1234)
+    theirs = whisper.log_mel_spectrogram(pcm.astype(np.float32) / 32768, padding=1234).numpy()
+    assert ours.shape == theirs.shape == (80, (5000 + 1234) // HOP)
+    mean, worst = report("clip with padding=1234", ours, theirs)
     assert mean <= MEAN_TARGET and worst <= MAX_TARGET
 
 
@@ -314,6 +328,11 @@ def test_a_click_lands_in_the_frames_that_cover_it() -> None:
 def test_bad_audio_is_refused(pcm: object, rate: object, message: str) -> None:
     with pytest.raises(AudioError, match=message):
         log_mel(pcm, rate)  # type: ignore[arg-type]
+
+
+def test_negative_padding_is_refused() -> None:
+    with pytest.raises(AudioError, match="padding must be a number of samples >= 0, got -1"):
+        log_mel(np.zeros(1000, np.int16), 16_000, padding=-1)
 
 
 def test_a_kernel_of_another_shape_is_refused() -> None:

@@ -190,7 +190,10 @@ class MelSpec(KernelSpec):
 
     def sparse_filters(self) -> tuple[list[int], list[int], list[int], list[int]]:
         """(first bin, bin count, offset into weights, weights) of each filter's nonzero run."""
-        first, count, offset, weights = [], [], [], []
+        first: list[int] = []
+        count: list[int] = []
+        offset: list[int] = []
+        weights: list[int] = []
         for row in self.filters_q():
             nz = np.flatnonzero(row)
             lo, hi = int(nz[0]), int(nz[-1]) + 1
@@ -428,13 +431,18 @@ def log_mel_codes(pcm: np.ndarray, spec: MelSpec, kernel: Kernel) -> np.ndarray:
     return codes
 
 
-def log_mel(pcm: np.ndarray, sample_rate: int, *, spec: MelSpec | None = None,
-            kernel: Kernel | None = None) -> np.ndarray:
-    """What `whisper.log_mel_spectrogram(pcm / 32768)` computes: float32 [n_mels, len // 160].
+def log_mel(pcm: np.ndarray, sample_rate: int, *, padding: int = 0,
+            spec: MelSpec | None = None, kernel: Kernel | None = None) -> np.ndarray:
+    """What `whisper.log_mel_spectrogram(pcm / 32768, padding=padding)` computes.
 
-    `kernel` runs one invocation (inputs list -> outputs), e.g. an `NpuKernel` of a mel build
-    with `spec` its parameters; the default is the spec's golden model.
+    Returns float32 [n_mels, (len + padding) // 160]; `padding` zero samples are appended
+    first, as whisper does. `kernel` runs one invocation (inputs list -> outputs), e.g. an
+    `NpuKernel` of a mel build with `spec` its parameters; the default is the golden model.
     """
     spec = spec or MelSpec()
     clip = check_pcm(pcm, sample_rate)
+    if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
+        raise AudioError(f"padding must be a number of samples >= 0, got {padding!r}")
+    if padding:
+        clip = np.concatenate([clip, np.zeros(int(padding), dtype=np.int16)])
     return normalise(log_mel_codes(clip, spec, kernel or spec.golden))
