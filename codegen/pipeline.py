@@ -33,6 +33,7 @@ from runtime.manifest import (
     Manifest,
     file_entry,
     load_manifest,
+    sha256_file,
     write_manifest,
 )
 from runtime.xclbin import lint_xclbin
@@ -48,6 +49,36 @@ Log = Callable[[str, str], None]  # (stage, status)
 
 class BuildError(NpukitError):
     """A stage failed; the message names the stage and where to look."""
+
+
+CODE_ROOT = Path(__file__).resolve().parent.parent
+# The code whose verdicts are cached: a change to it re-runs the check and lint stages.
+CHECK_CODE = ("codegen/checks.py", "codegen/spec.py", "runtime/emulator")
+LINT_CODE = ("runtime/xclbin.py", "runtime/insts.py")
+ENTRY_SUMS = ".sha256.json"
+
+
+def code_digest(paths: tuple[str, ...]) -> str:
+    """A hash of the Python sources under `paths` (files or folders of the project)."""
+    h = hashlib.sha256()
+    for rel in paths:
+        root = CODE_ROOT / rel
+        for f in sorted([root] if root.is_file() else root.rglob("*.py")):
+            h.update(str(f.relative_to(CODE_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _entry_sums(entry: Path) -> dict[str, str]:
+    return {f.name: sha256_file(f) for f in sorted(entry.iterdir())
+            if f.is_file() and f.name != ENTRY_SUMS}
+
+
+def _entry_intact(entry: Path) -> bool:
+    """A cache entry is trusted only if its files still have the hashes recorded at creation."""
+    try:
+        return json.loads((entry / ENTRY_SUMS).read_text()) == _entry_sums(entry)
+    except (OSError, ValueError):
+        return False
 
 
 def _hash(*parts: str) -> str:
@@ -103,19 +134,19 @@ class _Cache:
     def get_or_make(self, stage: str, key: str, make: Callable[[Path], None],
                     force: bool = False) -> tuple[Path, bool]:
         final = self.entry(stage, key)
-        if final.is_dir() and not force:
+        if final.is_dir() and not force and _entry_intact(final):
             return final, True
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
-            if force:
-                shutil.rmtree(final, ignore_errors=True)
-            elif final.is_dir():
+            if final.is_dir() and not force and _entry_intact(final):
                 return final, True
+            shutil.rmtree(final, ignore_errors=True)
             tmp = final.parent / f".tmp-{key[:16]}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             try:
                 make(tmp)
+                (tmp / ENTRY_SUMS).write_text(json.dumps(_entry_sums(tmp), sort_keys=True))
                 os.rename(tmp, final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -162,15 +193,17 @@ class Build:
         cxx = require_cxx(self.tc)
         k: dict[str, str] = {}
         k["render"] = _hash("render", PIPELINE_VERSION, self.rendered.digest)
-        k["check"] = _hash("check", k["render"], checks.CHECKS_VERSION)
+        k["check"] = _hash("check", k["render"], checks.CHECKS_VERSION, code_digest(CHECK_CODE))
         k["host-core"] = _hash("host-core", k["render"], cxx.identity, *HOST_FLAGS)
         if self.hw:
             assert self.tc.peano and self.tc.aiecc
             k["aie-core"] = _hash("aie-core", k["render"], self.tc.peano.identity,
                                   self.tc.mlir_aie_include or "", aie_triple(spec.device))
             k["aiecc"] = _hash("aiecc", k["aie-core"], self.tc.aiecc.identity,
-                               self.tc.peano.identity)
-            k["lint"] = _hash("lint", k["aiecc"], json.dumps(spec.params, sort_keys=True))
+                               self.tc.peano.identity,
+                               self.tc.bootgen.identity if self.tc.bootgen else "no bootgen")
+            k["lint"] = _hash("lint", k["aiecc"], json.dumps(spec.params, sort_keys=True),
+                              code_digest(LINT_CODE))
         k["manifest"] = _hash("manifest", PIPELINE_VERSION, *sorted(k.values()),
                               json.dumps(spec.params, sort_keys=True), str(self.hw))
         return k

@@ -63,6 +63,8 @@ class Param:
 
     def _coerce(self, raw: Any) -> Any:
         if isinstance(raw, self.type) and not (self.type is int and isinstance(raw, bool)):
+            if self.type is float and not math.isfinite(raw):
+                raise SpecError(f"{self.name}={raw!r} is not a finite float")
             return raw
         text = str(raw).strip()
         try:
@@ -271,6 +273,8 @@ def load_vector(path: str, n: int, what: str) -> np.ndarray:
         values = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise SpecError(f"{what} {path}: not a readable .npy file ({e})") from None
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf":
+        raise SpecError(f"{what} {path}: expected a .npy array of real numbers")
     if values.shape != (n,) or not np.all(np.isfinite(values)):
         raise SpecError(f"{what} {path}: expected {n} finite values, got shape {values.shape}")
     return values.astype(np.float64)

@@ -36,12 +36,14 @@ class Tool:
     name: str
     path: str
     version: str
+    executable: str = ""  # the binary behind `path` when `path` is an install directory
 
     @property
     def identity(self) -> str:
-        p = Path(self.path)
+        p = Path(self.executable or self.path)
         st = p.stat() if p.exists() else None
-        raw = f"{self.name}|{self.path}|{self.version}|{st and st.st_size}|{st and st.st_mtime_ns}"
+        raw = (f"{self.name}|{self.path}|{p}|{self.version}|"
+               f"{st and st.st_size}|{st and st.st_mtime_ns}")
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -172,7 +174,8 @@ def discover(peano: str | None = None, cache_file: Path | None = None) -> Toolch
         cxx=Tool("c++", str(cxx_path), versions.version(cxx_path)) if cxx_path else None,
         aiecc=Tool("aiecc", str(aiecc_path), versions.version(aiecc_path))
         if aiecc_path else None,
-        peano=Tool("peano", str(peano_dir), versions.version(peano_dir / "bin" / "clang++"))
+        peano=Tool("peano", str(peano_dir), versions.version(peano_dir / "bin" / "clang++"),
+                   str((peano_dir / "bin" / "clang++").resolve()))
         if peano_dir else None,
         bootgen=Tool("bootgen", str(bootgen_path), versions.version(bootgen_path, ("-help",)))
         if bootgen_path else None,

@@ -134,3 +134,41 @@ def test_target_hw_without_toolchain_says_what_is_missing(
     monkeypatch.delenv("PEANO_INSTALL_DIR", raising=False)
     with pytest.raises(ToolchainError, match=r"no xclbin: aiecc \(mlir-aie\)"):
         build(spec_from_params("attention"), tmp_path, target="hw")
+
+
+def test_corrupted_cache_entry_is_rebuilt_not_trusted(tmp_path: Path) -> None:
+    spec = spec_from_params("attention")
+    build(spec, tmp_path, target="emu")
+    lib = next((tmp_path / ".cache" / "host-core").glob("*/libattention.host.so"))
+    lib.write_bytes(b"garbage")
+    shutil.rmtree(tmp_path / "attention")
+    again = build(spec, tmp_path, target="emu")
+    assert ("host-core", "built") in again.stages
+    m = load_manifest(again.artifact_dir)
+    assert m.files["libattention.host.so"]["bytes"] > 1000
+
+
+def test_peano_replaced_in_place_rebuilds(tmp_path: Path, fake_toolchain: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    peano = tmp_path / "peano"
+    shutil.copytree(Path(__file__).parent / "fakes" / "peano", peano)
+    monkeypatch.setenv("PEANO_INSTALL_DIR", str(peano))
+    spec = spec_from_params("attention")
+    build(spec, tmp_path / "b", target="hw")
+    clang = peano / "bin" / "clang++"
+    clang.write_text(clang.read_text() + "\n# a new build of the same version\n")
+    again = build(spec, tmp_path / "b", target="hw")
+    assert not again.up_to_date and ("aie-core", "built") in again.stages
+
+
+def test_check_code_changes_invalidate_the_check_stage(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from codegen import pipeline
+
+    code = tmp_path / "code"
+    (code / "codegen").mkdir(parents=True)
+    (code / "codegen" / "checks.py").write_text("A = 1\n")
+    monkeypatch.setattr(pipeline, "CODE_ROOT", code)
+    before = pipeline.code_digest(("codegen/checks.py",))
+    (code / "codegen" / "checks.py").write_text("A = 2\n")
+    assert pipeline.code_digest(("codegen/checks.py",)) != before

@@ -107,6 +107,9 @@ class AttentionSpec(StreamSpec):
         return round(self.v_scale / self.o_scale * (1 << OUT_MULT_BITS))
 
     def validate(self) -> None:
+        if self.causal and self.n_queries > self.n_keys:
+            raise SpecError(f"causal needs n_queries <= n_keys (got {self.n_queries} > "
+                            f"{self.n_keys}): query 0 would see no key")
         _, shift = self.logit_multiplier()
         if not 1 <= shift <= 62:
             raise SpecError(

@@ -90,9 +90,17 @@ class LayerNormSpec(StreamSpec):
         for name in ("in_scale", "out_scale"):
             if not self.params[name] > 0:
                 raise SpecError(f"{name} {self.params[name]} must be positive")
-        g, _ = self.fixed_affine()
-        if np.abs(g).max() >= 1 << 31:
-            raise SpecError("gamma/out_scale exceeds 2^19: the int32 gamma multiplier overflows")
+        gamma, beta = self.affine()
+        if np.abs(gamma / self.out_scale).max() >= 1 << (31 - GAMMA_BITS):
+            raise SpecError(f"|gamma|/out_scale reaches {np.abs(gamma / self.out_scale).max():.4g}"
+                            f", at most 2^{31 - GAMMA_BITS}: the int32 gamma multiplier overflows")
+        if np.abs(beta / self.out_scale).max() >= 1 << 20:
+            raise SpecError(f"|beta|/out_scale reaches {np.abs(beta / self.out_scale).max():.4g}, "
+                            "at most 2^20: the int64 beta term overflows")
+        # d·Σx² - (Σx)² + E, shifted left by 2·SQRT_SHIFT, must stay below 2^63 in the core.
+        if self.d * self.d * (128 * 128) + self.eps_term() >= 1 << (62 - 2 * SQRT_SHIFT):
+            raise SpecError(f"eps/in_scale^2 = {self.eps / self.in_scale**2:.4g} is too large for "
+                            f"d {self.d}: the variance term overflows 64 bits; raise in_scale")
         self.check_memory()
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,7 @@ from codegen.spec import (
 from runtime.manifest import BufferSpec
 
 MULT_BITS = 31
+MAX_REPEAT = 64  # the shim BD's repeat (d3) count, NPU_FACTS 2 / mlir-aie's verifier
 STACK = 1024
 
 
@@ -86,6 +87,9 @@ class MatmulSpec(KernelSpec):
             if self.params[dim] % self.params[tile]:
                 raise SpecError(f"{tile} {self.params[tile]} does not divide {dim} "
                                 f"{self.params[dim]}; pad {dim} to a multiple of {tile}")
+        if self.n_tiles > MAX_REPEAT:
+            raise SpecError(f"N/tn = {self.n_tiles} column(s) of tiles, at most {MAX_REPEAT} (the "
+                            f"shim DMA's repeat count); raise tn")
         if self.columns > self.columns_available:
             raise SpecError(f"columns {self.columns} is more than device {self.device} has "
                             f"({self.columns_available})")
