@@ -91,6 +91,7 @@ def round_half_away_int(x: int, shift: int) -> int:
     ({"tm": "128", "tk": "128", "tn": "128", "M": "128", "K": "128", "N": "128"},
      "tile buffers need"),
     ({"b_scales": "missing.npy"}, "b_scales 'missing.npy': no such .npy file"),
+    ({"N": "8192"}, "N/tn = 128 column(s) of tiles, at most 64"),
 ])
 def test_invalid_parameters_fail_before_rendering(params: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from codegen.kernels import get_kernel, spec_from_params
@@ -20,10 +24,41 @@ from codegen.spec import SpecError, quantize_multiplier
      "tile buffers need 134,656 bytes, a core has 65,536"),
     ({"v_scale": "1", "o_scale": "0.001"}, "the output multiplier"),
     ({"q_scale": "1e6", "k_scale": "1e6"}, "logit shift"),
+    ({"n_queries": "64", "n_keys": "8", "causal": "1"}, "causal needs n_queries <= n_keys"),
 ])
 def test_bad_parameters_are_named(params: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         spec_from_params("attention", params)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"beta": "1e12"}, "|beta|/out_scale reaches"),
+    ({"gamma": "1e20"}, "|gamma|/out_scale reaches"),
+    ({"d": "4096", "rows": "4", "tile_rows": "1", "fifo_depth": "1", "eps": "1.0",
+      "in_scale": "0.002"}, "the variance term overflows 64 bits"),
+    ({"rows": "10", "tile_rows": "4"}, "tile_rows 4 does not divide rows 10"),
+])
+def test_layernorm_ranges_that_would_overflow_the_core(params: dict[str, str],
+                                                       message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        spec_from_params("layernorm", params)
+
+
+def test_bad_npy_files_get_one_line(tmp_path: Path) -> None:
+    np.save(tmp_path / "text.npy", np.array(["a"] * 512))
+    np.savez(tmp_path / "z.npz", a=np.ones(512))
+    np.save(tmp_path / "complex.npy", np.ones(512, dtype=complex))
+    np.save(tmp_path / "short.npy", np.ones(3))
+    for name, message in (("text.npy", "real numbers"), ("z.npz", "real numbers"),
+                          ("complex.npy", "real numbers"), ("short.npy", "expected 512 finite"),
+                          ("none.npy", "neither a number nor a .npy file")):
+        with pytest.raises(SpecError, match=re.escape(message)):
+            spec_from_params("layernorm", {"gamma": str(tmp_path / name)})
+
+
+def test_python_floats_must_be_finite() -> None:
+    with pytest.raises(SpecError, match="eps=nan is not a finite float"):
+        spec_from_params("layernorm", {"eps": float("nan")})
 
 
 def test_unknown_kernel_lists_the_known_ones() -> None:

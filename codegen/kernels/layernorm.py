@@ -14,6 +14,7 @@ Fixed-point scheme (the core code and `golden` do exactly this), per row x of le
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ def _vector(spec: str, d: int, what: str) -> np.ndarray:
     try:
         return np.full(d, float(spec))
     except ValueError:
+        if not Path(spec).is_file():
+            raise SpecError(f"{what} {spec!r} is neither a number nor a .npy file") from None
         return load_vector(spec, d, what)
 
 
