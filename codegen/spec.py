@@ -227,6 +227,21 @@ class KernelSpec(ABC):
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The float64 reference on dequantised inputs, quantised once at the end."""
 
+    def accuracy_problems(self, inputs: list[np.ndarray]) -> list[str]:
+        """How the golden model misses ACCURACY against the float reference (empty: it meets it)."""
+        problems = []
+        for k, (g, r) in enumerate(zip(self.golden(inputs), self.reference(inputs), strict=True)):
+            pearson, within1, worst = accuracy_figures(g, r)
+            target = self.ACCURACY
+            if not (pearson >= target.min_pearson and within1 >= target.min_within_1
+                    and worst <= target.max_diff):
+                problems.append(
+                    f"output {k}: golden vs float reference pearson {pearson:.6f} "
+                    f"(target {target.min_pearson}), within 1 LSB {within1:.2%} (target "
+                    f"{target.min_within_1:.0%}), max diff {worst} (target {target.max_diff})"
+                )
+        return problems
+
     def core_data(self) -> list[MemoryItem]:
         """Data the core code keeps in each core's memory that the design does not declare."""
         return []
@@ -262,6 +277,16 @@ class KernelSpec(ABC):
                     f"{'core' if plan.capacity == CORE_MEMORY else 'mem tile'} has "
                     f"{plan.capacity:,} ({plan.describe()})"
                 )
+
+
+def accuracy_figures(golden: np.ndarray, reference: np.ndarray) -> tuple[float, float, int]:
+    """(Pearson, share within 1 LSB, max abs difference) of two integer outputs."""
+    g = np.asarray(golden, dtype=np.float64).ravel()
+    r = np.asarray(reference, dtype=np.float64).ravel()
+    diff = np.abs(g - r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pearson = float(np.corrcoef(g, r)[0, 1]) if g.size > 1 else float("nan")
+    return pearson, float((diff <= 1).mean()), int(diff.max())
 
 
 def load_vector(path: str, n: int, what: str) -> np.ndarray:

@@ -197,6 +197,9 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
                 result.cases.append(case)
                 runs.append((name, got, want))
             result.flags = input_flags(runs, [b.name for b in manifest.outputs])
+            # KERNELS.md "verified" 1: the golden model meets its targets for these parameters.
+            for problem in spec.accuracy_problems(named[0][1]):
+                result.flags.append(f"the golden model misses its accuracy target: {problem}")
             for _ in range(iterations):
                 kernel(named[0][1], copy=False)
             if iterations:

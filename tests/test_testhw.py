@@ -161,3 +161,18 @@ def test_a_requested_kernel_without_builds_is_a_failure(
     assert "no artifacts for gelu" in capsys.readouterr().err
     assert run_test_hw(tmp_path / "build", None, "emu", 1, 1, None, None, progress=False) == 1
     assert "--seeds 1 is too few" in capsys.readouterr().err
+
+
+def test_a_degenerate_build_is_not_verified(tmp_path: Path) -> None:
+    """Core == golden is not enough: a golden model off its accuracy targets fails the build."""
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+    from codegen.testhw import verify
+
+    good = build(spec_from_params("gelu", {"length": "256"}), tmp_path, target="emu")
+    flat = build(spec_from_params("gelu", {"length": "256", "in_scale": "1e-30"}), tmp_path,
+                 target="emu")
+    assert verify(good.artifact_dir, "emu", seeds=2, iterations=0).passed
+    bad = verify(flat.artifact_dir, "emu", seeds=2, iterations=0)
+    assert not bad.passed and all(c.passed for c in bad.cases)
+    assert "misses its accuracy target" in bad.reason()
