@@ -148,8 +148,9 @@ class MelSpec(KernelSpec):
     summary = "Whisper log-mel front end: int16 PCM -> Q11 log10-mel codes, DFT in fixed point"
     CORE_SOURCES = ("mel.cc",)
     CORE_SYMBOLS = ("mel_frames_i16",)
-    # Codes (Q11 log10) against the float64 reference, over the values whisper's clamp keeps.
-    ACCURACY = Accuracy(min_pearson=0.99999, min_within_1=0.95, max_diff=32)
+    # In Q11 codes against the float64 reference after whisper's clamp (`accuracy_problems`);
+    # 64 codes are 0.008 in normalised units, against whisper's own the target is 0.05.
+    ACCURACY = Accuracy(min_pearson=0.99999, min_within_1=0.90, max_diff=64)
     PARAMS = (
         Param("frames", int, 1000, "frames per invocation (a 30 s window is 3,000)", 1, 3000),
         Param("tile_frames", int, 8, "frames per core call (must divide frames)", 1, 32),
@@ -293,6 +294,27 @@ class MelSpec(KernelSpec):
             ("tone", [round_half_away(tone).astype(np.int16)]),
             ("lsb", [rng.integers(-1, 2, size=n).astype(np.int16)]),
         ]
+
+    def accuracy_figures(self, inputs: list[np.ndarray]) -> tuple[float, float, int]:
+        """(Pearson, share within 1 code, max code difference) of golden vs float reference,
+        after whisper's clamp to (max - 8): bins below it are discarded by whisper, and there
+        the fixed-point DFT's relative error (not its absolute one) grows without mattering."""
+        golden, ref = (normalise(f(inputs)[0]).astype(np.float64) * 4 * (1 << CODE_FRAC_BITS)
+                       for f in (self.golden, self.reference))
+        diff = np.abs(golden - ref)
+        pearson = float(np.corrcoef(golden.ravel(), ref.ravel())[0, 1])
+        return pearson, float(np.mean(diff <= 1)), int(np.ceil(diff.max()))
+
+    def accuracy_problems(self, inputs: list[np.ndarray]) -> list[str]:
+        """How the golden model misses ACCURACY on `inputs` (empty when it meets it)."""
+        pearson, within1, worst = self.accuracy_figures(inputs)
+        target = self.ACCURACY
+        if (pearson >= target.min_pearson and within1 >= target.min_within_1
+                and worst <= target.max_diff):
+            return []
+        return [f"mel codes after the clamp: golden vs float reference pearson {pearson:.8f} "
+                f"(target {target.min_pearson}), within 1 code {within1:.2%} (target "
+                f"{target.min_within_1:.0%}), max diff {worst} (target {target.max_diff})"]
 
     def _frames(self, pcm: np.ndarray) -> np.ndarray:
         pcm = np.asarray(pcm).reshape(-1)
