@@ -177,6 +177,10 @@ class KernelSpec(ABC):
         self.params: dict[str, Any] = {
             p.name: p.parse(given[p.name]) if p.name in given else p.default for p in self.PARAMS
         }
+        for name, value in self.params.items():
+            # A data file is recorded by its absolute path, so the manifest works from anywhere.
+            if isinstance(value, str) and value.endswith(".npy") and Path(value).is_file():
+                self.params[name] = str(Path(value).resolve())
         self.validate()
 
     def __getattr__(self, item: str) -> Any:
@@ -226,6 +230,22 @@ class KernelSpec(ABC):
     @abstractmethod
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The float64 reference on dequantised inputs, quantised once at the end."""
+
+    def param_files(self) -> dict[str, str]:
+        """sha256 of each data file a parameter names: its content is part of the build."""
+        return {
+            name: hashlib.sha256(Path(value).read_bytes()).hexdigest()
+            for name, value in sorted(self.params.items())
+            if isinstance(value, str) and value.endswith(".npy") and Path(value).is_file()
+        }
+
+    def stale_param_files(self, recorded: dict[str, str]) -> list[str]:
+        """Parameters whose data file changed since a build recorded `recorded` (source_hashes)."""
+        return [
+            f"{name} {self.params[name]} changed since the build; rebuild"
+            for name, digest in self.param_files().items()
+            if recorded.get(f"param:{name}") != digest
+        ]
 
     def accuracy_problems(self, inputs: list[np.ndarray]) -> list[str]:
         """How the golden model misses ACCURACY against the float reference (empty: it meets it)."""

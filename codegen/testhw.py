@@ -20,7 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from codegen.publish import write_artifact_report
-from runtime.errors import NpukitError
+from runtime.errors import ArtifactError, NpukitError
 from runtime.kernel import NpuKernel
 from runtime.manifest import MANIFEST_NAME, load_manifest
 
@@ -181,6 +181,9 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
         manifest = load_manifest(artifact, verify=False)  # NpuKernel.load verifies the hashes
         result.kernel, result.variant = manifest.kernel, manifest.variant
         spec = spec_from_params(manifest.kernel, manifest.params)
+        stale = spec.stale_param_files(manifest.source_hashes)
+        if stale:
+            raise ArtifactError(stale[0])
         with NpuKernel.load(artifact, backend=backend) as kernel:
             result.backend = kernel.backend_name
             named = [(f"seed{s}", spec.random_inputs(s)) for s in range(seeds)]

@@ -154,6 +154,9 @@ class StandinSpec:
     def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return [(inputs[0].astype(np.int16) + 1).astype(np.int8)]
 
+    def stale_param_files(self, recorded: dict[str, str]) -> list[str]:
+        return []  # the stand-in has no data-file parameters
+
     def accuracy_problems(self, inputs: list[np.ndarray]) -> list[str]:
         """The float reference of a wrapping add-one: exact agreement is the target."""
         reference = np.mod(inputs[0].astype(np.float64) + 1 + 128, 256) - 128

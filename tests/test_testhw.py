@@ -176,3 +176,17 @@ def test_a_degenerate_build_is_not_verified(tmp_path: Path) -> None:
     bad = verify(flat.artifact_dir, "emu", seeds=2, iterations=0)
     assert not bad.passed and all(c.passed for c in bad.cases)
     assert "misses its accuracy target" in bad.reason()
+
+
+def test_a_changed_parameter_file_is_stale_not_a_mismatch(tmp_path: Path) -> None:
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+    from codegen.testhw import verify
+
+    gamma = tmp_path / "gamma.npy"
+    np.save(gamma, np.full(512, 1.5))
+    result = build(spec_from_params("layernorm", {"gamma": str(gamma)}), tmp_path, target="emu")
+    assert verify(result.artifact_dir, "emu", seeds=2, iterations=0).passed
+    np.save(gamma, np.full(512, 0.5))
+    stale = verify(result.artifact_dir, "emu", seeds=2, iterations=0)
+    assert stale.error == f"gamma {gamma.resolve()} changed since the build; rebuild"
