@@ -59,6 +59,19 @@ class _KernelTask(Task):
         ]
 
 
+def _count(flag: str, text: Any, minimum: int) -> int:
+    """A whole-number flag, checked here so a typo is one line rather than invoke's traceback."""
+    from runtime.errors import NpukitError
+
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise NpukitError(f"--{flag} {text!r} is not a whole number") from None
+    if value < minimum:
+        raise NpukitError(f"--{flag} {value} is below the minimum {minimum}")
+    return value
+
+
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """User errors become one red line and exit status 1, never a traceback."""
 
@@ -151,26 +164,28 @@ def test(c, args=""):
     },
 )
 @_friendly
-def test_hw(c, kernel=None, backend="auto", seeds=4, iterations=50, report="", junit=""):
+def test_hw(c, kernel=None, backend="auto", seeds="4", iterations="50", report="", junit=""):
     """Verify every build bit for bit against its golden model, on the NPU or the emulator."""
     from codegen.cli import BUILD_ROOT
     from codegen.testhw import run_test_hw
 
-    code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend, int(seeds),
-                       int(iterations), Path(report) if report else None,
+    code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend,
+                       _count("seeds", seeds, 1), _count("iterations", iterations, 0),
+                       Path(report) if report else None,
                        Path(junit) if junit else None)
     if code:
         raise Exit(code=code)
 
 
 @task(help={"calls": "timed calls per runtime pattern (the emulator bench uses a tenth)"})
-def bench(c, calls=3000):
+@_friendly
+def bench(c, calls="3000"):
     """Benchmarks as ratios measured in one run: runtime host overhead, emulator cost."""
     from bench.emulator_cost import main as emulator_cost
     from bench.runtime_overhead import main as runtime_overhead
 
-    code = runtime_overhead(["--calls", str(calls)]) or emulator_cost(
-        ["--calls", str(max(10, int(calls) // 10))])
+    n = _count("calls", calls, 100)
+    code = runtime_overhead(["--calls", str(n)]) or emulator_cost(["--calls", str(n // 10)])
     if code:
         raise Exit(code=code)
 
@@ -202,14 +217,24 @@ def publish(c, kernel=None, version="", out="dist", allow_unverified=False):
     help={
         "path": "the bundle (.tar.gz); its SHA256SUMS is checked when it sits beside it",
         "dest": "also extract the verified artifact directory here (must not exist)",
+        "allow_unverified": "accept an intact bundle that was not verified on an NPU",
     },
 )
 @_friendly
-def verify_bundle(c, path, dest=""):
+def verify_bundle(c, path, dest="", allow_unverified=False):
     """Check a bundle: SHA256SUMS, manifest, file hashes, xclbin/insts lint, safe extraction."""
     from runtime.bundle import verify_bundle as run_verify
+    from runtime.errors import ArtifactError
 
     info = run_verify(path, dest or None)
     where = f"; extracted to {info.directory}" if info.directory else ""
-    console.print(f"[green]ok[/green] {path}: {info.manifest.kernel}/{info.manifest.variant} "
-                  f"{info.version}, {info.status}{where}", highlight=False)
+    what = f"{path}: {info.manifest.kernel}/{info.manifest.variant} {info.version}"
+    if info.status != "verified":
+        reason = info.info["verification"].get("reason") or "no passing NPU report"
+        if not allow_unverified:
+            raise ArtifactError(f"{what} is intact but {info.status} ({reason}); pass "
+                                "--allow-unverified to accept it")
+        console.print(f"[yellow]intact, {info.status}[/yellow] {what} ({reason}){where}",
+                      highlight=False, soft_wrap=True)
+        return
+    console.print(f"[green]ok[/green] {what}, verified{where}", highlight=False, soft_wrap=True)

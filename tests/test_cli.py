@@ -52,3 +52,21 @@ def test_list_and_doctor(tmp_path: Path) -> None:
     assert listing.returncode == 0 and "head_dim" in listing.stdout
     doctor = invoke("doctor", build_dir=tmp_path)
     assert doctor.returncode == 0 and "host c++" in doctor.stdout
+
+
+def test_publish_and_verify_bundle_from_the_command_line(tmp_path: Path) -> None:
+    build_dir, dist = tmp_path / "build", tmp_path / "dist"
+    assert invoke("build", "gelu", "-p", "length=256", build_dir=build_dir).returncode == 0
+    refused = invoke("publish", "--out", str(dist), build_dir=build_dir)
+    assert refused.returncode == 1 and "emulation-only artifact" in refused.stdout
+    published = invoke("publish", "--out", str(dist), "--allow-unverified", build_dir=build_dir)
+    assert published.returncode == 0, published.stdout + published.stderr
+    (bundle,) = dist.glob("gelu-*.tar.gz")
+    strict = invoke("verify-bundle", str(bundle), build_dir=build_dir)
+    assert strict.returncode == 1 and "intact but unverified" in strict.stdout
+    assert "Traceback" not in strict.stdout + strict.stderr
+    lenient = invoke("verify-bundle", str(bundle), "--allow-unverified", build_dir=build_dir)
+    assert lenient.returncode == 0 and "intact, unverified" in lenient.stdout
+    for bad in (["bench", "--calls", "0"], ["test-hw", "--seeds", "abc"]):
+        proc = invoke(*bad, build_dir=build_dir)
+        assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
