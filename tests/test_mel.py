@@ -34,6 +34,7 @@ from codegen.kernels.mel import (
 from codegen.pipeline import BuildResult, build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
+from runtime.errors import NpukitError
 from runtime.kernel import NpuKernel
 
 #: the targets of KERNELS.md against whisper.log_mel_spectrogram, in normalised log-mel units
@@ -342,7 +343,7 @@ def test_negative_padding_is_refused() -> None:
 def test_a_kernel_of_another_shape_is_refused() -> None:
     spec = mel_spec({"frames": "24", "tile_frames": "4"})
     other = mel_spec({"frames": "24", "tile_frames": "4", "n_mels": "128"})
-    with pytest.raises(Exception, match="the kernel and the spec disagree"):
+    with pytest.raises(NpukitError, match="the kernel and the spec disagree"):
         log_mel(np.zeros(4000, np.int16), 16_000, spec=spec, kernel=other.golden)
 
 
