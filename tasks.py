@@ -172,7 +172,7 @@ def test_hw(c, kernel=None, backend="auto", seeds="4", iterations="50", report="
     code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend,
                        _count("seeds", seeds, 1), _count("iterations", iterations, 0),
                        Path(report) if report else None,
-                       Path(junit) if junit else None)
+                       Path(junit) if junit else None, isolate=True)
     if code:
         raise Exit(code=code)
 

@@ -8,9 +8,12 @@ inputs and the edge cases, with outputs that are neither constant nor independen
 from __future__ import annotations
 
 import json
+import multiprocessing
+import signal
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +217,30 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
     return result
 
 
+def _verify_child(conn: Connection, art: Path, backend: str, seeds: int, iterations: int) -> None:
+    conn.send(verify(art, backend, seeds, iterations))
+    conn.close()
+
+
+def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
+    """`verify` in a child process; a child that dies becomes a failed Result naming how."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_verify_child, args=(sender, artifact, backend, seeds, iterations))
+    child.start()
+    sender.close()
+    try:
+        result: Result = receiver.recv()
+    except EOFError:
+        child.join()
+        code = child.exitcode or 0
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return Result(artifact.parent.name, artifact.name, str(artifact), backend,
+                      error=f"the process running it died ({how}): the core code crashed")
+    child.join()
+    return result
+
+
 def probe_npu() -> str:
     """Empty if pyxrt imports and device 0 answers; else the one line saying why not."""
     from runtime.xrt import import_pyxrt, open_device
@@ -234,8 +261,13 @@ def run_test_hw(
     report: Path | None,
     junit: Path | None,
     progress: bool = True,
+    isolate: bool = False,
 ) -> int:
-    """Verify every artifact under `build_dir`; exit status 0 iff every one verified."""
+    """Verify every artifact under `build_dir`; exit status 0 iff every one verified.
+
+    With `isolate`, each artifact runs in its own process, so a core that crashes (a bad
+    pointer, a division by zero in host-compiled core code) fails that artifact, not the run.
+    """
     out, err = Console(), Console(stderr=True)
     if not out.is_terminal:
         out = Console(width=140)  # logs and CI: do not truncate kernel and variant names
@@ -261,7 +293,8 @@ def run_test_hw(
             if no_npu:
                 results.append(Result(art.parent.name, art.name, str(art), "xrt", error=no_npu))
             else:
-                results.append(verify(art, backend, seeds, iterations))
+                check = verify_isolated if isolate else verify
+                results.append(check(art, backend, seeds, iterations))
                 write_artifact_report(art, results[-1].to_json())
             bar.advance(task)
     out.print(summary_table(results))

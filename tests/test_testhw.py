@@ -190,3 +190,30 @@ def test_a_changed_parameter_file_is_stale_not_a_mismatch(tmp_path: Path) -> Non
     np.save(gamma, np.full(512, 0.5))
     stale = verify(result.artifact_dir, "emu", seeds=2, iterations=0)
     assert stale.error == f"gamma {gamma.resolve()} changed since the build; rebuild"
+
+
+def test_a_crashing_core_fails_its_artifact_not_the_run(tmp_path: Path) -> None:
+    """With isolation, a core that kills its process is one FAIL row; the others still run."""
+    import subprocess
+
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+    from codegen.testhw import run_test_hw
+    from runtime.manifest import file_entry, load_manifest, write_manifest
+
+    build(spec_from_params("gelu", {"length": "256"}), tmp_path, target="emu")
+    crashing = build(spec_from_params("gelu", {"length": "512"}), tmp_path, target="emu")
+    source = tmp_path / "crash.c"
+    source.write_text('#include <stdlib.h>\nvoid gelu_i8(const char *x, char *y) { abort(); }\n')
+    lib = crashing.artifact_dir / "libgelu.host.so"
+    subprocess.run(["cc", "-shared", "-fPIC", str(source), "-o", str(lib)], check=True)
+    manifest = load_manifest(crashing.artifact_dir, verify=False)
+    manifest.files[lib.name] = file_entry(lib, "host_core")
+    write_manifest(crashing.artifact_dir, manifest)
+
+    report = tmp_path / "report.json"
+    code = run_test_hw(tmp_path, None, "emu", 2, 1, report, None, progress=False, isolate=True)
+    results = {r["variant"]: r for r in json.loads(report.read_text())["results"]}
+    assert code == 1
+    assert results["length256"]["passed"]
+    assert "died (signal SIGABRT)" in results["length512"]["error"]
