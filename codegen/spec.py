@@ -46,6 +46,7 @@ class Param:
     maximum: float | None = None
     multiple_of: int | None = None
     choices: tuple[Any, ...] | None = None
+    positive: bool = False
 
     def parse(self, raw: Any) -> Any:
         """Turn a command-line string (or a Python value) into a checked value of this type."""
@@ -53,6 +54,8 @@ class Param:
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(str(c) for c in self.choices)
             raise SpecError(f"{self.name} {value} is not one of: {allowed}")
+        if self.positive and not value > 0:
+            raise SpecError(f"{self.name} {value} must be positive")
         if self.minimum is not None and value < self.minimum:
             raise SpecError(f"{self.name} {value} is below the minimum {self.minimum}")
         if self.maximum is not None and value > self.maximum:
@@ -91,6 +94,11 @@ class Param:
 
 def fifo_depth_param() -> Param:
     return Param("fifo_depth", int, 2, "object FIFO depth (2 = double buffering)", 1, 4)
+
+
+def scale_param(name: str, default: float, help: str) -> Param:
+    """A quantisation scale: real value = scale x integer; positive and finite."""
+    return Param(name, float, default, help, positive=True)
 
 
 def device_param() -> Param:

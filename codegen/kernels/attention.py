@@ -29,6 +29,7 @@ from codegen.spec import (
     quantize_multiplier,
     round_half_away,
     saturate_i8,
+    scale_param,
 )
 from codegen.stream import StreamSpec
 
@@ -61,10 +62,10 @@ class AttentionSpec(StreamSpec):
         Param("head_dim", int, 64, "head dimension d", 8, 256, multiple_of=8),
         Param("tiles", int, 1, "tiles per invocation (each Q‖K‖V back to back)", 1, 4096),
         Param("causal", bool, False, "mask key j for query i when j > i + n_keys - n_queries"),
-        Param("q_scale", float, WHISPER_ACT_SCALE, "scale of Q (real = scale · int8)"),
-        Param("k_scale", float, WHISPER_ACT_SCALE, "scale of K"),
-        Param("v_scale", float, WHISPER_ACT_SCALE, "scale of V"),
-        Param("o_scale", float, 1.0 / 127.0, "scale of the output O"),
+        scale_param("q_scale", WHISPER_ACT_SCALE, "scale of Q (real = scale · int8)"),
+        scale_param("k_scale", WHISPER_ACT_SCALE, "scale of K"),
+        scale_param("v_scale", WHISPER_ACT_SCALE, "scale of V"),
+        scale_param("o_scale", 1.0 / 127.0, "scale of the output O"),
         fifo_depth_param(),
         device_param(),
     )

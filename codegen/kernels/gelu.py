@@ -16,11 +16,11 @@ from codegen.spec import (
     Accuracy,
     MemoryItem,
     Param,
-    SpecError,
     device_param,
     fifo_depth_param,
     round_half_away,
     saturate_i8,
+    scale_param,
 )
 from codegen.stream import StreamSpec
 
@@ -46,8 +46,8 @@ class GeluSpec(StreamSpec):
               multiple_of=WORD),
         Param("max_tile", int, 4096, "largest FIFO element (bytes); the tile divides length",
               4, 16384, multiple_of=WORD),
-        Param("in_scale", float, 8.0 / 127.0, "scale of the input"),
-        Param("out_scale", float, 8.0 / 127.0, "scale of the output"),
+        scale_param("in_scale", 8.0 / 127.0, "scale of the input"),
+        scale_param("out_scale", 8.0 / 127.0, "scale of the output"),
         fifo_depth_param(),
         device_param(),
     )
@@ -80,9 +80,6 @@ class GeluSpec(StreamSpec):
         return [MemoryItem("gelu table", 256)]
 
     def validate(self) -> None:
-        for name in ("in_scale", "out_scale"):
-            if not self.params[name] > 0:
-                raise SpecError(f"{name} {self.params[name]} must be positive")
         self.check_memory()
 
     def table(self) -> np.ndarray:

@@ -29,6 +29,7 @@ from codegen.spec import (
     load_vector,
     round_half_away,
     saturate_i8,
+    scale_param,
 )
 from codegen.stream import StreamSpec
 
@@ -59,8 +60,8 @@ class LayerNormSpec(StreamSpec):
         Param("rows", int, 64, "rows per invocation", 1, 1 << 16),
         Param("d", int, 512, "row length (Whisper-base width 512)", 8, 4096, multiple_of=4),
         Param("tile_rows", int, 4, "rows per FIFO element (must divide rows)", 1, 64),
-        Param("in_scale", float, 4.0 / 127.0, "scale of the input"),
-        Param("out_scale", float, 4.0 / 127.0, "scale of the output"),
+        scale_param("in_scale", 4.0 / 127.0, "scale of the input"),
+        scale_param("out_scale", 4.0 / 127.0, "scale of the output"),
         Param("gamma", str, "1.0", "gamma: a number, or a .npy file of d floats"),
         Param("beta", str, "0.0", "beta: a number, or a .npy file of d floats"),
         Param("eps", float, 1e-5, "epsilon added to the variance", 0.0, 1.0),
@@ -90,9 +91,6 @@ class LayerNormSpec(StreamSpec):
     def validate(self) -> None:
         if self.rows % self.tile_rows:
             raise SpecError(f"tile_rows {self.tile_rows} does not divide rows {self.rows}")
-        for name in ("in_scale", "out_scale"):
-            if not self.params[name] > 0:
-                raise SpecError(f"{name} {self.params[name]} must be positive")
         gamma, beta = self.affine()
         if np.abs(gamma / self.out_scale).max() >= 1 << (31 - GAMMA_BITS):
             raise SpecError(f"|gamma|/out_scale reaches {np.abs(gamma / self.out_scale).max():.4g}"

@@ -28,6 +28,7 @@ from codegen.spec import (
     quantize_multiplier,
     round_half_away,
     saturate_i8,
+    scale_param,
 )
 from runtime.manifest import BufferSpec
 
@@ -52,9 +53,9 @@ class MatmulSpec(KernelSpec):
         Param("tk", int, 64, "tile depth", 4, 256, multiple_of=4),
         Param("tn", int, 64, "tile columns of B/C", 4, 256, multiple_of=4),
         Param("columns", int, 1, "cores (one per column) sharing the rows of tiles", 1, 8),
-        Param("a_scale", float, 4.0 / 127.0, "scale of A"),
-        Param("b_scale", float, 0.1 / 127.0, "scale of B (per tensor)"),
-        Param("c_scale", float, 2.0 / 127.0, "scale of C"),
+        scale_param("a_scale", 4.0 / 127.0, "scale of A"),
+        scale_param("b_scale", 0.1 / 127.0, "scale of B (per tensor)"),
+        scale_param("c_scale", 2.0 / 127.0, "scale of C"),
         Param("b_scales", str, "", "per-column scales of B: a .npy file of N floats"),
         Param("bias", str, "", "int32 bias per column: a .npy file of N integers"),
         fifo_depth_param(),
@@ -96,9 +97,6 @@ class MatmulSpec(KernelSpec):
         if self.m_tiles % self.columns:
             raise SpecError(f"{self.m_tiles} row(s) of tiles (M/tm) do not split evenly over "
                             f"{self.columns} columns")
-        for name in ("a_scale", "b_scale", "c_scale"):
-            if not self.params[name] > 0:
-                raise SpecError(f"{name} {self.params[name]} must be positive")
         for m, shift in zip(*self.requant(), strict=True):
             if not 1 <= shift <= 62:
                 raise SpecError(f"a_scale·b_scale/c_scale gives a shift of {shift} (multiplier "
