@@ -45,3 +45,13 @@ def test_emulated_design_matches_golden(variant: tuple[KernelSpec, BuildResult])
 def test_emulated_matmul_matches_golden(params: dict[str, str], tmp_path: Path) -> None:
     spec = spec_from_params("matmul", params)
     verify_emulated(spec, build(spec, tmp_path, target="emu"), seeds=1 if spec.M > 512 else 2)
+
+
+def test_emulated_matmul_with_per_column_scales_and_bias(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "scales.npy", rng.uniform(0.05, 0.2, 256) / 127)
+    np.save(tmp_path / "bias.npy", rng.integers(-5000, 5000, 256))
+    spec = spec_from_params("matmul", {
+        "M": "128", "K": "128", "N": "256", "columns": "2", "device": "npu1_2col",
+        "b_scales": str(tmp_path / "scales.npy"), "bias": str(tmp_path / "bias.npy")})
+    verify_emulated(spec, build(spec, tmp_path / "build", target="emu"))
