@@ -322,9 +322,22 @@ def _usable(directory: Path) -> bool:
     return (directory / BUNDLE_INFO_NAME).is_file()
 
 
-def resolve_artifact(path: str | Path) -> Path:
-    """`path` itself for an artifact directory; the cached, verified extraction for a bundle."""
+def resolve_artifact(path: str | Path, *, allow_unverified: bool = False) -> Path:
+    """`path` itself for an artifact directory; the cached, verified extraction for a bundle.
+
+    A bundle holds code that will run (the host core library, the xclbin): one that was not
+    verified on an NPU is refused unless `allow_unverified`. Checksums catch corruption, not a
+    forger who rewrites them too: load bundles only from a source you trust.
+    """
     path = Path(path)
-    if path.is_file() and path.name.endswith(BUNDLE_SUFFIX):
-        return open_bundle(path)
-    return path
+    if not (path.is_file() and path.name.endswith(BUNDLE_SUFFIX)):
+        return path
+    target = open_bundle(path)
+    verification = json.loads((target / BUNDLE_INFO_NAME).read_text())["verification"]
+    if verification["status"] != "verified" and not allow_unverified:
+        raise ArtifactError(
+            f"{path}: the bundle is {verification['status']} "
+            f"({verification.get('reason') or 'no passing NPU report'}); "
+            "pass allow_unverified=True to load it anyway"
+        )
+    return target

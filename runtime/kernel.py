@@ -35,6 +35,7 @@ class NpuKernel:
         self.backend = backend
         self.last_call_s: float | None = None
         self.timings: deque[float] = deque(maxlen=TIMINGS_KEPT)  # seconds per call, newest last
+        self.closed = False
 
     @classmethod
     def load(
@@ -44,11 +45,16 @@ class NpuKernel:
         layout: str | BoLayout = "baseline",
         *,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        allow_unverified: bool = False,
     ) -> NpuKernel:
-        """Verify `artifact_dir`'s manifest hashes, then open `backend` ("auto", "xrt", "emu")."""
+        """Verify `artifact_dir`'s manifest hashes, then open `backend` ("auto", "xrt", "emu").
+
+        `artifact_dir` may be a published bundle; one not verified on an NPU is refused unless
+        `allow_unverified`.
+        """
         if backend not in BACKENDS:
             raise RunError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        directory = resolve_artifact(artifact_dir)
+        directory = resolve_artifact(artifact_dir, allow_unverified=allow_unverified)
         manifest = load_manifest(directory, verify=True)
         opened = open_backend(directory, manifest, backend, layout, timeout_ms)
         return cls(directory, manifest, opened)
@@ -62,11 +68,13 @@ class NpuKernel:
 
         With `copy=False` the outputs are views of the backend's buffers, valid until the next call.
         """
+        if self.closed:
+            raise RunError(f"{self.artifact_dir}: this kernel was closed; load it again")
         start = time.perf_counter()
         arrays = self.check_inputs(inputs, named)
         outputs = self.backend.run(arrays)
         if copy:
-            outputs = [o.copy() for o in outputs]
+            outputs = [np.array(o) for o in outputs]
         self.last_call_s = time.perf_counter() - start
         self.timings.append(self.last_call_s)
         return outputs
@@ -96,7 +104,9 @@ class NpuKernel:
         return [_check(spec, x) for spec, x in zip(specs, inputs, strict=True)]
 
     def close(self) -> None:
-        self.backend.close()
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
 
     def __enter__(self) -> NpuKernel:
         return self

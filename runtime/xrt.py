@@ -165,10 +165,9 @@ class XrtBackend:
             self._alloc(f"BO {b.name!r}", b.nbytes, self.layout.data_flags, group)
             for b, group in zip(manifest.buffers, self.layout.data_groups, strict=True)
         ]
-        # NPU_FACTS 5: zero-copy views of the mapped BOs; the BOs live as long as this backend
+        # NPU_FACTS 5: zero-copy views of the mapped BOs, each owning a reference to its BO
         self.views = [
-            np.frombuffer(bo.map(), dtype=b.dtype, count=int(np.prod(b.shape))).reshape(b.shape)
-            for bo, b in zip(self.bos, manifest.buffers, strict=True)
+            bo_view(bo, b.dtype, b.shape) for bo, b in zip(self.bos, manifest.buffers, strict=True)
         ]
         self._inputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "in"]
         self._outputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "out"]
@@ -259,6 +258,26 @@ class XrtBackend:
         for attr in ("views", "run_handle", "bos", "instr_bo", "kernel", "context", "device"):
             if hasattr(self, attr):
                 setattr(self, attr, None)
+
+
+class BoView(np.ndarray):
+    """A numpy view of a mapped BO that keeps the BO alive while the view (or a slice) lives.
+
+    pyxrt's `bo.map()` memoryview does not own the mapping: a plain view that outlived its BO
+    (after `close()`, or garbage collection) would read unmapped memory.
+    """
+
+    bo: Any = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.bo = getattr(obj, "bo", None)
+
+
+def bo_view(bo: Any, dtype: str, shape: tuple[int, ...]) -> BoView:
+    count = int(np.prod(shape))
+    view = np.frombuffer(bo.map(), dtype=dtype, count=count).reshape(shape).view(BoView)
+    view.bo = bo
+    return view
 
 
 def _listed(manifest: Manifest, role: str) -> str:

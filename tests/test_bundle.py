@@ -321,3 +321,18 @@ def test_npu_kernel_loads_a_bundle_through_resolve_artifact(
         (out,) = kernel(inputs)
     (want,) = spec.golden(inputs)
     np.testing.assert_array_equal(out, want)
+
+
+def test_an_unverified_bundle_is_not_loaded_unless_allowed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NPUKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "build"
+    build(spec_from_params("attention"), root, target="emu")
+    (bundle,) = [b.path for b in publish(["attention"], VERSION, tmp_path / "dist",
+                                         build_root=root, allow_unverified=True)]
+    with pytest.raises(ArtifactError, match=r"the bundle is unverified .*emulation-only"):
+        NpuKernel.load(bundle, backend="emu")
+    spec = spec_from_params("attention")
+    with NpuKernel.load(bundle, backend="emu", allow_unverified=True) as kernel:
+        inputs = spec.random_inputs(seed=3)
+        np.testing.assert_array_equal(kernel(inputs)[0], spec.golden(inputs)[0])

@@ -101,3 +101,16 @@ def test_backends_follow_the_manifest_sequence_order(fake: ModuleType, tmp_path:
         (out,) = NpuKernel.load(art, backend=backend)(np.full(N, 5, dtype=np.int8))
         np.testing.assert_array_equal(out, np.full(N, 6, dtype=np.int8))
 
+
+
+def test_a_closed_kernel_refuses_calls(tmp_path: Path) -> None:
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+
+    spec = spec_from_params("gelu", {"length": "256"})
+    kernel = NpuKernel.load(build(spec, tmp_path, target="emu").artifact_dir, backend="emu")
+    x = spec.random_inputs(0)
+    kernel(x)
+    kernel.close()
+    with pytest.raises(RunError, match="this kernel was closed; load it again"):
+        kernel(x)

@@ -66,6 +66,27 @@ def test_outputs_are_copies_unless_asked(fake: ModuleType, artifact: Path) -> No
     k(X + 1)
     np.testing.assert_array_equal(first, X + 1)
     np.testing.assert_array_equal(view, X + 2)  # a view of the output BO, overwritten
+    assert type(first) is np.ndarray  # copies own their memory
+
+
+def test_zero_copy_views_keep_their_bo_alive_after_close(fake: ModuleType,
+                                                         artifact: Path) -> None:
+    """pyxrt's map() does not own the mapping: the view must hold the BO itself."""
+    import gc
+    import weakref
+
+    k = NpuKernel.load(artifact, backend="xrt")
+    (view,) = k(X, copy=False)
+    tail = view[1:]
+    bo_ref = weakref.ref(view.bo)
+    k.close()
+    del view
+    gc.collect()
+    assert bo_ref() is not None and tail.bo is bo_ref()
+    np.testing.assert_array_equal(tail, X[1:] + 1)
+    del tail
+    gc.collect()
+    assert bo_ref() is None
 
 
 def test_legacy_layout_warns_and_output_clone_reads_zeros(
