@@ -9,7 +9,6 @@ never leaves half an entry. The artifact directory is swapped in whole, or remov
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -360,7 +359,6 @@ class Build:
             source_hashes={"templates": template_digest(spec), "rendered": self.rendered.digest,
                            **{f"param:{k}": v for k, v in spec.param_files().items()}},
             cache_key=self.keys["manifest"],
-            built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             notes=[self.note] if self.note else [],
         )
         write_manifest(tmp, manifest)

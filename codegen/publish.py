@@ -189,8 +189,8 @@ def source_date_epoch() -> int:
     return int(value)
 
 
-def write_bundle(path: Path, top: str, files: dict[str, bytes], mtime: int) -> str:
-    """A reproducible .tar.gz of `files` under `top/`: same files, same bytes. Returns sha256."""
+def bundle_bytes(top: str, files: dict[str, bytes], mtime: int) -> bytes:
+    """A reproducible .tar.gz of `files` under `top/`: same files, same bytes."""
     raw = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -200,11 +200,7 @@ def write_bundle(path: Path, top: str, files: dict[str, bytes], mtime: int) -> s
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(files[name]))
-    data = raw.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()
+    return raw.getvalue()
 
 
 def publish(kernels: Iterable[str] = (), version: str | None = None, out: Path | None = None,
@@ -234,7 +230,7 @@ def publish(kernels: Iterable[str] = (), version: str | None = None, out: Path |
     out.mkdir(parents=True, exist_ok=True)
     sums = _kept_sums(out)
     mtime = source_date_epoch()
-    published = []
+    bundles = []
     for art, manifest, status, reason, report in plans:
         stem = f"{manifest.kernel}-{manifest.variant}-{version}"
         files = _bundle_files(art, manifest)
@@ -243,7 +239,19 @@ def publish(kernels: Iterable[str] = (), version: str | None = None, out: Path |
         if report is not None:
             files[REPORT_NAME] = report_path(art).read_bytes()
         path = out / f"{stem}{BUNDLE_SUFFIX}"
-        digest = write_bundle(path, stem, files, mtime)
+        if path.resolve().parent != out.resolve():
+            raise PublishError(f"{stem}: kernel and variant names must not leave {out}")
+        data = bundle_bytes(stem, files, mtime)
+        digest = hashlib.sha256(data).hexdigest()
+        if path.exists() and sums.get(path.name, sha256_file(path)) != digest:
+            raise PublishError(f"{path} exists with other content: version {version} was "
+                               "already published; publish a new version instead")
+        bundles.append((path, data, digest, manifest, status, reason))
+    published = []
+    for path, data, digest, manifest, status, reason in bundles:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
         sums[path.name] = digest
         published.append(Published(path, digest, manifest.kernel, manifest.variant, status,
                                    reason))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ KERNEL_NAME = "MLIR_AIE"
 INSTR_ARG = 1
 FIRST_DATA_ARG = 3
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ROLES = ("design", "core_source", "host_core", "core_object", "xclbin", "insts", "report")
 
 
@@ -112,7 +114,6 @@ class Manifest:
     tools: dict[str, Any] = field(default_factory=dict)
     source_hashes: dict[str, str] = field(default_factory=dict)
     cache_key: str = ""
-    built_at: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -164,11 +165,13 @@ class Manifest:
                 tools=dict(d.get("tools", {})),
                 source_hashes=dict(d.get("source_hashes", {})),
                 cache_key=str(d.get("cache_key", "")),
-                built_at=str(d.get("built_at", "")),
                 notes=list(d.get("notes", [])),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"{where}: malformed manifest ({e!r}); rebuild the artifact") from e
+        for what in (m.kernel, m.variant):
+            if not SAFE_NAME.fullmatch(what) or ".." in what:
+                raise ArtifactError(f"{where}: kernel/variant name {what!r} is not a plain name")
         if [b.seq_index for b in buffers] != list(range(len(buffers))):
             raise ArtifactError(f"{where}: buffers are not in runtime-sequence order")
         if d.get("bo_layout") not in (None, m.bo_layout):

@@ -232,3 +232,29 @@ def test_version_is_the_project_version_plus_the_git_revision(tmp_path: Path) ->
 def test_this_checkout_has_a_git_version() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+\+g[0-9a-f]{7,}(-dirty)?", project_version())
 
+
+
+def test_two_builds_of_the_same_source_publish_the_same_bytes(tmp_path: Path,
+                                                             fake_toolchain: Path) -> None:
+    """Nothing time-dependent is in a manifest, so a rebuild gives the same bundle."""
+    digests = []
+    for name in ("one", "two"):
+        root = tmp_path / name
+        hw_artifact(root)
+        digests.append(publish(["attention"], "1.0", tmp_path / f"dist-{name}",
+                               build_root=root)[0].sha256)
+    assert digests[0] == digests[1]
+
+
+def test_a_published_version_is_not_silently_replaced(hw_build: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    publish(["attention"], "1.0", out, build_root=hw_build)
+    hw_artifact(hw_build, {"o_scale": "0.02"})
+    publish(["attention"], "1.0", out, build_root=hw_build)  # a new variant: fine
+    art = hw_build / "attention" / "default"
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["notes"] = ["rebuilt differently"]
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    write_artifact_report(art, PASSED)
+    with pytest.raises(PublishError, match=r"exists with other content: version 1\.0 was already"):
+        publish(["attention"], "1.0", out, build_root=hw_build)
