@@ -413,7 +413,7 @@ def synthetic_speech(n: int, seed: int) -> np.ndarray:
 Kernel = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 
 
-def check_pcm(pcm: Any, sample_rate: int) -> np.ndarray:
+def check_pcm(pcm: Any, sample_rate: int, padding: int = 0) -> np.ndarray:
     """The clip as a contiguous mono int16 array, or an AudioError saying what to fix."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
         raise AudioError(f"sample_rate must be an integer in Hz, got {sample_rate!r}")
@@ -428,8 +428,9 @@ def check_pcm(pcm: Any, sample_rate: int) -> np.ndarray:
     if pcm.ndim != 1:
         raise AudioError(f"pcm must be mono, shape (n,); got shape {pcm.shape}: mix the "
                          "channels down to one first")
-    if pcm.size <= PAD:
-        raise AudioError(f"pcm has {pcm.size} samples; the reflect padding needs more than {PAD}")
+    if pcm.size + padding <= PAD:
+        raise AudioError(f"pcm has {pcm.size} samples (+ {padding} padding); the reflect "
+                         f"padding needs more than {PAD}")
     return np.ascontiguousarray(pcm)
 
 
@@ -472,9 +473,9 @@ def log_mel(pcm: np.ndarray, sample_rate: int, *, padding: int = 0,
     `NpuKernel` of a mel build with `spec` its parameters; the default is the golden model.
     """
     spec = spec or MelSpec()
-    clip = check_pcm(pcm, sample_rate)
     if isinstance(padding, bool) or not isinstance(padding, int | np.integer) or padding < 0:
         raise AudioError(f"padding must be a number of samples >= 0, got {padding!r}")
+    clip = check_pcm(pcm, sample_rate, int(padding))
     if padding:
         clip = np.concatenate([clip, np.zeros(int(padding), dtype=np.int16)])
     return normalise(log_mel_codes(clip, spec, kernel or spec.golden))
