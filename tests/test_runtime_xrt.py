@@ -232,3 +232,16 @@ def test_out_of_locked_memory_names_the_memlock_limit(
     monkeypatch.setattr(fake.bo, "__init__", refuse)
     with pytest.raises(RunError, match=r"instruction BO.*ulimit -l unlimited"):
         NpuKernel.load(artifact, backend="xrt")
+
+
+def test_the_fake_driver_refuses_out_of_range_syncs_and_empty_bos(fake: ModuleType) -> None:
+    """The double must not be more lenient than XRT, or runtime bugs would pass here."""
+    dev = fake.device(0)
+    with pytest.raises(RuntimeError, match="size 0 must be positive"):
+        fake.bo(dev, 0, fake.bo.host_only, 0)
+    b = fake.bo(dev, 16, fake.bo.host_only, 0)
+    to_device = fake.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
+    b.sync(to_device, 16, 0)
+    for size, offset in ((4096, 0), (4, 100)):
+        with pytest.raises(RuntimeError, match="outside the 16-byte BO"):
+            b.sync(to_device, size, offset)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.insts import parse_insts
+
 from . import axlf
 
 SCALAR_BANK = 0xFFFF  # NPU_FACTS 5: a scalar argument has no memory bank
@@ -207,6 +209,8 @@ class bo:
             raise RuntimeError("unsupported buffer type: none flag (err=95)")
         if flags in (bo.device_only, bo.p2p, bo.svm):
             raise RuntimeError("Bad BO type (err=22)")
+        if size <= 0:
+            raise RuntimeError(f"bo: size {size} must be positive (err=22)")
         self.flags_ = bo.flags(flags)
         self.group = group
         self.bank = group & 0xFFFF
@@ -232,6 +236,8 @@ class bo:
 
     def sync(self, direction: int, size: int | None = None, offset: int = 0) -> None:
         end = len(self._host) if size is None else offset + size
+        if offset < 0 or end > len(self._host) or end < offset:
+            raise RuntimeError(f"bo.sync: {offset}..{end} is outside the {len(self._host)}-byte BO")
         if direction == xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE:
             self._dev[offset:end] = self._host[offset:end]
         else:
@@ -302,6 +308,11 @@ class run:
         words = int(header[3]) // 4  # NPU_FACTS 4: w3 = total bytes of the stream
         if self.args[2] != words:
             return f"ninstr {self.args[2]} is not the stream's {words} words (bytes passed?)"
+        # The stream's address patches name the arguments it reads and writes: each must be set.
+        patched = parse_insts(bytes(instr._dev[: words * 4])).patched_args
+        unset = [i for i in patched if not isinstance(self.args.get(i), bo)]
+        if unset:
+            return f"the instruction stream patches argument(s) {unset}, which hold no BO"
         if not config.execute:
             return ""
         design, manifest = self.kernel.ctx.design()
