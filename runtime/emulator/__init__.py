@@ -2,7 +2,9 @@
 
 `load_design` parses the design once (with xDSL, into the ops of `dialect.py`) and binds each
 core function to a host-compiled library; `EmulatedDesign.run` then executes the runtime
-sequence, object FIFOs, mem-tile links and cores on numpy buffers, as often as needed.
+sequence, object FIFOs, mem-tile links and cores on numpy buffers, as often as needed. As on
+the NPU, the cores' programs start once and carry on across runs; a core whose program ended
+makes the next run fail (CoreEndedError), since on the NPU that invocation would hang.
 
 Supported: one `aie.device` with `aie.tile`, `aie.buffer` on core tiles, `aie.objectfifo`
 (one depth; `dimensionsToStream` on non-shim producers), `aie.objectfifo.link` split/join
@@ -20,6 +22,7 @@ from pathlib import Path
 from runtime.emulator.corelib import bind_functions
 from runtime.emulator.engine import EmulatedDesign
 from runtime.emulator.faults import (
+    CoreEndedError,
     DeadlockError,
     DesignSyntaxError,
     DmaError,
@@ -33,6 +36,7 @@ from runtime.emulator.program import Call, For
 from runtime.emulator.reader import parse_design, read_text
 
 __all__ = [
+    "CoreEndedError",
     "DeadlockError",
     "DesignSyntaxError",
     "DmaError",

@@ -65,6 +65,8 @@ class CoreCompiler:
         self.views: dict[SSAValue, Acquire] = {}
         self.kinds: dict[SSAValue, str] = {}
         self.buffer_slots: dict[str, int] = {}
+        # Slots holding the address of a FIFO element (the result of a subview access).
+        self.element_slots: set[int] = set()
 
     def _new(self, value: SSAValue, kind: str) -> int:
         self.slots[value] = len(self.slots)
@@ -148,7 +150,9 @@ class CoreCompiler:
                     f"returns {op.results[0].type}, but @{acq.fifo} holds "
                     f"{fifo.shape} of {fifo.dtype}",
                 )
-            return Access(self._new(op.results[0], "ptr"), slot, acq.fifo, index.data, line_of(op))
+            dst = self._new(op.results[0], "ptr")
+            self.element_slots.add(dst)
+            return Access(dst, slot, acq.fifo, index.data, line_of(op), acq.produce, acq.line)
         if isinstance(op, aie.ReleaseOp):
             name, produce, count = self._port(op)
             return Release(name, produce, count, line_of(op))
@@ -204,4 +208,5 @@ class CoreCompiler:
         slots = []
         for value, kind in zip(op.arguments, spec.arg_kinds, strict=True):
             slots.append(self._use(op, value, "ptr" if kind == "ptr" else "int"))
-        return Call(callee, tuple(slots), line_of(op))
+        fifo_args = tuple((i, s) for i, s in enumerate(slots) if s in self.element_slots)
+        return Call(callee, tuple(slots), line_of(op), fifo_args)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from runtime.emulator.cores import CoreTask
-from runtime.emulator.faults import DeadlockError, DmaError, IncompleteRunError
+from runtime.emulator.faults import CoreEndedError, DeadlockError, DmaError, IncompleteRunError
 from runtime.emulator.fifo import Clock, Fifo
 from runtime.emulator.host import SequenceTask, ShimChannel
 from runtime.emulator.links import LinkTask
@@ -24,8 +24,12 @@ MAX_ITERATIONS = 10_000_000
 class EmulatedDesign:
     """A rendered `aie.mlir`, parsed once; `run` executes it on host buffers.
 
+    As on the NPU, the first run starts the cores' programs and later runs only move data: core
+    programs, FIFO states and tile buffers carry on from run to run. After a run that raised,
+    the next run starts from a freshly loaded design, so one fault does not cascade.
     FIFO and tile buffers are allocated once and reused, so runs must not overlap (one design
-    object per thread). `model` is the parsed design; `buffers` the `aie.buffer` arrays.
+    object per thread). `model` is the parsed design; `buffers` the `aie.buffer` arrays;
+    `runs` the number of runs started since the design was loaded.
     """
 
     def __init__(self, design: Design, functions: dict[str, Callable[..., None]] | None) -> None:
@@ -62,9 +66,14 @@ class EmulatedDesign:
         self._dma_faults = [
             f"{self.source}:{s.line}: `aiex.npu.dma_memcpy_nd` of "
             f"%{design.args[s.arg][0]} on @{s.fifo}: {'; '.join(s.problems)}"
+            if isinstance(s, TransferSpec)
+            else f"{self.source}:{s.line}: `aiex.npu.dma_wait` on @{s.fifo}: "
+            f"{'; '.join(s.problems)}"
             for s in design.sequence
-            if isinstance(s, TransferSpec) and s.problems
+            if s.problems
         ]
+        self.runs = 0
+        self._reload_needed = False
 
     @property
     def device(self) -> str:
@@ -92,12 +101,14 @@ class EmulatedDesign:
                 "(libraries={link_with name: shared library}); the design cannot run"
             )
         self.sequence.flats = self._flatten(buffers)
-        for fifo in self.fifos.values():
-            fifo.reset()
-        passes = run_until_stalled(self._tasks, self.clock)
-        if not self.sequence.finished:
-            raise DeadlockError(self._deadlock_report())
-        self._check_complete()
+        if self._reload_needed:
+            self._reload()
+        self.runs += 1
+        try:
+            passes = self._run_once()
+        except BaseException:
+            self._reload_needed = True
+            raise
         return {
             "core_calls": sum(c.calls for c in self.cores),
             "bytes_to_device": sum(c.bytes for c in self.channels.values() if c.to_fifo),
@@ -105,6 +116,27 @@ class EmulatedDesign:
             "transfers": sum(len(c.queue) for c in self.channels.values()),
             "scheduler_passes": passes,
         }
+
+    def _run_once(self) -> int:
+        ended = [core for core in self.cores if core.finished]
+        if ended:
+            raise CoreEndedError("\n".join(core.ended_message() for core in ended))
+        passes = run_until_stalled(self._tasks, self.clock)
+        for core in self.cores:
+            if core.finished and core.ended_in_run is None:
+                core.ended_in_run = self.runs
+        if not self.sequence.finished:
+            raise DeadlockError(self._deadlock_report())
+        self._check_complete()
+        return passes
+
+    def _reload(self) -> None:
+        """Back to the state right after loading: FIFOs empty, programs not started."""
+        for fifo in self.fifos.values():
+            fifo.reset()
+        for task in self._tasks:
+            task.reload()
+        self._reload_needed = False
 
     def _flatten(self, buffers: Sequence[np.ndarray]) -> list[np.ndarray]:
         args = self.model.args

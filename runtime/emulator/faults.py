@@ -22,6 +22,14 @@ class DeadlockError(EmulationFault):
     """Nothing can make progress: names each blocked core, DMA and wait, and the FIFO states."""
 
 
+class CoreEndedError(DeadlockError):
+    """A core's program ended in an earlier run, so this invocation would hang on the NPU.
+
+    A core's program starts once, when the xclbin is loaded; the host's invocations only move
+    data, so a core must loop forever (mlir-aie issue #2878).
+    """
+
+
 class FifoError(EmulationFault):
     """An object FIFO used wrongly: acquiring beyond its depth, releasing what is not held."""
 

@@ -55,7 +55,10 @@ class Fifo:
         self.prod_held = 0
 
     def reset(self) -> None:
-        """Empty the FIFO for a new run (buffer contents are left; they are rewritten first)."""
+        """Empty the FIFO, as loading the design anew would (buffer contents are left).
+
+        Runs do not call this: FIFO states carry on from run to run as the locks do on the NPU.
+        """
         self.produced = self.prod_held = 0
         n = len(self.consumed)
         self.consumed = [0] * n
@@ -94,11 +97,6 @@ class Fifo:
         self.produced = upto
         self.clock.ticks += 1
 
-    def produce_slots(self, count: int) -> tuple[int, ...]:
-        if count == 1:
-            return (self.produced % self.depth,)
-        return tuple((self.produced + i) % self.depth for i in range(count))
-
     # -- consumer side ---------------------------------------------------------------------
 
     def acquire_consume(self, consumer: int, count: int) -> bool:
@@ -119,12 +117,6 @@ class Fifo:
         self.cons_held[consumer] -= count
         self.clock.ticks += 1
         return True
-
-    def consume_slots(self, consumer: int, count: int) -> tuple[int, ...]:
-        start = self.consumed[consumer]
-        if count == 1:
-            return (start % self.depth,)
-        return tuple((start + i) % self.depth for i in range(count))
 
     # -- reporting -------------------------------------------------------------------------
 

@@ -17,7 +17,12 @@ from runtime.emulator.scheduler import Steps, Task
 
 
 class LinkTask(Task):
-    """One link, split or join (a 1:1 link is a split with one destination at offset 0)."""
+    """One link, split or join (a 1:1 link is a split with one destination at offset 0).
+
+    Persistent, like the FIFOs it moves between: its counts carry on from run to run.
+    """
+
+    persistent = True
 
     def __init__(self, spec: LinkSpec, fifos: Mapping[str, Fifo], clock: Clock) -> None:
         super().__init__()
@@ -33,7 +38,8 @@ class LinkTask(Task):
         self.name = f"objectfifo.link (line {spec.line}) [{srcs}] -> [{dsts}]"
         self.counts = [0] * len(spec.offsets)
 
-    def reset(self) -> None:
+    def reload(self) -> None:
+        super().reload()
         self.counts = [0] * len(self.spec.offsets)
 
     def steps(self) -> Steps:

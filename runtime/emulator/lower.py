@@ -43,6 +43,7 @@ from runtime.emulator.model import (
     TransferSpec,
     WaitSpec,
 )
+from runtime.emulator.program import For, runs_forever
 from runtime.emulator.reader import line_of
 
 # Device names and their column counts (mlir-aie AIEAttrs.td; NPU_FACTS section 2).
@@ -337,7 +338,16 @@ class _DeviceLowering:
         stack_size = stack.value.data if isinstance(stack, IntegerAttr) else None
         compiler = CoreCompiler(self, tile)
         body = compiler.block(op.regions[0].blocks[0], terminator="aie.end")
-        return CoreSpec(tile, line_of(op), body, stack_size, compiler.buffer_slots)
+        loops = [ins for ins in body if isinstance(ins, For)]
+        return CoreSpec(
+            tile,
+            line_of(op),
+            body,
+            stack_size,
+            compiler.buffer_slots,
+            runs_forever=runs_forever(body),
+            end_line=loops[-1].line if loops else line_of(op),
+        )
 
     # -- runtime sequence --------------------------------------------------------------------
 

@@ -98,6 +98,15 @@ class TransferSpec:
     indices: np.ndarray | None
     start: int
     problems: tuple[str, ...]
+    # The shim buffer descriptor (0..15) the transfer is written into: one BD id may be reused
+    # on a shim tile only once the transfer that used it before is complete.
+    id: int = 0
+    # Whether the DMA reports completion: mlir-aie's DMA-to-NPU lowering always asks for a token
+    # on S2MM (device -> host) but on MM2S only with `issue_token = true` (AIEDmaToNpu.cpp), and
+    # a `dma_wait` needs that token.
+    issue_token: bool = False
+    # The shim tile's column, whose 16 BDs the transfer uses.
+    column: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,9 @@ class WaitSpec:
 
     line: int
     fifo: str
+    # Why this wait could never return on the NPU (e.g. waiting on an MM2S transfer issued
+    # without `issue_token = true`), one sentence each; empty when it is fine.
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,12 @@ class CoreSpec:
     stack_size: int | None
     # Value slots that hold the address of an `aie.buffer`, by buffer name.
     buffer_slots: dict[str, int] = field(default_factory=dict)
+    # The body reaches a top-level `scf.for` of constant trip count >= 2**31 (IRON's "forever"),
+    # so the program never ends. On the NPU a core's program starts once, when the xclbin is
+    # loaded, and must keep serving every later invocation (mlir-aie issue #2878).
+    runs_forever: bool = False
+    # The line where the program ends when it does: its last top-level `scf.for`, else the core.
+    end_line: int = 0
 
 
 @dataclass

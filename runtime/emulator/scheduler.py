@@ -15,22 +15,36 @@ Steps = Generator[None, None, None]
 
 
 class Task:
-    """A cooperative activity; subclasses provide `steps()` and describe where they wait."""
+    """A cooperative activity; subclasses provide `steps()` and describe where they wait.
+
+    A persistent task (a core, a mem-tile link) starts once, at the first run, and its generator
+    carries on from run to run, as a core's program and the FIFO locks do on the NPU between
+    invocations. Any other task (the runtime sequence, a shim channel) starts afresh each run.
+    """
 
     name = "task"
+    persistent = False
 
     def __init__(self) -> None:
         self.finished = False
         self._gen: Steps | None = None
 
     def start(self) -> None:
-        """Begin a fresh run of this task (all tasks are reset before any of them runs)."""
-        self.finished = False
+        """Prepare a run (all tasks are prepared before any of them runs)."""
         self.reset()
-        self._gen = self.steps()
+        if not self.persistent:
+            self.finished = False
+            self._gen = self.steps()
+        elif self._gen is None and not self.finished:
+            self._gen = self.steps()
+
+    def reload(self) -> None:
+        """Forget everything, as loading the design anew would: the next run starts over."""
+        self.finished = False
+        self._gen = None
 
     def reset(self) -> None:
-        """Clear per-run state; called before any task of the run is resumed."""
+        """Clear per-run state (counters); called before any task of the run is resumed."""
 
     def steps(self) -> Steps:
         raise NotImplementedError
@@ -41,10 +55,13 @@ class Task:
 
 
 def run_until_stalled(tasks: list[Task], clock: Clock) -> int:
-    """Resume tasks until a full pass makes no progress; returns the number of passes."""
+    """Resume tasks until a full pass makes no progress; returns the number of passes.
+
+    A persistent task that finished in an earlier run is not resumed again.
+    """
     for task in tasks:
         task.start()
-    live = list(tasks)
+    live = [t for t in tasks if not t.finished]
     passes = 0
     while live:
         passes += 1

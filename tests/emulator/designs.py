@@ -3,6 +3,22 @@
 # MLIR lines stay whole, as aiecc and the templates write them.
 # ruff: noqa: E501
 
+import re
+
+# IRON's "forever" bound for a core's outer loop.
+FOREVER = 9223372036854775807
+
+
+def forever(text: str) -> str:
+    """`text` with each core's tile loop (`%ct` tiles) made a run-forever loop.
+
+    For the designs below whose core body is one loop of `%ct` turns, one tile a turn: the core
+    then serves any number of runs, as the templates' cores do on the NPU.
+    """
+    out, n = re.subn(r"%ct = arith\.constant \d+ : index", f"%ct = arith.constant {FOREVER} : index", text)
+    assert n, "no %ct tile loop to make endless"
+    return out
+
 ATTENTION = """\
 module {
   aie.device(npu1_1col) {
@@ -298,8 +314,28 @@ module {
 """
 
 
-def accumulate(tiles: int = 3) -> str:
-    """A core sums `tiles` input tiles in an `aie.buffer`, then writes the sum once."""
+def accumulate(tiles: int = 3, endless: bool = False) -> str:
+    """A core sums `tiles` input tiles in an `aie.buffer`, then writes the sum once.
+
+    `endless` wraps the body in a run-forever loop, so the core serves one sum per run.
+    """
+    text = _accumulate(tiles)
+    if not endless:
+        return text
+    head, rest = text.split("      scf.for %i", 1)
+    body, tail = rest.split("      aie.end\n", 1)
+    inner = "\n".join("  " + line if line else line for line in ("      scf.for %i" + body).splitlines())
+    return (
+        head
+        + f"      %forever = arith.constant {FOREVER} : index\n"
+        + "      scf.for %run = %c0 to %forever step %c1 {\n"
+        + inner
+        + "\n      }\n      aie.end\n"
+        + tail
+    )
+
+
+def _accumulate(tiles: int) -> str:
     return f"""\
 module {{
   aie.device(npu1_1col) {{

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from runtime.emulator import (
+    CoreEndedError,
     DeadlockError,
     DmaError,
     EmulationFault,
@@ -103,6 +104,44 @@ def test_release_of_what_is_not_held_is_a_fifo_error(libs: dict[str, Path]) -> N
     assert f":{line_of(text, 'release @inq')}:" in str(err.value)
 
 
+def test_access_after_release_is_a_fifo_error(libs: dict[str, Path]) -> None:
+    access = (
+        "%x2 = aie.objectfifo.subview.access %a[0] : !aie.objectfifosubview<memref<64xi32>> "
+        "-> memref<64xi32>"
+    )
+    text = broken(
+        "        aie.objectfifo.release @inq(Consume, 1)\n",
+        f"        aie.objectfifo.release @inq(Consume, 1)\n        {access}\n",
+    )
+    with pytest.raises(FifoError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert f"aie.mlir:{line_of(text, '%x2 =')}: `aie.objectfifo.subview.access`" in msg
+    assert f"acquire at line {line_of(text, 'acquire @inq')} of @inq (Consume)" in msg
+    assert f"released at line {line_of(text, 'release @inq')}" in msg
+
+
+def test_call_on_a_released_element_is_a_fifo_error(libs: dict[str, Path]) -> None:
+    text = broken("        aie.objectfifo.release @inq(Consume, 1)\n", "")
+    text = broken(
+        "        func.call @add_i32",
+        "        aie.objectfifo.release @inq(Consume, 1)\n        func.call @add_i32",
+        text,
+    )
+    with pytest.raises(FifoError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert f"aie.mlir:{line_of(text, 'func.call')}: `func.call @add_i32`" in msg
+    assert "argument 0 points into an element of @inq" in msg
+    assert f"released at line {line_of(text, 'release @inq')}" in msg
+
+
+def test_cumulative_acquire_keeps_the_unreleased_element_usable(libs: dict[str, Path]) -> None:
+    # The sliding window releases one of two held elements and keeps using the other.
+    design = load_design(designs.sliding_window(tiles=3), libraries=libs)
+    design.run([np.zeros(192, np.int32), np.zeros(128, np.int32)])
+
+
 def test_missing_release_of_an_output_deadlocks_naming_the_fifo(libs: dict[str, Path]) -> None:
     text = broken("        aie.objectfifo.release @outq(Produce, 1)\n", "")
     with pytest.raises(DeadlockError) as err:
@@ -135,6 +174,42 @@ def test_core_expecting_more_data_than_sent_is_incomplete(libs: dict[str, Path])
         run(text, libs)
 
 
+def test_a_core_whose_program_ended_fails_the_next_run(libs: dict[str, Path]) -> None:
+    design = load_design(GOOD, libraries=libs)
+    x, y = np.arange(256, dtype=np.int32), np.zeros(256, np.int32)
+    design.run([x, y])
+    assert np.array_equal(y, x + 1)
+    with pytest.raises(CoreEndedError) as err:
+        design.run([x, y])
+    loop = line_of(GOOD, "scf.for")
+    assert str(err.value) == (
+        f"aie.mlir: core tile(0, 2) finished its program during run 1 (aie.mlir:{loop}); on "
+        "the NPU the next invocation would hang waiting on @inq: wrap the core body in a "
+        "run-forever loop (scf.for to 9223372036854775807)"
+    )
+    assert isinstance(err.value, DeadlockError)
+
+
+def test_after_a_fault_the_next_run_starts_from_a_loaded_design(libs: dict[str, Path]) -> None:
+    design = load_design(designs.forever(GOOD), libraries=libs)
+    x, y = np.arange(256, dtype=np.int32), np.zeros(256, np.int32)
+    with pytest.raises(RunError):
+        design.run([x[:128].copy(), y])  # a bad buffer is refused before anything runs
+    design.run([x, y])
+    design.run([x, y])
+    short = broken(
+        "[1, 1, 1, 256][0, 0, 0, 1]) {metadata = @inq",
+        "[1, 1, 1, 192][0, 0, 0, 1]) {metadata = @inq",
+        designs.forever(GOOD),
+    )
+    faulty = load_design(short, libraries=libs)
+    with pytest.raises(DeadlockError):
+        faulty.run([x, y])
+    # The stuck core and the FIFOs are reset: the same fault is found again, not a new one.
+    with pytest.raises(DeadlockError, match=r"@inq: 0/2 filled \(produced 3, consumed 3\)"):
+        faulty.run([x, y])
+
+
 def test_faults_are_run_errors() -> None:
-    for fault in (DeadlockError, DmaError, FifoError, IncompleteRunError):
+    for fault in (CoreEndedError, DeadlockError, DmaError, FifoError, IncompleteRunError):
         assert issubclass(fault, EmulationFault) and issubclass(fault, RunError)

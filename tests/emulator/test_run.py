@@ -38,7 +38,7 @@ def test_load_reports_device_and_sequence_arguments(tmp_path: Path) -> None:
 
 
 def test_runs_are_repeatable_with_fresh_inputs(libs: dict[str, Path]) -> None:
-    design = load_design(designs.one_core(k=5), libraries=libs)
+    design = load_design(designs.forever(designs.one_core(k=5)), libraries=libs)
     for _ in range(3):
         x, y = ints(256), np.zeros(256, np.int32)
         design.run([x, y])
@@ -148,7 +148,7 @@ def test_data_movement_only_needs_no_core_library() -> None:
 
 
 def test_core_buffer_and_index_cast(libs: dict[str, Path]) -> None:
-    design = load_design(designs.accumulate(tiles=3), libraries=libs)
+    design = load_design(designs.accumulate(tiles=3, endless=True), libraries=libs)
     assert (design.buffers["acc"] == 7).all()
     for _ in range(2):
         x, y = ints(192), np.zeros(64, np.int32)
@@ -164,6 +164,57 @@ def test_endless_core_loop_parked_at_an_acquire_is_not_an_error(libs: dict[str, 
     x, y = ints(256), np.zeros(256, np.int32)
     design.run([x, y])
     assert np.array_equal(y, x + 1)
+
+
+def _tagging(tiles: int) -> str:
+    """One core, forever: out tile = in tile + 1000 x (the core's loop counter)."""
+    return designs.forever(
+        designs.one_core(
+            tiles=tiles,
+            decl="func.func private @tag_i32(memref<{n}xi32>, memref<{n}xi32>, index) "
+            'attributes {{link_with = "kernels.o"}}',
+            call="func.call @tag_i32(%x, %y, %i) : (memref<{n}xi32>, memref<{n}xi32>, index) -> ()",
+        )
+    )
+
+
+def test_core_programs_carry_on_from_run_to_run(libs: dict[str, Path]) -> None:
+    # The core's loop counter goes on counting across runs: its program started once.
+    design = load_design(_tagging(tiles=2), libraries=libs)
+    for run in range(3):
+        x, y = ints(128), np.zeros(128, np.int32)
+        stats = design.run([x, y])
+        tags = np.repeat([2 * run, 2 * run + 1], 64) * 1000
+        assert np.array_equal(y, x + tags), f"run {run}"
+        assert stats["core_calls"] == 2
+    assert design.runs == 3
+
+
+def test_runs_forever_is_read_from_the_core_body() -> None:
+    assert load_design(_tagging(tiles=2)).model.cores[0].runs_forever
+    assert not load_design(designs.one_core()).model.cores[0].runs_forever
+    # A loop of 2**31 - 1 trips is long, not forever.
+    long = designs.one_core().replace(
+        "%ct = arith.constant 4 : index", "%ct = arith.constant 2147483647 : index"
+    )
+    assert not load_design(long).model.cores[0].runs_forever
+    # Only the outermost loop counts: a forever loop nested in a finite one ends with it.
+    endless = designs.accumulate(endless=True)
+    assert load_design(endless).model.cores[0].runs_forever
+    assert not load_design(designs.accumulate()).model.cores[0].runs_forever
+
+
+def test_per_run_overhead_of_a_forever_core_is_small(libs: dict[str, Path]) -> None:
+    import time
+
+    design = load_design(_tagging(tiles=1), libraries=libs)
+    x, y = ints(64), np.zeros(64, np.int32)
+    design.run([x, y])
+    start = time.perf_counter()
+    for _ in range(200):
+        design.run([x, y])
+    per_run = (time.perf_counter() - start) / 200
+    assert per_run < 1e-3, f"{per_run * 1e6:.0f} us per run"
 
 
 @pytest.mark.parametrize(
