@@ -3,6 +3,9 @@
 A `aiex.npu.dma_memcpy_nd` gives offsets, sizes and strides outermost first ([d3, d2, d1, d0]),
 all in elements of the host memref's element type; d3 is the repeat count. The start address is
 the sum of offset times stride over the dimensions, as mlir-aie's `getOffsetInBytes` computes it.
+
+The limits are those of mlir-aie's `NpuDmaMemcpyNdOp::verify` and `verifyStridesWraps`
+(lib/Dialect/AIEX/IR/AIEXDialect.cpp, 2026), which encode each dimension in 32-bit words.
 """
 
 from collections.abc import Sequence
@@ -11,32 +14,77 @@ import numpy as np
 
 # Shim BD fields address 32-bit words (NPU_FACTS section 2; mlir-aie `getAddressGenGranularity`).
 WORD_BYTES = 4
-# Limits checked by mlir-aie's `NpuDmaMemcpyNdOp::verify` for ND transfers: the d0 and d1
-# wraps are 10-bit (d0 counted in 32-bit words), the repeat count (d3) is at most 64, strides
-# are at most 1M words, and only the repeat dimension may have a zero stride.
+# `verifyStridesWraps` on a shim NOC tile: 10-bit d0/d1 wraps (d0 counted in words) unless the
+# transfer is linear or contiguous, a 6-bit repeat (d3) field, 20-bit step fields (in words).
 MAX_WRAP = 1023
 MAX_REPEAT = 64
 MAX_STRIDE_WORDS = 1 << 20
 MAX_ELEMENT_BYTES = 4
+# A shim tile's DMA has 16 buffer descriptors, ids 0..15 (mlir-aie `getNumBDs` for a shim tile).
+SHIM_BDS = 16
 
 
 def dma_element_indices(
-    offsets: Sequence[int], sizes: Sequence[int], strides: Sequence[int]
+    offsets: Sequence[int],
+    sizes: Sequence[int],
+    strides: Sequence[int],
+    elem_bytes: int = WORD_BYTES,
 ) -> np.ndarray:
-    """The host-buffer element index of each element the transfer moves, in stream order."""
+    """The host-buffer element index of each element the transfer moves, in stream order.
+
+    The DMA moves whole 32-bit words: for elements narrower than a word and a d0 stride other
+    than 1 (a whole number of words, as `check_dma` requires), d0 steps word by word, each step
+    moving the word's `4 / elem_bytes` adjacent elements (mlir-aie encodes d0 as size x width /
+    32 words at stride x width / 32 words, `encodeHardwareStridesWraps`).
+    """
     _check_rank(offsets, sizes, strides)
     base = sum(o * t for o, t in zip(offsets, strides, strict=True))
     index = np.full((1, 1, 1, 1), base, dtype=np.int64)
-    for axis, (size, stride) in enumerate(zip(sizes, strides, strict=True)):
+    for axis in range(3):
         shape = [1, 1, 1, 1]
-        shape[axis] = size
-        index = index + (np.arange(size, dtype=np.int64) * stride).reshape(shape)
-    return index.reshape(-1)
+        shape[axis] = sizes[axis]
+        index = index + (np.arange(sizes[axis], dtype=np.int64) * strides[axis]).reshape(shape)
+    d0 = _d0_offsets(sizes[3], strides[3], elem_bytes)
+    return (index + d0.reshape(1, 1, 1, -1)).reshape(-1)
 
 
-def is_nd(sizes: Sequence[int]) -> bool:
-    """True when the transfer uses d1 or d2, so the d0 wrap limit applies."""
-    return sizes[1] > 1 or sizes[2] > 1
+def _d0_offsets(size: int, stride: int, elem_bytes: int) -> np.ndarray:
+    """Element offsets d0 visits: per element, or per word for narrow elements (see above)."""
+    per_word = WORD_BYTES // elem_bytes if elem_bytes < WORD_BYTES else 1
+    if per_word == 1 or stride == 1 or size % per_word:
+        return np.arange(size, dtype=np.int64) * stride
+    words = np.arange(size // per_word, dtype=np.int64) * stride
+    return (words[:, None] + np.arange(per_word, dtype=np.int64)[None, :]).reshape(-1)
+
+
+def is_contiguous(sizes: Sequence[int], strides: Sequence[int]) -> bool:
+    """True for a row-major scan of d2/d1/d0 (d0 stride 1, each outer stride the product of the
+    inner sizes; a size-1 dimension's stride is never applied, so it does not matter).
+
+    mlir-aie lowers such a transfer, and the linear form [n, 1, 1, len][s, 0, 0, 1], in linear
+    mode, whose length register is wide: the 10-bit d0/d1 wraps do not apply (#2924).
+    """
+    if strides[3] != 1:
+        return False
+    if sizes[2] > 1 and strides[2] != sizes[3]:
+        return False
+    return not (sizes[1] > 1 and strides[1] != sizes[3] * sizes[2])
+
+
+def is_nd(sizes: Sequence[int], strides: Sequence[int]) -> bool:
+    """True when the BD uses its d0/d1/d2 wraps (not linear mode), so their 10-bit limits apply.
+
+    A pattern that is neither the linear form nor a contiguous scan is ND: a d0 stride other
+    than 1, or a d1/d2 of size > 1 whose stride breaks contiguity.
+    """
+    return not is_contiguous(sizes, strides)
+
+
+def check_bd_id(bd: int) -> list[str]:
+    """The problem with a transfer's buffer-descriptor id, if it is not one of the shim's 16."""
+    if 0 <= bd < SHIM_BDS:
+        return []
+    return [f"BD id {bd} is outside 0..{SHIM_BDS - 1} (a shim tile has {SHIM_BDS} descriptors)"]
 
 
 def check_dma(
@@ -57,6 +105,7 @@ def check_dma(
         problems.append("offsets and strides must not be negative")
     if problems:
         return problems
+    names = ("d3", "d2", "d1", "d0")
     base = sum(o * t for o, t in zip(offsets, strides, strict=True))
     if (base * elem_bytes) % WORD_BYTES:
         problems.append(
@@ -67,17 +116,25 @@ def check_dma(
         problems.append(
             f"innermost size {sizes[3]} x {elem_bytes} bytes is not a multiple of 32 bits"
         )
-    if elem_bytes < WORD_BYTES and sizes[3] > 1 and strides[3] != 1:
-        problems.append(
-            f"innermost stride {strides[3]} must be 1 for {8 * elem_bytes}-bit elements "
-            "(the DMA moves 32-bit words)"
-        )
-    for dim in range(3):
-        if sizes[dim] > 1 and (strides[dim] * elem_bytes) % WORD_BYTES:
-            problems.append(f"stride {strides[dim]} of d{3 - dim} is not a multiple of 32 bits")
+    for dim in (1, 2, 3):
+        if sizes[dim] > 1 and strides[dim] == 0:
+            problems.append(
+                f"{names[dim]} has size {sizes[dim]} but stride 0; only the repeat "
+                "dimension (d3) may have a zero stride"
+            )
+    # Every stride but a d0 stride of 1 is encoded in words, whatever its dimension's size.
+    for dim in range(4):
+        if dim == 3 and strides[dim] == 1:
+            continue
+        if (strides[dim] * elem_bytes) % WORD_BYTES:
+            problems.append(
+                f"stride {strides[dim]} of {names[dim]} is {strides[dim] * elem_bytes} bytes, "
+                "not a multiple of 32 bits (every stride but a d0 stride of 1 must be, even "
+                "for a dimension of size 1)"
+            )
     if sizes[0] > MAX_REPEAT:
         problems.append(f"repeat count (d3 size) {sizes[0]} exceeds {MAX_REPEAT}")
-    if is_nd(sizes):
+    if is_nd(sizes, strides):
         if d0_bytes // WORD_BYTES > MAX_WRAP:
             problems.append(
                 f"innermost size {sizes[3]} = {d0_bytes // WORD_BYTES} words exceeds the "
@@ -85,16 +142,15 @@ def check_dma(
             )
         if sizes[2] > MAX_WRAP:
             problems.append(f"d1 size {sizes[2]} exceeds the {MAX_WRAP} limit of an ND transfer")
-        for dim in (1, 2):
-            if sizes[dim] > 1 and strides[dim] == 0:
-                problems.append(
-                    f"d{3 - dim} has size {sizes[dim]} but stride 0; only the repeat "
-                    "dimension (d3) may have a zero stride"
-                )
-    for dim in range(3):
-        if sizes[dim] > 1 and strides[dim] * elem_bytes // WORD_BYTES > MAX_STRIDE_WORDS:
-            problems.append(f"stride {strides[dim]} of d{3 - dim} exceeds {MAX_STRIDE_WORDS} words")
-    last = base + sum((s - 1) * t for s, t in zip(sizes, strides, strict=True))
+    for dim in range(4):
+        applied = sizes[dim] > 1 if dim < 3 else strides[3] * elem_bytes >= WORD_BYTES
+        if applied and strides[dim] * elem_bytes // WORD_BYTES > MAX_STRIDE_WORDS:
+            problems.append(
+                f"stride {strides[dim]} of {names[dim]} exceeds {MAX_STRIDE_WORDS} words"
+            )
+    d0 = _d0_offsets(sizes[3], strides[3], elem_bytes)
+    outer = zip(sizes[:3], strides[:3], strict=True)
+    last = base + int(d0.max()) + sum((s - 1) * t for s, t in outer)
     if last >= buffer_elems:
         problems.append(
             f"reads/writes up to element {last}, beyond the host buffer's {buffer_elems} elements"

@@ -55,7 +55,7 @@ class EmulatedDesign:
             for name, spec in design.buffers.items()
         }
         addresses = {name: int(buf.ctypes.data) for name, buf in self.buffers.items()}
-        self.sequence = SequenceTask(design.sequence, self.channels, self.clock)
+        self.sequence = SequenceTask(design.sequence, self.channels, self.clock, self.source)
         self.cores = [
             CoreTask(spec, self.fifos, addresses, functions or {}, self.source, MAX_ITERATIONS)
             for spec in design.cores

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from runtime.emulator.faults import DmaError
 from runtime.emulator.fifo import Clock, Fifo
 from runtime.emulator.model import SHIM_ROW, TransferSpec, WaitSpec
 from runtime.emulator.scheduler import Steps, Task
@@ -154,7 +155,13 @@ class ShimChannel(Task):
 
 
 class SequenceTask(Task):
-    """The `aie.runtime_sequence`: issues transfers in order and blocks at each dma_wait."""
+    """The `aie.runtime_sequence`: issues transfers in order and blocks at each dma_wait.
+
+    Issuing a transfer writes its buffer descriptor: reusing a BD id on a shim tile while the
+    transfer that used it before is still moving data would overwrite that descriptor under
+    the running DMA, so it is a DmaError. The sequence moves on only at a dma_wait, so a
+    transfer found complete here was complete when the last wait returned.
+    """
 
     name = "runtime sequence"
 
@@ -163,22 +170,33 @@ class SequenceTask(Task):
         steps_: list[TransferSpec | WaitSpec],
         channels: Mapping[str, ShimChannel],
         clock: Clock,
+        source: str = "aie.mlir",
     ) -> None:
         super().__init__()
         self.program = steps_
         self.channels = channels
         self.clock = clock
+        self.source = source
         self.flats: list[np.ndarray] = []
         self.at: WaitSpec | None = None
+        # The last transfer issued with each (shim column, BD id) in this run.
+        self.bds: dict[tuple[int, int], Transfer] = {}
 
     def reset(self) -> None:
         self.at = None
+        self.bds = {}
 
     def steps(self) -> Steps:
         for step in self.program:
             channel = self.channels[step.fifo]
             if isinstance(step, TransferSpec):
-                channel.queue.append(Transfer(step, self.flats[step.arg]))
+                transfer = Transfer(step, self.flats[step.arg])
+                key = (step.column, step.id)
+                earlier = self.bds.get(key)
+                if earlier is not None and not earlier.done:
+                    raise DmaError(self._reused(step, earlier))
+                self.bds[key] = transfer
+                channel.queue.append(transfer)
                 self.clock.ticks += 1
                 continue
             pending = list(channel.queue)
@@ -188,6 +206,15 @@ class SequenceTask(Task):
                 self.at = step
                 yield
             self.at = None
+
+    def _reused(self, step: TransferSpec, earlier: Transfer) -> str:
+        return (
+            f"{self.source}:{step.line}: `aiex.npu.dma_memcpy_nd` on @{step.fifo} reuses BD id "
+            f"{step.id} of the shim tile in column {step.column} while the transfer at line "
+            f"{earlier.spec.line} (on @{earlier.spec.fifo}) that uses it is still in flight "
+            f"(moved {earlier.moved} of {earlier.spec.length} elements, no completed "
+            "dma_wait covers it): give it another id, or wait for that transfer first"
+        )
 
     def waiting(self) -> str | None:
         if self.at is None:

@@ -28,7 +28,7 @@ from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from runtime.emulator import dialect as aie
 from runtime.emulator.attrs import Fail, ints, memref_of, sym
 from runtime.emulator.corebody import CoreCompiler
-from runtime.emulator.dma import check_dma, dma_element_indices
+from runtime.emulator.dma import check_bd_id, check_dma, dma_element_indices
 from runtime.emulator.faults import UnsupportedOpError
 from runtime.emulator.model import (
     MEM_TILE_ROW,
@@ -360,19 +360,31 @@ class _DeviceLowering:
             shape, dtype = memref_of(self.fail, op, arg.type)
             args.append((arg.name_hint or f"arg{arg.index}", dtype, shape))
         steps: list[TransferSpec | WaitSpec] = []
-        issued: set[str] = set()
+        # Transfers issued on each FIFO since the last wait on it: the ones the next wait covers.
+        pending: dict[str, list[TransferSpec]] = {}
         for inner in block.ops:
             if isinstance(inner, aie.DmaMemcpyNdOp):
                 transfer = self._transfer(inner, block, args)
-                issued.add(transfer.fifo)
+                pending.setdefault(transfer.fifo, []).append(transfer)
                 steps.append(transfer)
             elif isinstance(inner, aie.DmaWaitOp):
                 name = sym(inner.attributes.get("symbol"))
                 if name is None or name not in self.fifos:
                     raise self.fail(inner, f"waits on @{name}, which is not an object FIFO")
-                if name not in issued:
+                if name not in pending:
                     raise self.fail(inner, f"waits on @{name} before any transfer on it")
-                steps.append(WaitSpec(line_of(inner), name))
+                covered = pending.pop(name)
+                last = covered[-1] if covered else None
+                problems: tuple[str, ...] = ()
+                if last is not None and last.to_fifo and not last.issue_token:
+                    problems = (
+                        f"waits for the host->device (MM2S) transfer at line {last.line}, which "
+                        "was issued without `issue_token = true`: the shim DMA reports "
+                        "completion of an MM2S transfer only when asked, so on the NPU this "
+                        "wait would never return (or return before that transfer is done)",
+                    )
+                pending[name] = []
+                steps.append(WaitSpec(line_of(inner), name, problems))
             else:
                 raise self.fail(inner, "is not supported in the runtime sequence")
         return args, steps
@@ -391,11 +403,18 @@ class _DeviceLowering:
             raise self.fail(op, f"names metadata @{name}, which is not an object FIFO")
         fifo = self.fifos[name]
         if fifo.producer.row == SHIM_ROW:
-            to_fifo = True
+            to_fifo, shim = True, fifo.producer
         elif any(t.row == SHIM_ROW for t in fifo.consumers):
             to_fifo = False
+            shim = next(t for t in fifo.consumers if t.row == SHIM_ROW)
         else:
             raise self.fail(op, f"names @{name}, which has no shim endpoint")
+        bd_attr = op.attributes.get("id")
+        if not isinstance(bd_attr, IntegerAttr):
+            raise self.fail(op, "needs its buffer descriptor as `id = N : i64`")
+        bd = bd_attr.value.data
+        token_attr = op.attributes.get("issue_token")
+        issue_token = isinstance(token_attr, IntegerAttr) and bool(token_attr.value.data)
         offsets = ints(op.attributes["offsets"])
         sizes = ints(op.attributes["sizes"])
         strides = ints(op.attributes["strides"])
@@ -412,7 +431,7 @@ class _DeviceLowering:
         start = 0
         length = int(np.prod(sizes)) if all(s >= 1 for s in sizes) else 0
         if not problems:
-            idx = dma_element_indices(offsets, sizes, strides)
+            idx = dma_element_indices(offsets, sizes, strides, dtype.itemsize)
             start = int(idx[0])
             contiguous = bool(np.array_equal(idx, np.arange(start, start + length)))
             indices = None if contiguous else idx.astype(np.intp)
@@ -427,7 +446,10 @@ class _DeviceLowering:
             length,
             indices,
             start,
-            problems,
+            problems + tuple(check_bd_id(bd)),
+            id=bd,
+            issue_token=issue_token,
+            column=shim.col,
         )
 
 

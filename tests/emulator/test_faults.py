@@ -51,6 +51,54 @@ def test_out_of_bounds_stride_is_a_dma_error_naming_the_line(libs: dict[str, Pat
     assert "dma_memcpy_nd" in msg and "@inq" in msg and "beyond the host buffer" in msg
 
 
+def test_waiting_on_an_input_without_issue_token_is_a_dma_error(libs: dict[str, Path]) -> None:
+    wait_in = "      aiex.npu.dma_wait {symbol = @inq}\n"
+    wait_out = "      aiex.npu.dma_wait {symbol = @outq}\n"
+    text = broken(wait_out, wait_in + wait_out)
+    run(text, libs)  # with issue_token = true the wait returns
+    untokened = broken(", issue_token = true}", "}", text)
+    with pytest.raises(DmaError) as err:
+        run(untokened, libs)
+    msg = str(err.value)
+    assert f"aie.mlir:{line_of(untokened, 'symbol = @inq')}: `aiex.npu.dma_wait` on @inq" in msg
+    assert f"transfer at line {line_of(untokened, 'metadata = @inq')}" in msg
+    assert "issue_token = true" in msg
+
+
+def test_a_bd_id_outside_the_shims_sixteen_is_a_dma_error(libs: dict[str, Path]) -> None:
+    text = broken("metadata = @outq, id = 0 : i64", "metadata = @outq, id = 16 : i64")
+    with pytest.raises(DmaError, match=r"BD id 16 is outside 0\.\.15") as err:
+        run(text, libs)
+    assert f"aie.mlir:{line_of(text, 'metadata = @outq')}:" in str(err.value)
+
+
+def _two_inputs(middle: str) -> str:
+    """GOOD with %in sent in two transfers on @inq, both with BD id 1, `middle` between them."""
+    return broken(
+        "      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1]) "
+        "{metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi32>\n",
+        "      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 128][0, 0, 0, 1]) "
+        "{metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi32>\n"
+        + middle
+        + "      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 128][1, 1, 1, 128][0, 0, 0, 1]) "
+        "{metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi32>\n",
+    )
+
+
+def test_a_bd_id_reused_while_in_flight_is_a_dma_error(libs: dict[str, Path]) -> None:
+    text = _two_inputs("")
+    with pytest.raises(DmaError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    first, second = (i for i, line in enumerate(text.splitlines(), 1) if "metadata = @inq" in line)
+    assert f"aie.mlir:{second}: `aiex.npu.dma_memcpy_nd` on @inq reuses BD id 1" in msg
+    assert f"the transfer at line {first} (on @inq)" in msg and "still in flight" in msg
+
+
+def test_a_bd_id_may_be_reused_once_its_transfer_is_waited_on(libs: dict[str, Path]) -> None:
+    run(_two_inputs("      aiex.npu.dma_wait {symbol = @inq}\n"), libs)
+
+
 def test_transfer_too_short_deadlocks_naming_the_fifo(libs: dict[str, Path]) -> None:
     text = broken(
         "[1, 1, 1, 256][0, 0, 0, 1]) {metadata = @inq",
