@@ -28,7 +28,7 @@ from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from runtime.emulator import dialect as aie
 from runtime.emulator.attrs import Fail, ints, memref_of, sym
 from runtime.emulator.corebody import CoreCompiler
-from runtime.emulator.dma import check_bd_id, check_dma, dma_element_indices
+from runtime.emulator.dma import WORD_BYTES, check_bd_id, check_dma, dma_element_indices
 from runtime.emulator.faults import UnsupportedOpError
 from runtime.emulator.model import (
     MEM_TILE_ROW,
@@ -218,7 +218,9 @@ class _DeviceLowering:
             dims_attr = op.attributes["dims_to_stream"]
             assert isinstance(dims_attr, ArrayAttr)
             dims = [ints(d) for d in dims_attr.data]
-            order = _stream_order(self.fail, op, name, dims, int(np.prod(shape)))
+            order = _stream_order(
+                self.fail, op, name, dims, int(np.prod(shape)), dtype.itemsize, producer
+            )
         self.fifos[name] = FifoSpec(
             name, line_of(op), producer, consumers, depth, shape, dtype, order
         )
@@ -263,6 +265,13 @@ class _DeviceLowering:
                     f"@{name} ({part.size} elements) and @{whole} ({whole_fifo.size}) "
                     "differ in size; a 1:1 link must move whole elements",
                 )
+        gap = _tiling_problem(
+            [(off, self.fifos[name].size, name) for name, off in zip(parts, offsets, strict=True)],
+            whole,
+            whole_fifo.size,
+        )
+        if gap:
+            raise self.fail(op, gap)
         mems = {self.fifos[s].consumers for s in srcs} | {(self.fifos[d].producer,) for d in dsts}
         if mems != {(mem,)} or mem.row != MEM_TILE_ROW:
             raise self.fail(
@@ -453,12 +462,64 @@ class _DeviceLowering:
         )
 
 
+def _tiling_problem(parts: list[tuple[int, int, str]], whole: str, size: int) -> str | None:
+    """Why the parts (offset, size, name) of a split/join do not tile @whole exactly, or None.
+
+    Each part is a DMA channel of the mem tile reading (split) or writing (join) its slice of
+    the whole element: an overlap would send or write the same values twice, a gap would leave
+    values of every element unsent (split) or never written (join).
+    """
+    end, last = 0, None
+    for off, n, name in sorted(parts):
+        if off < end:
+            assert last is not None
+            return (
+                f"@{name} at offset {off} overlaps @{last}, which covers elements up to "
+                f"{end - 1} of @{whole}; the parts must tile the element exactly"
+            )
+        if off > end:
+            return (
+                f"leaves elements {end}..{off - 1} of @{whole} to no FIFO (@{name} starts at "
+                f"{off}); the parts must tile the element exactly"
+            )
+        end, last = off + n, name
+    if end != size:
+        return (
+            f"leaves elements {end}..{size - 1} of @{whole}'s {size} to no FIFO; the parts must "
+            "tile the element exactly"
+        )
+    return None
+
+
+# The BD limits `verifyStridesWraps` (mlir-aie AIEXDialect.cpp) applies to a tile DMA, by tile
+# kind: the d0/d1 wrap field width and the step (stride) field width, both in 32-bit words;
+# and how many dimensions a BD of that tile takes (`DMABDOp::verify`, AIEDialect.cpp).
+_TILE_BD_LIMITS = {"mem": (10, 17, 4), "core": (8, 13, 3)}
+
+
 def _stream_order(
-    fail: Fail, op: Operation, name: str, dims: list[tuple[int, ...]], size: int
+    fail: Fail,
+    op: Operation,
+    name: str,
+    dims: list[tuple[int, ...]],
+    size: int,
+    elem_bytes: int,
+    tile: Tile,
 ) -> np.ndarray:
-    """Element indices a `dimensionsToStream [<size, stride>...]` pattern reads, in order."""
+    """Element indices a `dimensionsToStream [<size, stride>...]` pattern reads, in order.
+
+    The pattern becomes the producer tile's DMA buffer descriptor, so it must meet the same
+    word rules as a shim transfer: every stride but an innermost stride of 1 a whole number of
+    32-bit words (for narrower elements the innermost stride must be 1), the innermost size a
+    whole number of words, and the wraps and steps within the tile's BD fields.
+    """
     if any(len(d) != 2 or d[0] < 1 or d[1] < 0 for d in dims):
         raise fail(op, f"@{name}: bad dimensionsToStream {dims}")
+    wrap_bits, step_bits, max_dims = _TILE_BD_LIMITS[tile.kind]
+    problems = _stream_problems(dims, elem_bytes, wrap_bits, step_bits, max_dims)
+    if problems:
+        raise fail(op, f"@{name}: dimensionsToStream {_dims_text(dims)} on {tile}: "
+                   + "; ".join(problems))
     index = np.zeros((1,) * len(dims), dtype=np.intp)
     for axis, (n, stride) in enumerate(dims):
         shape = [1] * len(dims)
@@ -472,3 +533,45 @@ def _stream_order(
             f"{int(order.max())}, but an element has {size}",
         )
     return order
+
+
+def _stream_problems(
+    dims: list[tuple[int, ...]], elem_bytes: int, wrap_bits: int, step_bits: int, max_dims: int
+) -> list[str]:
+    """The BD rules a dimensionsToStream pattern breaks (innermost dimension last)."""
+    problems: list[str] = []
+    if elem_bytes > WORD_BYTES:
+        problems.append(f"element width {8 * elem_bytes} bits exceeds the DMA's 32 bits")
+    if len(dims) > max_dims:
+        problems.append(f"{len(dims)} dimensions, more than the {max_dims} a BD here takes")
+    inner_size, inner_stride = dims[-1][0], dims[-1][1]
+    if (inner_size * elem_bytes) % WORD_BYTES:
+        problems.append(
+            f"innermost size {inner_size} x {elem_bytes} bytes is not a multiple of 32 bits"
+        )
+    if elem_bytes < WORD_BYTES and inner_stride != 1:
+        problems.append(
+            f"innermost stride {inner_stride} must be 1 for {8 * elem_bytes}-bit elements "
+            "(the DMA moves 32-bit words)"
+        )
+    max_wrap, max_step = (1 << wrap_bits) - 1, 1 << step_bits
+    for i, (n, stride) in enumerate(dims):
+        where = f"<size = {n}, stride = {stride}>"
+        inner = i == len(dims) - 1
+        if n > 1 and stride < 1:
+            problems.append(f"{where} has a zero stride")
+        if not (inner and stride == 1) and (stride * elem_bytes) % WORD_BYTES:
+            problems.append(
+                f"{where}: stride {stride} x {elem_bytes} bytes is not a multiple of 32 bits "
+                "(every stride but an innermost 1 must be, even for a size of 1)"
+            )
+        wrap = n * elem_bytes // WORD_BYTES if inner else n
+        if i >= len(dims) - 2 and wrap > max_wrap:
+            problems.append(f"{where}: size exceeds the {max_wrap} a BD wrap here holds")
+        if n > 1 and stride * elem_bytes // WORD_BYTES > max_step:
+            problems.append(f"{where}: stride exceeds the {max_step} words a BD step here holds")
+    return problems
+
+
+def _dims_text(dims: list[tuple[int, ...]]) -> str:
+    return "[" + ", ".join(f"<size = {d[0]}, stride = {d[1]}>" for d in dims) + "]"

@@ -100,6 +100,33 @@ def test_a_link_whose_parts_do_not_fit_is_refused() -> None:
     assert f"aie.mlir:{line_of(text, 'objectfifo.link [@in]')}:" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("offsets", "message"),
+    [
+        ("[0, 32]", "@in1 at offset 32 overlaps @in0"),
+        ("[0, 0]", "overlaps"),
+        ("[32, 64]", "leaves elements 0..31 of @in to no FIFO"),
+    ],
+)
+def test_split_offsets_must_tile_the_element(offsets: str, message: str) -> None:
+    text = broken("([] [0, 64])", f"([] {offsets})", designs.split_join())
+    with pytest.raises(UnsupportedOpError, match=message) as err:
+        load_design(text)
+    assert f"aie.mlir:{line_of(text, 'objectfifo.link [@in]')}:" in str(err.value)
+
+
+def test_join_offsets_must_tile_the_element() -> None:
+    # A 32-element second part leaves the last 32 of the 128 elements of @out unwritten.
+    text = broken(
+        "aie.objectfifo @out1(%c3, {%mem}, 2 : i32) : !aie.objectfifo<memref<64xi32>>",
+        "aie.objectfifo @out1(%c3, {%mem}, 2 : i32) : !aie.objectfifo<memref<32xi32>>",
+        designs.split_join(),
+    )
+    with pytest.raises(UnsupportedOpError, match=r"leaves elements 96\.\.127 of @out's 128") as err:
+        load_design(text)
+    assert f"aie.mlir:{line_of(text, 'objectfifo.link [@out0')}:" in str(err.value)
+
+
 def test_a_missing_host_library_is_named(tmp_path: Path) -> None:
     with pytest.raises(DesignError, match=r"links with 'kernels\.o', but no host library"):
         load_design(GOOD, libraries={"other.o": tmp_path / "libother.so"})
@@ -131,3 +158,35 @@ def test_a_buffer_of_another_tile_is_refused() -> None:
     with pytest.raises(UnsupportedOpError, match="only a core's own buffers") as err:
         load_design(text)
     assert f"aie.mlir:{line_of(text, 'func.call')}:" in str(err.value)
+
+
+def _moved_through_mem_tile(elem: str, n: int, dims: str) -> str:
+    """Host -> mem tile -> host, the mem tile streaming each element out through `dims`."""
+    return designs.DATA_MOVEMENT_ONLY.replace("4x16xi32", f"{n}x{elem}").replace(
+        "[<size = 16, stride = 1>, <size = 4, stride = 16>]", dims
+    ).replace("192xi32", f"{3 * n}x{elem}").replace("1, 192]", f"1, {3 * n}]")
+
+
+@pytest.mark.parametrize(
+    ("elem", "dims", "message"),
+    [
+        # A stride is a whole number of words even where its size is 1 (verifyStridesWraps).
+        ("i8", "[<size = 1, stride = 3>, <size = 64, stride = 1>]", "stride 3 x 1 bytes"),
+        ("i16", "[<size = 1, stride = 5>, <size = 64, stride = 1>]", "stride 5 x 2 bytes"),
+        ("i16", "[<size = 2, stride = 32>, <size = 32, stride = 2>]", "innermost stride 2"),
+        ("i8", "[<size = 32, stride = 2>, <size = 2, stride = 1>]", "innermost size 2 x 1"),
+        ("i32", "[<size = 2, stride = 0>, <size = 32, stride = 1>]", "zero stride"),
+    ],
+)
+def test_dimensions_to_stream_follow_the_bd_word_rules(elem: str, dims: str, message: str) -> None:
+    text = _moved_through_mem_tile(elem, 64, dims)
+    assert dims in text
+    with pytest.raises(UnsupportedOpError, match=message) as err:
+        load_design(text)
+    assert f"aie.mlir:{line_of(text, 'dimensionsToStream')}:" in str(err.value)
+
+
+def test_word_aligned_dimensions_to_stream_on_narrow_elements_load() -> None:
+    # 64 int8 as 16 rows of 4 bytes, read column-word by column-word: strides of 4 bytes.
+    dims = "[<size = 2, stride = 32>, <size = 32, stride = 1>]"
+    load_design(_moved_through_mem_tile("i8", 64, dims))
