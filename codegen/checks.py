@@ -6,6 +6,7 @@ checks see what the template actually rendered, not what the spec intended:
 - every DMA transfer within the shim limits and inside its host buffer;
 - every output element written, every input element read;
 - the functions called are the kernel's, linked from its object;
+- every core runs forever (its program starts once per xclbin load);
 - each core's data memory (FIFO buffers, tile buffers, tables, stack) within 64 KiB, each mem
   tile's within 512 KiB, the stack set explicitly, and the spec's memory plan equal to it.
 """
@@ -22,7 +23,7 @@ from runtime.emulator.model import Design, Tile, TransferSpec
 from runtime.emulator.reader import parse_design
 from runtime.errors import DesignError
 
-CHECKS_VERSION = "2"
+CHECKS_VERSION = "3"
 DESIGN_FILE = "aie.mlir"
 
 
@@ -40,6 +41,7 @@ def check_design(spec: KernelSpec, design_text: str) -> list[str]:
         check_transfers(design),
         check_coverage(spec, design),
         check_functions(spec, design),
+        check_cores_run_forever(design),
         check_memory(spec, design),
     ]
 
@@ -116,6 +118,16 @@ def check_functions(spec: KernelSpec, design: Design) -> str:
             raise _fail(f"line {fn.line}: @{name} links {fn.link_with!r}, the core object is "
                         f"{spec.object_name!r}")
     return f"core functions {', '.join(sorted(design.funcs))} from {spec.object_name}"
+
+
+def check_cores_run_forever(design: Design) -> str:
+    """A core program starts once per xclbin load and must serve every invocation."""
+    for core in design.cores:
+        if not core.runs_forever:
+            raise _fail(f"line {core.line}: {core.tile}'s program ends; on the NPU it starts once "
+                        "per xclbin load, so the next invocation would hang on its FIFOs "
+                        "(mlir-aie #2878): wrap the body in scf.for to 9223372036854775807")
+    return f"{len(design.cores)} core(s) run forever"
 
 
 def design_memory(spec: KernelSpec, design: Design) -> dict[Tile, int]:

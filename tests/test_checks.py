@@ -59,6 +59,8 @@ def attention_text() -> str:
      "the spec's memory plan"),
     (r"aie.device\(npu1_1col\)", "aie.device(npu2_1col)", "device npu2_1col but the spec"),
     (r"link_with = \"attention.o\"", 'link_with = "other.o"', "links 'other.o'"),
+    (r"arith.constant 9223372036854775807 : index", "arith.constant 2 : index",
+     "tile(0, 2)'s program ends; on the NPU it starts once per xclbin load"),
 ])
 def test_broken_copies_fail_with_the_limit(attention_text: str, pattern: str, repl: str,
                                            message: str) -> None:
