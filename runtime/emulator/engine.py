@@ -91,7 +91,9 @@ class EmulatedDesign:
         `buffers` are numpy arrays in sequence-argument order, of the argument's dtype and
         element count (any shape), C-contiguous. Returns statistics: `core_calls`,
         `bytes_to_device`, `bytes_from_device`, `transfers`, `scheduler_passes`.
-        Raises an EmulationFault (DmaError, FifoError, DeadlockError, IncompleteRunError).
+        Raises an EmulationFault (DmaError, FifoError, DeadlockError, IncompleteRunError, and
+        CoreEndedError when a core's program ended in an earlier run: on the NPU the program
+        runs once per load, so this invocation would hang).
         """
         if self._dma_faults:
             raise DmaError("\n".join(self._dma_faults))
@@ -190,7 +192,15 @@ class EmulatedDesign:
         for core in self.cores:
             where = core.waiting()
             if not core.finished and not core.idle_forever():
-                problems.append(f"{where or core.name}; the core never finished")
+                if core.endless:
+                    held = ", ".join(core.held()) or "nothing"
+                    problems.append(
+                        f"{where or core.name}; the core stopped inside its run-forever loop "
+                        f"holding {held}: between invocations it must be parked at an acquire "
+                        "holding nothing"
+                    )
+                else:
+                    problems.append(f"{where or core.name}; the core never finished")
             elif core.finished and where:
                 problems.append(where)
         for fifo in self.fifos.values():

@@ -258,6 +258,24 @@ def test_after_a_fault_the_next_run_starts_from_a_loaded_design(libs: dict[str, 
         faulty.run([x, y])
 
 
+def test_a_forever_core_stopped_mid_iteration_is_incomplete(libs: dict[str, Path]) -> None:
+    # The core takes its output buffer before its input: after the last tile of the run it
+    # holds a buffer of @outq while it waits for the next input.
+    take_in = (
+        "        %a = aie.objectfifo.acquire @inq(Consume, 1) : "
+        "!aie.objectfifosubview<memref<64xi32>>\n"
+        "        %x = aie.objectfifo.subview.access %a[0] : "
+        "!aie.objectfifosubview<memref<64xi32>> -> memref<64xi32>\n"
+    )
+    text = broken(take_in, "", designs.forever(GOOD))
+    text = broken("        func.call", take_in + "        func.call", text)
+    with pytest.raises(IncompleteRunError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert "stopped inside its run-forever loop holding 1 of @outq (Produce)" in msg
+    assert f"waits at line {line_of(text, 'acquire @inq')}" in msg
+
+
 def test_faults_are_run_errors() -> None:
     for fault in (CoreEndedError, DeadlockError, DmaError, FifoError, IncompleteRunError):
         assert issubclass(fault, EmulationFault) and issubclass(fault, RunError)
