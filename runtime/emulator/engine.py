@@ -193,10 +193,10 @@ class EmulatedDesign:
             where = core.waiting()
             if not core.finished and not core.idle_forever():
                 if core.endless:
-                    held = ", ".join(core.held()) or "nothing"
+                    holds = ", ".join(core.held()) or "nothing"
                     problems.append(
                         f"{where or core.name}; the core stopped inside its run-forever loop "
-                        f"holding {held}: between invocations it must be parked at an acquire "
+                        f"holding {holds}: between invocations it must be parked at an acquire "
                         "holding nothing"
                     )
                 else:
