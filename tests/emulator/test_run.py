@@ -110,6 +110,16 @@ def test_mem_tile_split_and_join_with_two_cores(libs: dict[str, Path]) -> None:
     assert stats["core_calls"] == 8
 
 
+def test_links_and_cores_keep_their_state_from_run_to_run(libs: dict[str, Path]) -> None:
+    design = load_design(designs.forever(designs.split_join(tiles=2)), libraries=libs)
+    for _ in range(3):
+        x, y = ints(256), np.zeros(256, np.int32)
+        design.run([x, y])
+        expect = x.reshape(2, 2, 64) + np.array([1, 2]).reshape(1, 2, 1)
+        assert np.array_equal(y.reshape(2, 2, 64), expect)
+    assert all(f.produced == 6 for name, f in design.fifos.items() if name in ("in0", "out1"))
+
+
 def test_two_cores_in_a_pipeline(libs: dict[str, Path]) -> None:
     design = load_design(designs.pipeline(tiles=5), libraries=libs)
     x, y = ints(320), np.zeros(320, np.int32)
