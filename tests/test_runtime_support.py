@@ -98,13 +98,18 @@ def standin_design(symbol: str = "add_one", order: tuple[str, str] = ("in", "out
     aie.objectfifo @outq(%core, {{%shim}}, 2 : i32) : {of}
     func.func private @{symbol}({ty}, {ty}) attributes {{link_with = "standin.o"}}
     aie.core(%core) {{
-      %a = aie.objectfifo.acquire @inq(Consume, 1) : {sv}
-      %x = aie.objectfifo.subview.access %a[0] : {sv} -> {ty}
-      %b = aie.objectfifo.acquire @outq(Produce, 1) : {sv}
-      %y = aie.objectfifo.subview.access %b[0] : {sv} -> {ty}
-      func.call @{symbol}(%x, %y) : ({ty}, {ty}) -> ()
-      aie.objectfifo.release @inq(Consume, 1)
-      aie.objectfifo.release @outq(Produce, 1)
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %forever = arith.constant 9223372036854775807 : index
+      scf.for %i = %c0 to %forever step %c1 {{
+        %a = aie.objectfifo.acquire @inq(Consume, 1) : {sv}
+        %x = aie.objectfifo.subview.access %a[0] : {sv} -> {ty}
+        %b = aie.objectfifo.acquire @outq(Produce, 1) : {sv}
+        %y = aie.objectfifo.subview.access %b[0] : {sv} -> {ty}
+        func.call @{symbol}(%x, %y) : ({ty}, {ty}) -> ()
+        aie.objectfifo.release @inq(Consume, 1)
+        aie.objectfifo.release @outq(Produce, 1)
+      }}
       aie.end
     }} {{stack_size = 1024 : i32}}
     aie.runtime_sequence({", ".join(f"%{n} : {ty}" for n in order)}) {{
