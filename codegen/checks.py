@@ -19,11 +19,11 @@ import numpy as np
 
 from codegen.spec import CORE_MEMORY, MEM_TILE_MEMORY, KernelSpec
 from runtime.emulator.lower import lower
-from runtime.emulator.model import Design, Tile, TransferSpec
+from runtime.emulator.model import Design, Tile, TransferSpec, WaitSpec
 from runtime.emulator.reader import parse_design
 from runtime.errors import DesignError
 
-CHECKS_VERSION = "3"
+CHECKS_VERSION = "4"
 DESIGN_FILE = "aie.mlir"
 
 
@@ -83,7 +83,19 @@ def check_transfers(design: Design) -> str:
     for t in transfers:
         if t.problems:
             raise _fail(f"line {t.line}: dma_memcpy_nd on @{t.fifo}: {'; '.join(t.problems)}")
-    return f"{len(transfers)} DMA transfers within the shim limits"
+    unwaited: dict[str, TransferSpec] = {}
+    for step in design.sequence:
+        if isinstance(step, WaitSpec):
+            if step.problems:
+                raise _fail(f"line {step.line}: dma_wait on @{step.fifo}: "
+                            f"{'; '.join(step.problems)}")
+            unwaited.pop(step.fifo, None)
+        elif not step.to_fifo:
+            unwaited[step.fifo] = step
+    for t in unwaited.values():
+        raise _fail(f"line {t.line}: the transfer from @{t.fifo} to the host is never waited on: "
+                    "the host could read its output before it arrives")
+    return f"{len(transfers)} DMA transfers within the shim limits, every wait can complete"
 
 
 def _indices(t: TransferSpec) -> np.ndarray:

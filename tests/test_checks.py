@@ -59,6 +59,10 @@ def attention_text() -> str:
      "the spec's memory plan"),
     (r"aie.device\(npu1_1col\)", "aie.device(npu2_1col)", "device npu2_1col but the spec"),
     (r"link_with = \"attention.o\"", 'link_with = "other.o"', "links 'other.o'"),
+    (r"aiex.npu.dma_wait \{symbol = @outq\}", "aiex.npu.dma_wait {symbol = @inq}",
+     "the transfer from @outq to the host is never waited on"),
+    (r", issue_token = true\}(.*)\n(.*)\n", r"}\1\n\2\n      aiex.npu.dma_wait {symbol = @inq}\n",
+     "dma_wait on @inq"),
     (r"arith.constant 9223372036854775807 : index", "arith.constant 2 : index",
      "tile(0, 2)'s program ends; on the NPU it starts once per xclbin load"),
 ])
