@@ -7,6 +7,7 @@ checks see what the template actually rendered, not what the spec intended:
 - every output element written, every input element read;
 - the functions called are the kernel's, linked from its object;
 - every core runs forever (its program starts once per xclbin load);
+- at most 2 DMA channels per direction on each shim and core tile;
 - each core's data memory (FIFO buffers, tile buffers, tables, stack) within 64 KiB, each mem
   tile's within 512 KiB, the stack set explicitly, and the spec's memory plan equal to it.
 """
@@ -23,7 +24,7 @@ from runtime.emulator.model import Design, Tile, TransferSpec, WaitSpec
 from runtime.emulator.reader import parse_design
 from runtime.errors import DesignError
 
-CHECKS_VERSION = "4"
+CHECKS_VERSION = "5"
 DESIGN_FILE = "aie.mlir"
 
 
@@ -42,6 +43,7 @@ def check_design(spec: KernelSpec, design_text: str) -> list[str]:
         check_coverage(spec, design),
         check_functions(spec, design),
         check_cores_run_forever(design),
+        check_dma_channels(design),
         check_memory(spec, design),
     ]
 
@@ -130,6 +132,28 @@ def check_functions(spec: KernelSpec, design: Design) -> str:
             raise _fail(f"line {fn.line}: @{name} links {fn.link_with!r}, the core object is "
                         f"{spec.object_name!r}")
     return f"core functions {', '.join(sorted(design.funcs))} from {spec.object_name}"
+
+
+# NPU_FACTS 1: each shim tile has 2 MM2S and 2 S2MM DMA channels; AIE2 compute tiles too.
+DMA_CHANNELS = 2
+
+
+def check_dma_channels(design: Design) -> str:
+    """Each object FIFO end on a shim or core tile takes one DMA channel of that direction."""
+    out_channels: dict[Tile, list[str]] = defaultdict(list)  # MM2S: the tile sends
+    in_channels: dict[Tile, list[str]] = defaultdict(list)  # S2MM: the tile receives
+    for fifo in design.fifos.values():
+        if fifo.producer.kind != "mem":
+            out_channels[fifo.producer].append(fifo.name)
+        for consumer in fifo.consumers:
+            if consumer.kind != "mem":
+                in_channels[consumer].append(fifo.name)
+    for what, table in (("MM2S (outgoing)", out_channels), ("S2MM (incoming)", in_channels)):
+        for tile, names in sorted(table.items()):
+            if len(names) > DMA_CHANNELS:
+                raise _fail(f"{tile} needs {len(names)} {what} DMA channels for "
+                            f"{', '.join('@' + n for n in names)}; it has {DMA_CHANNELS}")
+    return "DMA channels within 2 per direction per tile"
 
 
 def check_cores_run_forever(design: Design) -> str:

@@ -120,3 +120,14 @@ def test_every_accepted_parameter_set_renders_a_design_that_passes(kernel: str,
         return
     event("accepted")
     check_design(spec, render(spec).files[DESIGN_NAME])
+
+
+def test_three_inputs_on_one_shim_exceed_its_channels() -> None:
+    """A shim tile has two MM2S channels (NPU_FACTS 1): a third host input cannot stream."""
+    spec = spec_from_params("matmul", {})
+    text = render(spec).files[DESIGN_NAME]
+    extra = ("    aie.objectfifo @d0(%shim0, {%core0}, 2 : i32) : "
+             "!aie.objectfifo<memref<4096xi8>>\n")
+    text = broken(text, r"(    %acc0 = aie.buffer)", extra + r"\1")
+    with pytest.raises(DesignError, match=r"tile\(0, 0\) needs 3 MM2S \(outgoing\) DMA channels"):
+        check_design(spec, text)
