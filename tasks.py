@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from invoke import Argument, Exit, Task, task
+from invoke import Argument, Exit, ParseError, Task, task
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent
@@ -34,6 +34,13 @@ class _OptionalPositional(Argument):
     @value.setter
     def value(self, arg: Any) -> None:
         self.set_value(arg, cast=True)
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        if isinstance(value, str) and value.startswith("-"):
+            # The parser offers a positional the core flags it cannot place, e.g. --help.
+            raise ParseError(f"{value!r} is not a kernel name; for a task's flags, "
+                             "run `invoke --help <task>`")
+        super().set_value(value, cast)
 
 
 def _called_from(name: str, depth: int = 8) -> bool:

@@ -28,6 +28,7 @@ def invoke(*args: str, build_dir: Path) -> subprocess.CompletedProcess[str]:
     (["build", "attention", "--all"], "error: give one kernel (attention, gelu"),
     (["build"], "error: give one kernel (attention, gelu"),
     (["test-hw", "--seeds", "1", "--backend", "emu"], "--seeds 1 is too few"),
+    (["test-hw", "--help"], "'--help' is not a kernel name; for a task's flags, run"),
 ])
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     proc = invoke(*args, build_dir=tmp_path)
