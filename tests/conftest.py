@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -62,6 +63,22 @@ def variant(request: pytest.FixtureRequest,
     """(spec, build) of each test variant in turn."""
     result = emu_builds[request.param]
     return spec_from_params(result.manifest.kernel, result.manifest.params), result
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The fake pyxrt installed as `pyxrt` for this test."""
+    from tests.test_runtime_support import install_fake_pyxrt
+
+    return install_fake_pyxrt(monkeypatch)
+
+
+@pytest.fixture
+def artifact(fake: ModuleType, tmp_path: Path) -> Path:
+    """The stand-in add-one artifact (design, host core, fake xclbin and insts)."""
+    from tests.test_runtime_support import make_standin
+
+    return make_standin(tmp_path / "standin")
 
 
 @pytest.fixture

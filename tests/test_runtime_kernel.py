@@ -13,22 +13,11 @@ from runtime.kernel import NpuKernel
 from tests.test_runtime_support import (
     N,
     emu_of,
-    install_fake_pyxrt,
     make_standin,
     standin_buffers,
 )
 
 X = np.arange(-32, 32, dtype=np.int8)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return install_fake_pyxrt(monkeypatch)
-
-
-@pytest.fixture
-def artifact(fake: ModuleType, tmp_path: Path) -> Path:
-    return make_standin(tmp_path / "standin")
 
 
 @pytest.fixture(params=["xrt", "emu"])

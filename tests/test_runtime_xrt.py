@@ -15,22 +15,11 @@ from runtime.xrt import BO_FLAG_MESSAGE, BoLayout, NoDeviceError
 from tests.test_runtime_support import (
     N,
     hide_pyxrt,
-    install_fake_pyxrt,
     make_standin,
     xrt_of,
 )
 
 X = np.arange(-32, 32, dtype=np.int8)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return install_fake_pyxrt(monkeypatch)
-
-
-@pytest.fixture
-def artifact(fake: ModuleType, tmp_path: Path) -> Path:
-    return make_standin(tmp_path / "standin")
 
 
 def test_baseline_layout_groups_flags_and_words(fake: ModuleType, artifact: Path) -> None:
