@@ -69,36 +69,34 @@ def _parse_element_memref(parser: AttrParser) -> MemRefType:
     return elem
 
 
+class _ElementTyped:
+    """Parsing and printing of a type whose one parameter is a memref: `!name<memref<...>>`."""
+
+    element: MemRefType
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> tuple[MemRefType]:
+        return (_parse_element_memref(parser),)
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_attribute(self.element)
+
+
 @irdl_attr_definition
-class ObjectFifoType(ParametrizedAttribute, TypeAttribute):
+class ObjectFifoType(_ElementTyped, ParametrizedAttribute, TypeAttribute):
     """`!aie.objectfifo<memref<...>>`: the type of an object FIFO, by its element."""
 
     name = "aie.objectfifo"
     element: MemRefType
 
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> tuple[MemRefType]:
-        return (_parse_element_memref(parser),)
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            printer.print_attribute(self.element)
-
 
 @irdl_attr_definition
-class ObjectFifoSubviewType(ParametrizedAttribute, TypeAttribute):
+class ObjectFifoSubviewType(_ElementTyped, ParametrizedAttribute, TypeAttribute):
     """`!aie.objectfifosubview<memref<...>>`: what an acquire returns."""
 
     name = "aie.objectfifosubview"
     element: MemRefType
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> tuple[MemRefType]:
-        return (_parse_element_memref(parser),)
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            printer.print_attribute(self.element)
 
 
 class _AieOp(IRDLOperation):
