@@ -131,3 +131,23 @@ def test_three_inputs_on_one_shim_exceed_its_channels() -> None:
     text = broken(text, r"(    %acc0 = aie.buffer)", extra + r"\1")
     with pytest.raises(DesignError, match=r"tile\(0, 0\) needs 3 MM2S \(outgoing\) DMA channels"):
         check_design(spec, text)
+
+
+def test_one_wait_for_two_output_transfers_is_refused() -> None:
+    """A dma_wait covers one transfer's token on the NPU: splitting the output needs two waits."""
+    spec = spec_from_params("attention", {"tiles": "2"})
+    text = render(spec).files[DESIGN_NAME]
+    split = (
+        "aiex.npu.dma_memcpy_nd(%out[0, 0, 0, 0][1, 1, 1, 4096][0, 0, 0, 1]) "
+        "{metadata = @outq, id = 0 : i64} : memref<8192xi8>\n"
+        "      aiex.npu.dma_memcpy_nd(%out[0, 0, 0, 4096][1, 1, 1, 4096][0, 0, 0, 1]) "
+        "{metadata = @outq, id = 2 : i64} : memref<8192xi8>"
+    )
+    text = broken(text, r"aiex\.npu\.dma_memcpy_nd\(%out\[0, 0, 0, 0\]\[1, 1, 1, 8192\]"
+                        r"\[0, 0, 0, 1\]\) \{metadata = @outq, id = 0 : i64\} : memref<8192xi8>",
+                  split)
+    with pytest.raises(DesignError, match=r"covers 2 device->host transfers on @outq"):
+        check_design(spec, text)
+    waited = broken(text, r"(\n      aiex\.npu\.dma_memcpy_nd\(%out\[0, 0, 0, 4096\])",
+                    r"\n      aiex.npu.dma_wait {symbol = @outq}\1")
+    check_design(spec, waited)

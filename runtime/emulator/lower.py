@@ -392,6 +392,17 @@ class _DeviceLowering:
                         "completion of an MM2S transfer only when asked, so on the NPU this "
                         "wait would never return (or return before that transfer is done)",
                     )
+                outgoing = [t for t in covered if not t.to_fifo]
+                if len(outgoing) > 1:
+                    # A wait lowers to one sync on the channel's task-completion token, so it
+                    # covers one transfer: the host may read before the others land
+                    # (mlir-aie issue #2187: zeros from the second transfer on).
+                    lines = ", ".join(str(t.line) for t in outgoing)
+                    problems += (
+                        f"covers {len(outgoing)} device->host transfers on @{name} (lines "
+                        f"{lines}), but on the NPU a dma_wait waits for one transfer's token: "
+                        "wait after each transfer",
+                    )
                 pending[name] = []
                 steps.append(WaitSpec(line_of(inner), name, problems))
             else:
