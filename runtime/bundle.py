@@ -98,11 +98,13 @@ def check_sums(path: Path, digest: str) -> None:
         )
 
 
-def verify_bundle(path: str | Path, dest: str | Path | None = None) -> BundleInfo:
+def verify_bundle(path: str | Path, dest: str | Path | None = None, *,
+                  allow_unverified: bool = True) -> BundleInfo:
     """Verify a bundle completely; with `dest`, leave the artifact directory there.
 
     Extraction goes to a temporary directory beside `dest` (or a scratch one) that is renamed to
-    `dest` only once every check passed, so a rejected bundle leaves nothing behind.
+    `dest` only once every check passed, so a rejected bundle leaves nothing behind. Without
+    `allow_unverified`, a bundle not verified on an NPU is one of the rejected.
     """
     path = Path(path)
     if not path.is_file():
@@ -117,6 +119,8 @@ def verify_bundle(path: str | Path, dest: str | Path | None = None) -> BundleInf
         _extract(path, tmp)
         manifest, info = _check_contents(path, tmp)
         _lint(path, tmp, manifest)
+        if not allow_unverified:
+            require_verified(path, info)
         if dest is None:
             return BundleInfo(path, digest, manifest, info, None)
         target = Path(dest)
@@ -294,8 +298,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "npukit" / "bundles"
 
 
-def open_bundle(path: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """A verified artifact directory for bundle `path`, extracted once per bundle sha256."""
+def open_bundle(path: str | Path, cache_dir: str | Path | None = None, *,
+                allow_unverified: bool = False) -> Path:
+    """A verified artifact directory for bundle `path`, extracted once per bundle sha256.
+
+    A bundle not verified on an NPU is refused unless `allow_unverified`.
+    """
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such bundle file")
@@ -303,10 +311,12 @@ def open_bundle(path: str | Path, cache_dir: str | Path | None = None) -> Path:
     check_sums(path, digest)
     target = Path(cache_dir or default_cache_dir()) / digest
     if _usable(target):
+        if not allow_unverified:
+            require_verified(path, json.loads((target / BUNDLE_INFO_NAME).read_text()))
         return target
     shutil.rmtree(target, ignore_errors=True)
     try:
-        verify_bundle(path, target)
+        verify_bundle(path, target, allow_unverified=allow_unverified)
     except ArtifactError:
         if _usable(target):  # another process extracted the same bundle meanwhile
             return target
@@ -322,22 +332,24 @@ def _usable(directory: Path) -> bool:
     return (directory / BUNDLE_INFO_NAME).is_file()
 
 
+def require_verified(path: Path, info: dict[str, Any]) -> None:
+    """A bundle holds code that will run: one not verified on an NPU is refused."""
+    verification = info["verification"]
+    if verification["status"] != "verified":
+        raise ArtifactError(
+            f"{path}: the bundle is intact but {verification['status']} "
+            f"({verification.get('reason') or 'no passing NPU report'}); "
+            "pass --allow-unverified (allow_unverified=True from Python) to use it anyway"
+        )
+
+
 def resolve_artifact(path: str | Path, *, allow_unverified: bool = False) -> Path:
     """`path` itself for an artifact directory; the cached, verified extraction for a bundle.
 
-    A bundle holds code that will run (the host core library, the xclbin): one that was not
-    verified on an NPU is refused unless `allow_unverified`. Checksums catch corruption, not a
-    forger who rewrites them too: load bundles only from a source you trust.
+    Checksums catch corruption, not a forger who rewrites them too: load bundles only from a
+    source you trust.
     """
     path = Path(path)
     if not (path.is_file() and path.name.endswith(BUNDLE_SUFFIX)):
         return path
-    target = open_bundle(path)
-    verification = json.loads((target / BUNDLE_INFO_NAME).read_text())["verification"]
-    if verification["status"] != "verified" and not allow_unverified:
-        raise ArtifactError(
-            f"{path}: the bundle is {verification['status']} "
-            f"({verification.get('reason') or 'no passing NPU report'}); "
-            "pass allow_unverified=True to load it anyway"
-        )
-    return target
+    return open_bundle(path, allow_unverified=allow_unverified)

@@ -330,9 +330,26 @@ def test_an_unverified_bundle_is_not_loaded_unless_allowed(
     build(spec_from_params("attention"), root, target="emu")
     (bundle,) = [b.path for b in publish(["attention"], VERSION, tmp_path / "dist",
                                          build_root=root, allow_unverified=True)]
-    with pytest.raises(ArtifactError, match=r"the bundle is unverified .*emulation-only"):
+    with pytest.raises(ArtifactError, match=r"intact but unverified .*emulation-only"):
         NpuKernel.load(bundle, backend="emu")
     spec = spec_from_params("attention")
     with NpuKernel.load(bundle, backend="emu", allow_unverified=True) as kernel:
         inputs = spec.random_inputs(seed=3)
         np.testing.assert_array_equal(kernel(inputs)[0], spec.golden(inputs)[0])
+
+
+def test_refusing_an_unverified_bundle_extracts_nothing_and_open_bundle_checks_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NPUKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "build"
+    build(spec_from_params("gelu", {"length": "256"}), root, target="emu")
+    (bundle,) = [b.path for b in publish(["gelu"], VERSION, tmp_path / "dist",
+                                         build_root=root, allow_unverified=True)]
+    dest = tmp_path / "out" / "artifact"
+    with pytest.raises(ArtifactError, match="intact but unverified"):
+        verify_bundle(bundle, dest, allow_unverified=False)
+    assert not dest.exists() and list((tmp_path / "out").iterdir()) == []
+    for _ in range(2):  # a fresh extraction, then the cached one: both refuse
+        with pytest.raises(ArtifactError, match="intact but unverified"):
+            open_bundle(bundle)
+        open_bundle(bundle, allow_unverified=True)
