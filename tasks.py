@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -66,7 +67,7 @@ class _KernelTask(Task):
         ]
 
 
-def _count(flag: str, text: Any, minimum: int) -> int:
+def _count(flag: str, text: Any, minimum: int, maximum: int = 1_000_000) -> int:
     """A whole-number flag, checked here so a typo is one line rather than invoke's traceback."""
     from runtime.errors import NpukitError
 
@@ -74,8 +75,8 @@ def _count(flag: str, text: Any, minimum: int) -> int:
         value = int(str(text))
     except ValueError:
         raise NpukitError(f"--{flag} {text!r} is not a whole number") from None
-    if value < minimum:
-        raise NpukitError(f"--{flag} {value} is below the minimum {minimum}")
+    if not minimum <= value <= maximum:
+        raise NpukitError(f"--{flag} {value} is outside {minimum}..{maximum}")
     return value
 
 
@@ -90,6 +91,11 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except NpukitError as e:
             console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise Exit(code=1) from None
+        except OSError as e:  # a path the user gave that cannot be written or read
+            where = f"{e.filename}: " if e.filename else ""
+            console.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False,
+                          soft_wrap=True)
             raise Exit(code=1) from None
 
     return wrapper
@@ -152,7 +158,7 @@ def clean(c, dist=False):
 @task(help={"args": "extra pytest arguments, e.g. -k attention"})
 def test(c, args=""):
     """Run the test suite (pytest)."""
-    cmd = [sys.executable, "-m", "pytest", *args.split()]
+    cmd = [sys.executable, "-m", "pytest", *shlex.split(args)]
     code = subprocess.call(cmd, cwd=ROOT)
     if code:
         raise Exit(code=code)
@@ -176,8 +182,11 @@ def test_hw(c, kernel=None, backend="auto", seeds="4", iterations="50", report="
     from codegen.cli import BUILD_ROOT
     from codegen.testhw import run_test_hw
 
-    code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend,
-                       _count("seeds", seeds, 1), _count("iterations", iterations, 0),
+    n_seeds, n_iterations = _count("seeds", seeds, 2, 1000), _count("iterations", iterations, 0)
+    for out in (report, junit):
+        if out:  # fail on an unwritable path now, not after every kernel has run
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+    code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend, n_seeds, n_iterations,
                        Path(report) if report else None,
                        Path(junit) if junit else None, isolate=True)
     if code:

@@ -27,6 +27,8 @@ def parse_params(pairs: Iterable[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise SpecError(f"--param {pair!r} is not key=value (e.g. --param tiles=4)")
+        if key.strip() in params:
+            raise SpecError(f"--param {key.strip()} is given twice; give it once")
         params[key.strip()] = value.strip()
     return params
 

@@ -235,8 +235,10 @@ def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -
         child.join()
         code = child.exitcode or 0
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        why = ("killed from outside (out of memory?)" if code == -signal.SIGKILL
+               else "the core code crashed")
         return Result(artifact.parent.name, artifact.name, str(artifact), backend,
-                      error=f"the process running it died ({how}): the core code crashed")
+                      error=f"the process running it died ({how}): {why}")
     child.join()
     return result
 

@@ -27,7 +27,9 @@ def invoke(*args: str, build_dir: Path) -> subprocess.CompletedProcess[str]:
     (["build", "attention", "--target", "fpga"], "error: --target 'fpga' is not one of"),
     (["build", "attention", "--all"], "error: give one kernel (attention, gelu"),
     (["build"], "error: give one kernel (attention, gelu"),
-    (["test-hw", "--seeds", "1", "--backend", "emu"], "--seeds 1 is too few"),
+    (["test-hw", "--seeds", "1", "--backend", "emu"], "--seeds 1 is outside 2..1000"),
+    (["build", "attention", "-p", "tiles=2", "-p", "tiles=3"], "--param tiles is given twice"),
+    (["test-hw", "--report", "README.md/x.json", "--backend", "emu"], "error: README.md: File"),
     (["test-hw", "--help"], "'--help' is not a kernel name; for a task's flags, run"),
 ])
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
