@@ -187,7 +187,10 @@ def test_call_on_a_released_element_is_a_fifo_error(libs: dict[str, Path]) -> No
 def test_cumulative_acquire_keeps_the_unreleased_element_usable(libs: dict[str, Path]) -> None:
     # The sliding window releases one of two held elements and keeps using the other.
     design = load_design(designs.sliding_window(tiles=3), libraries=libs)
-    design.run([np.zeros(192, np.int32), np.zeros(128, np.int32)])
+    x, y = np.arange(192, dtype=np.int32) * 7 - 500, np.zeros(128, np.int32)
+    design.run([x, y])
+    t = x.reshape(3, 64)
+    np.testing.assert_array_equal(y.reshape(2, 64), t[:-1] + t[1:])
 
 
 def test_missing_release_of_an_output_deadlocks_naming_the_fifo(libs: dict[str, Path]) -> None:
