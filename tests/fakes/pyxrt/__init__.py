@@ -10,6 +10,7 @@ design with runtime.emulator (the host-compiled core code), never a golden model
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass
 from enum import IntEnum
@@ -21,6 +22,12 @@ import numpy as np
 from runtime.insts import parse_insts
 
 from . import axlf
+
+@functools.lru_cache(maxsize=64)
+def _patched_args(stream: bytes) -> tuple[int, ...]:
+    """The argument indices an instruction stream patches (parsed once per stream)."""
+    return parse_insts(stream).patched_args
+
 
 SCALAR_BANK = 0xFFFF  # NPU_FACTS 5: a scalar argument has no memory bank
 CONTEXT_SLOT = 1  # NPU_FACTS 5: group_id(2) == 131071, i.e. slot 1 in bits 16-23
@@ -309,7 +316,7 @@ class run:
         if self.args[2] != words:
             return f"ninstr {self.args[2]} is not the stream's {words} words (bytes passed?)"
         # The stream's address patches name the arguments it reads and writes: each must be set.
-        patched = parse_insts(bytes(instr._dev[: words * 4])).patched_args
+        patched = _patched_args(bytes(instr._dev[: words * 4]))
         unset = [i for i in patched if not isinstance(self.args.get(i), bo)]
         if unset:
             return f"the instruction stream patches argument(s) {unset}, which hold no BO"
