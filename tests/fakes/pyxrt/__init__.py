@@ -23,6 +23,7 @@ from runtime.insts import parse_insts
 
 from . import axlf
 
+
 @functools.lru_cache(maxsize=64)
 def _patched_args(stream: bytes) -> tuple[int, ...]:
     """The argument indices an instruction stream patches (parsed once per stream)."""
