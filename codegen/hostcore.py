@@ -30,6 +30,28 @@ def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Pat
     return cmd
 
 
+def stack_frames(compiler: str, src_dir: Path, sources: list[str], work: Path) -> dict[str, int]:
+    """Each function's stack frame in bytes, from the host compiler's -fstack-usage report.
+
+    The host frame stands in for the aie2 one (same source, same locals) until Peano's own
+    report is read: a core whose frame outgrows its `stack_size` silently corrupts its buffers.
+    """
+    frames: dict[str, int] = {}
+    for source in sources:
+        obj = work / (Path(source).stem + ".o")
+        cmd = [compiler, *HOST_FLAGS[:2], "-fPIC", "-fstack-usage", f"-I{src_dir}", "-c",
+               str(src_dir / source), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ToolchainError(f"host compile of {source} for its stack usage failed:\n"
+                                 f"{proc.stderr.strip()}")
+        for line in obj.with_suffix(".su").read_text().splitlines():
+            where, size, _kind = line.rsplit("\t", 2)
+            name = where.rsplit(":", 1)[-1].split("(")[0].split()[-1]
+            frames[name] = max(frames.get(name, 0), int(size))
+    return frames
+
+
 class HostCore:
     """Calls into a host-compiled core library: each array argument passes its data pointer."""
 

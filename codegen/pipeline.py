@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from codegen import checks
-from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
+from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name, stack_frames
 from codegen.render import DESIGN_NAME, Rendered, render, template_digest
 from codegen.spec import KernelSpec
 from codegen.toolchain import Toolchain, discover, require_cxx
@@ -55,6 +56,7 @@ CODE_ROOT = Path(__file__).resolve().parent.parent
 CHECK_CODE = ("codegen/checks.py", "codegen/spec.py", "runtime/emulator")
 LINT_CODE = ("runtime/xclbin.py", "runtime/insts.py")
 ENTRY_SUMS = ".sha256.json"
+CALL_MARGIN = 256  # bytes of stack above the core code's own frames, for library calls
 
 
 def code_digest(paths: tuple[str, ...]) -> str:
@@ -258,6 +260,10 @@ class Build:
         def do_host(out: Path) -> None:
             cmd = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib)
             (out / "command.json").write_text(json.dumps(cmd))
+            with tempfile.TemporaryDirectory() as work:
+                frames = stack_frames(cxx.path, src, list(spec.CORE_SOURCES), Path(work))
+            self._check_stack(frames)
+            (out / "stack.json").write_text(json.dumps(frames, sort_keys=True))
 
         host = self._stage("host-core", do_host)
         hw_dirs: dict[str, Path] = {}
@@ -280,6 +286,20 @@ class Build:
         self.stages.append(("manifest", "written"))
         return BuildResult(self.artifact_dir, manifest, self.stages,
                            missing_line=self.note)
+
+    def _check_stack(self, frames: dict[str, int]) -> None:
+        """The core source's frames, all nested (a safe bound without a call graph) plus a
+        margin for library calls, fit the core's stack."""
+        stacks = [c.stack_size for c in checks.read_design(self.rendered.files[DESIGN_NAME]).cores
+                  if c.stack_size is not None]
+        need = sum(frames.values()) + CALL_MARGIN
+        if stacks and need > min(stacks):
+            listed = ", ".join(f"{name} {size:,}" for name, size in sorted(frames.items()))
+            raise BuildError(
+                f"host-core: the core code's stack frames ({listed}; -fstack-usage) + "
+                f"{CALL_MARGIN} for calls need {need:,} bytes, but the design gives its core "
+                f"{min(stacks):,} (stack_size); raise {self.spec.name}'s frame estimate"
+            )
 
     def _aie_core(self, src: Path, out: Path) -> None:
         assert self.tc.peano

@@ -172,3 +172,18 @@ def test_check_code_changes_invalidate_the_check_stage(tmp_path: Path,
     before = pipeline.code_digest(("codegen/checks.py",))
     (code / "codegen" / "checks.py").write_text("A = 2\n")
     assert pipeline.code_digest(("codegen/checks.py",)) != before
+
+
+def test_a_stack_smaller_than_the_core_frames_fails_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NPU_FACTS 6.9: a frame larger than stack_size corrupts the tile's buffers silently."""
+    from codegen.kernels.attention import AttentionSpec
+
+    monkeypatch.setattr(AttentionSpec, "scratch_bytes", property(lambda self: 0))
+    spec = spec_from_params("attention")
+    assert spec.stack_size == 1024  # the estimate no longer covers the real frame
+    with pytest.raises(BuildError, match=r"attention_i8 \d[\d,]*; -fstack-usage\) \+ 256 for "
+                                         r"calls need [\d,]+ bytes, but the design gives its "
+                                         r"core 1,024"):
+        build(spec, tmp_path, target="emu")
+    assert not list((tmp_path / ".cache").glob("host-core/*/stack.json"))  # nothing cached
