@@ -58,16 +58,8 @@ class HostCore:
     def __init__(self, library: Path) -> None:
         self._lib = ctypes.CDLL(str(library))
 
-    def call(self, symbol: str, *arrays: np.ndarray) -> None:
-        fn = getattr(self._lib, symbol)
-        fn.restype = None
-        for a in arrays:
-            if not a.flags.c_contiguous:
-                raise ValueError(f"{symbol}: argument is not contiguous")
-        fn(*(ctypes.c_void_p(a.ctypes.data) for a in arrays))
-
-    def call_args(self, symbol: str, *args: np.ndarray | int) -> None:
-        """Call with arrays as data pointers and Python ints as int32 scalars."""
+    def call(self, symbol: str, *args: np.ndarray | int) -> None:
+        """Call `symbol` with arrays as data pointers and Python ints as int32 scalars."""
         fn = getattr(self._lib, symbol)
         fn.restype = None
         conv: list[ctypes.c_void_p | ctypes.c_int32] = []
@@ -79,3 +71,8 @@ class HostCore:
             else:
                 conv.append(ctypes.c_int32(a))
         fn(*conv)
+
+    def run_tiles(self, symbol: str, inputs: np.ndarray, outputs: np.ndarray) -> None:
+        """`symbol(inputs[t], outputs[t])` for each row t, as a core's loop does per element."""
+        for x, y in zip(inputs, outputs, strict=True):
+            self.call(symbol, np.ascontiguousarray(x), y)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
@@ -15,14 +17,16 @@ from codegen.spec import KernelSpec, accuracy_figures
 from codegen.stream import StreamSpec
 
 
-def run_stream_core(spec: KernelSpec, result: BuildResult, x: np.ndarray) -> np.ndarray:
+def host_library(spec: KernelSpec, result: BuildResult) -> Path:
+    return result.artifact_dir / result.manifest.host_libraries[spec.object_name]
+
+
+def run_stream_core(spec: KernelSpec, library: Path, x: np.ndarray) -> np.ndarray:
     """Call the host-compiled core once per tile, as the design's core loop does."""
     assert isinstance(spec, StreamSpec)
-    core = HostCore(result.artifact_dir / result.manifest.host_libraries[spec.object_name])
-    tiles = np.ascontiguousarray(x).reshape(spec.n_tiles, spec.in_tile_bytes)
     out = np.full((spec.n_tiles, spec.out_tile_bytes), 99, dtype=np.int8)
-    for t in range(spec.n_tiles):
-        core.call(spec.CORE_SYMBOLS[0], np.ascontiguousarray(tiles[t]), out[t])
+    HostCore(library).run_tiles(spec.CORE_SYMBOLS[0],
+                                np.asarray(x).reshape(spec.n_tiles, spec.in_tile_bytes), out)
     return out.reshape(-1)
 
 
@@ -44,7 +48,7 @@ def test_host_core_matches_golden_bit_for_bit(variant: tuple[KernelSpec, BuildRe
     spec, result = variant
     cases = [(f"seed{s}", spec.random_inputs(s)) for s in range(5)] + spec.edge_inputs()
     for name, inputs in cases:
-        got = run_stream_core(spec, result, inputs[0])
+        got = run_stream_core(spec, host_library(spec, result), inputs[0])
         want = spec.golden(inputs)[0]
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"{spec.variant} {name}: {bad.size} bytes differ, first at {bad[0]}"
@@ -66,4 +70,5 @@ def test_host_core_matches_golden_on_arbitrary_bytes(
     result = emu_builds[name]
     spec = spec_from_params(result.manifest.kernel, result.manifest.params)
     x = data.draw(hnp.arrays(np.int8, spec.buffers()[0].shape, elements=st.integers(-128, 127)))
-    np.testing.assert_array_equal(run_stream_core(spec, result, x), spec.golden([x])[0])
+    got = run_stream_core(spec, host_library(spec, result), x)
+    np.testing.assert_array_equal(got, spec.golden([x])[0])

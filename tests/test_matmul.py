@@ -25,10 +25,10 @@ def run_tiled_host_core(spec: MatmulSpec, lib: Path, a: np.ndarray, b: np.ndarra
             cols = slice(ni * spec.tn, (ni + 1) * spec.tn)
             for ki in range(spec.k_tiles):
                 ks = slice(ki * spec.tk, (ki + 1) * spec.tk)
-                core.call_args("matmul_acc_i8", np.ascontiguousarray(a[rows, ks]),
+                core.call("matmul_acc_i8", np.ascontiguousarray(a[rows, ks]),
                                np.ascontiguousarray(b[ks, cols]), acc, ki)
             tile = np.zeros(spec.tm * spec.tn, dtype=np.int8)
-            core.call_args("matmul_out_i8", acc, tile, ni)
+            core.call("matmul_out_i8", acc, tile, ni)
             c[rows, cols] = tile.reshape(spec.tm, spec.tn)
     return c
 

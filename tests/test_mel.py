@@ -110,8 +110,7 @@ def run_host_core(spec: MelSpec, result: BuildResult, pcm: np.ndarray) -> np.nda
     frames = pcm[starts[:, None] + np.arange(N_FFT)[None, :]]
     tiles = frames.reshape(spec.n_tiles, spec.in_tile)
     out = np.full((spec.n_tiles, spec.out_tile), 99, dtype=np.int16)
-    for t in range(spec.n_tiles):
-        core.call(spec.CORE_SYMBOLS[0], np.ascontiguousarray(tiles[t]), out[t])
+    core.run_tiles(spec.CORE_SYMBOLS[0], tiles, out)
     return out.reshape(spec.frames, spec.n_mels)
 
 

@@ -13,11 +13,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from codegen.hostcore import HostCore, compile_host_core
+from codegen.hostcore import compile_host_core
 from codegen.kernels import spec_from_params
 from codegen.render import render
 from codegen.spec import KernelSpec, SpecError
 from codegen.stream import StreamSpec
+from tests.test_kernels import run_stream_core
 from tests.test_matmul import run_tiled_host_core
 
 SCALES = st.floats(1e-4, 2.0).map(lambda x: f"{x:.6g}")
@@ -33,12 +34,7 @@ def compiled(spec: KernelSpec, where: Path) -> Path:
 
 def host_outputs(spec: KernelSpec, lib: Path, inputs: list[np.ndarray]) -> np.ndarray:
     if isinstance(spec, StreamSpec):
-        core = HostCore(lib)
-        x = np.ascontiguousarray(inputs[0]).reshape(spec.n_tiles, spec.in_tile_bytes)
-        out = np.zeros((spec.n_tiles, spec.out_tile_bytes), dtype=np.int8)
-        for t in range(spec.n_tiles):
-            core.call(spec.CORE_SYMBOLS[0], np.ascontiguousarray(x[t]), out[t])
-        return out.reshape(-1)
+        return run_stream_core(spec, lib, inputs[0])
     return run_tiled_host_core(spec, lib, *inputs).reshape(-1)  # type: ignore[arg-type]
 
 
