@@ -24,7 +24,6 @@ from runtime.emulator.model import Design, Tile, TransferSpec, WaitSpec
 from runtime.emulator.reader import parse_design
 from runtime.errors import DesignError
 
-CHECKS_VERSION = "5"
 DESIGN_FILE = "aie.mlir"
 
 
@@ -35,7 +34,11 @@ def read_design(text: str) -> Design:
 
 def check_design(spec: KernelSpec, design_text: str) -> list[str]:
     """Run every check on `spec` and its rendered design; return what passed, raise on failure."""
-    design = read_design(design_text)
+    return check_model(spec, read_design(design_text))
+
+
+def check_model(spec: KernelSpec, design: Design) -> list[str]:
+    """`check_design` on a design already read."""
     return [
         check_device(spec, design),
         check_arguments(spec, design),

@@ -4,51 +4,63 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from runtime.errors import ToolchainError
 
-HOST_FLAGS = ("-O2", "-std=c++20", "-shared", "-fPIC", "-fno-strict-aliasing")
+HOST_FLAGS = ("-O2", "-std=c++20", "-fPIC", "-fno-strict-aliasing")
 
 
 def host_library_name(kernel: str) -> str:
     return f"lib{kernel}.host.so"
 
 
-def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Path) -> list[str]:
-    """Compile `sources` (in `src_dir`, headers beside them) into the shared library `out`."""
-    cmd = [compiler, *HOST_FLAGS, f"-I{src_dir}", *(str(src_dir / s) for s in sources),
-           "-o", str(out)]
+@dataclass(frozen=True)
+class HostBuild:
+    """What compiling the core source for the host produced besides the library."""
+
+    commands: list[list[str]]
+    #: bytes of stack frame per function, from -fstack-usage. The host frames stand in for the
+    #: aie2 ones (same source, same locals) until Peano's own report is read.
+    frames: dict[str, int]
+
+
+def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Path) -> HostBuild:
+    """Compile `sources` (headers beside them) and link them into the shared library `out`."""
+    commands: list[list[str]] = []
+    frames: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as work:
+        objects = []
+        for source in sources:
+            obj = Path(work) / (Path(source).stem + ".o")
+            commands.append([compiler, *HOST_FLAGS, "-fstack-usage", f"-I{src_dir}", "-c",
+                             str(src_dir / source), "-o", str(obj)])
+            _run(commands[-1], source)
+            frames.update(_frames(obj.with_suffix(".su")))
+            objects.append(str(obj))
+        commands.append([compiler, "-shared", *objects, "-o", str(out)])
+        _run(commands[-1], ", ".join(sources))
+    return HostBuild(commands, frames)
+
+
+def _run(cmd: list[str], what: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ToolchainError(
-            f"host compile of {', '.join(sources)} failed ({compiler} exit {proc.returncode}):\n"
-            f"{proc.stderr.strip()}"
-        )
-    return cmd
+        raise ToolchainError(f"host compile of {what} failed ({cmd[0]} exit {proc.returncode}):\n"
+                             f"{proc.stderr.strip()}")
 
 
-def stack_frames(compiler: str, src_dir: Path, sources: list[str], work: Path) -> dict[str, int]:
-    """Each function's stack frame in bytes, from the host compiler's -fstack-usage report.
-
-    The host frame stands in for the aie2 one (same source, same locals) until Peano's own
-    report is read: a core whose frame outgrows its `stack_size` silently corrupts its buffers.
-    """
+def _frames(report: Path) -> dict[str, int]:
+    """GCC/Clang -fstack-usage lines: `file:line:col:signature<TAB>bytes<TAB>kind`."""
     frames: dict[str, int] = {}
-    for source in sources:
-        obj = work / (Path(source).stem + ".o")
-        cmd = [compiler, *HOST_FLAGS[:2], "-fPIC", "-fstack-usage", f"-I{src_dir}", "-c",
-               str(src_dir / source), "-o", str(obj)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ToolchainError(f"host compile of {source} for its stack usage failed:\n"
-                                 f"{proc.stderr.strip()}")
-        for line in obj.with_suffix(".su").read_text().splitlines():
-            where, size, _kind = line.rsplit("\t", 2)
-            name = where.rsplit(":", 1)[-1].split("(")[0].split()[-1]
-            frames[name] = max(frames.get(name, 0), int(size))
+    for line in report.read_text().splitlines():
+        where, size, _kind = line.rsplit("\t", 2)
+        name = where.rsplit(":", 1)[-1].split("(")[0].split()[-1]
+        frames[name] = max(frames.get(name, 0), int(size))
     return frames
 
 

@@ -9,12 +9,12 @@ never leaves half an entry. The artifact directory is swapped in whole, or remov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +22,11 @@ from pathlib import Path
 from filelock import FileLock
 
 from codegen import checks
-from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name, stack_frames
+from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
 from codegen.render import DESIGN_NAME, Rendered, render, template_digest
 from codegen.spec import KernelSpec
 from codegen.toolchain import Toolchain, discover, require_cxx
+from runtime.emulator.model import Design
 from runtime.errors import ArtifactError, NpukitError, ToolchainError
 from runtime.insts import lint_insts
 from runtime.manifest import (
@@ -180,6 +181,11 @@ class Build:
             raise ToolchainError(self.tc.hw_missing_line())
         return target == "hw" or (target == "auto" and not missing)
 
+    @functools.cached_property
+    def design(self) -> Design:
+        """The rendered design as the checks (and the emulator) read it; parsed once a build."""
+        return checks.read_design(self.rendered.files[DESIGN_NAME])
+
     @property
     def note(self) -> str | None:
         """Why this artifact has no xclbin, or None when it has one."""
@@ -194,7 +200,7 @@ class Build:
         cxx = require_cxx(self.tc)
         k: dict[str, str] = {}
         k["render"] = _hash("render", PIPELINE_VERSION, self.rendered.digest)
-        k["check"] = _hash("check", k["render"], checks.CHECKS_VERSION, code_digest(CHECK_CODE))
+        k["check"] = _hash("check", k["render"], code_digest(CHECK_CODE))
         k["host-core"] = _hash("host-core", k["render"], cxx.identity, *HOST_FLAGS)
         if self.hw:
             assert self.tc.peano and self.tc.aiecc
@@ -252,18 +258,16 @@ class Build:
 
         src = self._stage("render", do_render)
         self._stage("check", lambda out: (out / "ok").write_text(
-            "\n".join(checks.check_design(spec, files[DESIGN_NAME])) + "\n"))
+            "\n".join(checks.check_model(spec, self.design)) + "\n"))
 
         cxx = require_cxx(self.tc)
         lib = host_library_name(spec.name)
 
         def do_host(out: Path) -> None:
-            cmd = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib)
-            (out / "command.json").write_text(json.dumps(cmd))
-            with tempfile.TemporaryDirectory() as work:
-                frames = stack_frames(cxx.path, src, list(spec.CORE_SOURCES), Path(work))
-            self._check_stack(frames)
-            (out / "stack.json").write_text(json.dumps(frames, sort_keys=True))
+            host = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib)
+            self._check_stack(host.frames)
+            (out / "command.json").write_text(json.dumps(host.commands))
+            (out / "stack.json").write_text(json.dumps(host.frames, sort_keys=True))
 
         host = self._stage("host-core", do_host)
         hw_dirs: dict[str, Path] = {}
@@ -290,8 +294,7 @@ class Build:
     def _check_stack(self, frames: dict[str, int]) -> None:
         """The core source's frames, all nested (a safe bound without a call graph) plus a
         margin for library calls, fit the core's stack."""
-        stacks = [c.stack_size for c in checks.read_design(self.rendered.files[DESIGN_NAME]).cores
-                  if c.stack_size is not None]
+        stacks = [c.stack_size for c in self.design.cores if c.stack_size is not None]
         need = sum(frames.values()) + CALL_MARGIN
         if stacks and need > min(stacks):
             listed = ", ".join(f"{name} {size:,}" for name, size in sorted(frames.items()))
