@@ -18,15 +18,17 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from codegen import checks
+if TYPE_CHECKING:  # the checks read designs with xDSL: imported only when a stage runs them
+    from runtime.emulator.model import Design
+
 from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
 from codegen.render import DESIGN_NAME, Rendered, render, template_digest
 from codegen.spec import KernelSpec
 from codegen.toolchain import Toolchain, discover, require_cxx
-from runtime.emulator.model import Design
 from runtime.errors import ArtifactError, NpukitError, ToolchainError
 from runtime.insts import lint_insts
 from runtime.manifest import (
@@ -184,7 +186,9 @@ class Build:
     @functools.cached_property
     def design(self) -> Design:
         """The rendered design as the checks (and the emulator) read it; parsed once a build."""
-        return checks.read_design(self.rendered.files[DESIGN_NAME])
+        from codegen.checks import read_design
+
+        return read_design(self.rendered.files[DESIGN_NAME])
 
     @property
     def note(self) -> str | None:
@@ -257,8 +261,12 @@ class Build:
                 (out / name).write_text(text)
 
         src = self._stage("render", do_render)
-        self._stage("check", lambda out: (out / "ok").write_text(
-            "\n".join(checks.check_model(spec, self.design)) + "\n"))
+        def do_check(out: Path) -> None:
+            from codegen.checks import check_model
+
+            (out / "ok").write_text("\n".join(check_model(spec, self.design)) + "\n")
+
+        self._stage("check", do_check)
 
         cxx = require_cxx(self.tc)
         lib = host_library_name(spec.name)
