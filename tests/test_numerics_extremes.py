@@ -13,23 +13,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from codegen.hostcore import compile_host_core
 from codegen.kernels import spec_from_params
-from codegen.render import render
+from codegen.pipeline import build
 from codegen.spec import KernelSpec, SpecError
 from codegen.stream import StreamSpec
 from tests.test_kernels import run_stream_core
 from tests.test_matmul import run_tiled_host_core
 
 SCALES = st.floats(1e-4, 2.0).map(lambda x: f"{x:.6g}")
-
-
-def compiled(spec: KernelSpec, where: Path) -> Path:
-    where.mkdir(parents=True, exist_ok=True)
-    for name, text in render(spec).files.items():
-        (where / name).write_text(text)
-    compile_host_core("c++", where, list(spec.CORE_SOURCES), where / "core.so")
-    return where / "core.so"
 
 
 def host_outputs(spec: KernelSpec, lib: Path, inputs: list[np.ndarray]) -> np.ndarray:
@@ -70,7 +61,8 @@ def test_core_matches_golden_at_accepted_extremes(kernel: str, data: st.DataObje
         event("rejected")
         return
     event("accepted")
-    lib = compiled(spec, tmp_path / spec.variant)
+    result = build(spec, tmp_path, target="emu")  # the static checks must pass here too
+    lib = result.artifact_dir / result.manifest.host_libraries[spec.object_name]
     cases = [("seed", spec.random_inputs(1)), *spec.edge_inputs()]
     for name, inputs in cases:
         got = host_outputs(spec, lib, inputs)
