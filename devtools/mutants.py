@@ -1,0 +1,36 @@
+"""The hand-picked mutants of the sweep: each one a claim of the README or a docstring, broken.
+
+Keep `find` short but unique in its file; `tests` is the smallest selection that should catch
+the bug (the sweep runs it with -x, so put the fastest first).
+"""
+
+from __future__ import annotations
+
+from devtools.mutation import Mutant
+
+KEYS = ("tests/test_cache_keys.py",)
+
+MUTANTS: list[Mutant] = [
+    # -- cache keys (README "The build": each stage keyed by everything that changes it) -----
+    Mutant("key-check-code", "keys", "codegen/pipeline.py",
+           'k["check"] = _hash("check", k["render"], code_digest(CHECK_CODE))',
+           'k["check"] = _hash("check", k["render"])', KEYS,
+           "the check stage's key covers the checks' own code"),
+    Mutant("key-lint-code", "keys", "codegen/pipeline.py",
+           "                              code_digest(LINT_CODE))",
+           "                              )", KEYS,
+           "the lint stage's key covers the linters' code"),
+    Mutant("key-host-cxx", "keys", "codegen/pipeline.py",
+           'k["render"], cxx.identity, *HOST_FLAGS)', 'k["render"], *HOST_FLAGS)', KEYS,
+           "the host-core key covers the host compiler's identity"),
+    Mutant("key-host-flags", "keys", "codegen/pipeline.py",
+           'k["render"], cxx.identity, *HOST_FLAGS)', 'k["render"], cxx.identity)', KEYS,
+           "the host-core key covers the host compiler's flags"),
+    Mutant("key-bootgen", "keys", "codegen/pipeline.py",
+           'self.tc.bootgen.identity if self.tc.bootgen else "no bootgen"', '"no bootgen"', KEYS,
+           "the aiecc key covers bootgen's identity"),
+    Mutant("key-peano", "keys", "codegen/pipeline.py",
+           'k["aie-core"] = _hash("aie-core", k["render"], self.tc.peano.identity,',
+           'k["aie-core"] = _hash("aie-core", k["render"],', ("tests/test_pipeline.py",),
+           "the aie-core key covers Peano's identity"),
+]
