@@ -137,6 +137,22 @@ def build(c, kernel=None, param=None, target="auto", all=False, peano="", force=
                   force=force, console=console)
 
 
+@task(
+    positional=["kernel"],
+    iterable=["param"],
+    help={
+        "kernel": "kernel whose design to cost (see `invoke list`)",
+        "param": "key=value parameter, repeatable (e.g. --param M=1536)",
+    },
+)
+@_friendly
+def cost(c, kernel, param=None):
+    """The cost model: bytes per DMA channel, MACs per core, projected time on npu1 and npu2."""
+    from codegen.cli import cost_report, parse_params
+
+    cost_report(kernel, parse_params(param or []), console)
+
+
 @task(help={"peano": "Peano (llvm-aie) install directory"})
 @_friendly
 def doctor(c, peano=""):

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from codegen.cost import DEVICES, PATHS, Projection, project
 from codegen.kernels import KERNELS, get_kernel
 from codegen.pipeline import Build, BuildResult
 from codegen.spec import SpecError
@@ -80,6 +81,44 @@ def build_kernels(kernels: list[str], params: dict[str, str], *, target: str = "
     for note in sorted({r.missing_line for r in results if r.missing_line}):
         console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)
     return results
+
+
+def cost_report(kernel: str, params: dict[str, str], console: Console) -> list[Projection]:
+    """Print one design's workload and its projections on npu1 and npu2, scalar and vector."""
+    spec = get_kernel(kernel)(params)
+    w = spec.workload()
+    console.print(f"[bold]{spec.name}/{spec.variant}[/bold] on {w.device}, {w.cores} core(s), "
+                  f"{w.path} path built; per invocation: {w.total_macs:,} MACs, {w.bds} shim "
+                  f"BDs, {w.invocations} invocation(s)", highlight=False)
+    channels = Table(title="bytes per DMA channel per invocation", title_justify="left")
+    channels.add_column("channel")
+    channels.add_column("bytes", justify="right")
+    for name, nbytes in w.channels().items():
+        channels.add_row(name, f"{nbytes:,}")
+    console.print(channels)
+    table = Table(title="projected time (cost model, not a measurement)", title_justify="left")
+    for col in ("device", "path", "projected µs", "TOPS", "compute µs", "DMA µs",
+                "dispatch µs", "bound by"):
+        table.add_column(col)
+    projections = []
+    for family in DEVICES:
+        for path in PATHS:
+            p = project(w, family, path)
+            projections.append(p)
+            table.add_row(family, path, f"{p.seconds * 1e6:,.1f}", f"{p.tops:.2f}",
+                          f"{p.compute_s * 1e6:,.1f}", f"{p.dma_s * 1e6:,.1f}",
+                          f"{p.dispatch_s * 1e6:,.1f}", p.bound)
+    console.print(table)
+    seen = Table(title="assumptions", title_justify="left")
+    for col in ("device", "assumption", "value", "source"):
+        seen.add_column(col)
+    for family, model in DEVICES.items():
+        for a in {a.name: a for path in PATHS for a in model.assumptions(path)}.values():
+            seen.add_row(family, a.name, f"{a.value:g} {a.unit}", a.source)
+    console.print(seen)
+    for note in w.notes:
+        console.print(note, highlight=False)
+    return projections
 
 
 def doctor(console: Console, peano: str | None = None) -> bool:

@@ -13,12 +13,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from runtime.errors import NpukitError
 from runtime.manifest import BufferSpec
+
+if TYPE_CHECKING:
+    from codegen.cost import Workload
 
 # NPU_FACTS 1 and 2: a compute tile has 64 KiB of data memory, a mem tile 512 KiB.
 CORE_MEMORY = 64 * 1024
@@ -269,6 +272,10 @@ class KernelSpec(ABC):
                     f"{target.min_within_1:.0%}), max diff {worst} (target {target.max_diff})"
                 )
         return problems
+
+    def workload(self) -> Workload:
+        """The design's `codegen.cost.Workload`: what one invocation computes and moves."""
+        raise SpecError(f"kernel {self.name} has no cost model yet (its spec has no workload())")
 
     def core_data(self) -> list[MemoryItem]:
         """Data the core code keeps in each core's memory that the design does not declare."""

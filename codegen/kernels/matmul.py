@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from codegen.cost import Workload
 from codegen.spec import (
     CORE_MEMORY,
     DEVICE_COLUMNS,
@@ -33,6 +34,9 @@ from codegen.spec import (
 from runtime.manifest import BufferSpec
 
 MULT_BITS = 31
+# Scalar ops per output element in matmul_out_i8 (load, bias add, 64-bit multiply as 32-bit
+# parts, round, shift, saturate, store): npukit's own count from the code, not a measurement.
+REQUANT_OPS = 8
 MAX_REPEAT = 64  # the shim BD's repeat (d3) count, NPU_FACTS 2 / mlir-aie's verifier
 STACK = 1024
 
@@ -180,6 +184,20 @@ class MatmulSpec(KernelSpec):
             "has_bias": bias is not None,
             "bias_values": [] if bias is None else [int(b) for b in bias],
         }
+
+    def workload(self) -> Workload:
+        """Per invocation: each core's MACs and requantisation, each shim channel's bytes."""
+        rounds = self.m_tiles // self.columns
+        macs, scalar, shim = {}, {}, {}
+        for c in range(self.columns):
+            core = f"core({c}, 2)"
+            macs[core] = rounds * self.tm * self.K * self.N
+            scalar[core] = rounds * self.tm * self.N * REQUANT_OPS
+            shim[f"shim({c}) MM2S @a{c}"] = rounds * self.n_tiles * self.tm * self.K
+            shim[f"shim({c}) MM2S @b{c}"] = rounds * self.K * self.N
+            shim[f"shim({c}) S2MM @c{c}"] = rounds * self.tm * self.N
+        return Workload(self.name, self.device, "scalar", macs, shim, scalar_cycles=scalar,
+                        bds=3 * rounds * self.columns)
 
     # -- data ---------------------------------------------------------------------------
     def random_inputs(self, seed: int) -> list[np.ndarray]:
