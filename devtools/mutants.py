@@ -34,3 +34,16 @@ MUTANTS: list[Mutant] = [
            'k["aie-core"] = _hash("aie-core", k["render"],', ("tests/test_pipeline.py",),
            "the aie-core key covers Peano's identity"),
 ]
+
+NUMERICS_CORE = ("tests/test_core_equivalence.py", "-k", "attention")
+
+MUTANTS += [
+    # -- core numerics: the host core must equal the golden model on every input ---------------
+    Mutant("att-causal-short", "numerics", "mlir/attention/attention.cc",
+           "i + (ATT_NK - ATT_NQ) + 1 : ATT_NK", "i + (ATT_NK - ATT_NQ) : ATT_NK",
+           NUMERICS_CORE, "causal: key j is visible to query i when j <= i + (NK - NQ)"),
+    Mutant("att-row-div-floor", "numerics", "mlir/attention/attention.cc",
+           "(ATT_OUT_MULT << ATT_ROW_MULT_SHIFT) + total / 2) / total",
+           "(ATT_OUT_MULT << ATT_ROW_MULT_SHIFT)) / total",
+           NUMERICS_CORE, "one rounded division per row folds 1/sum(p) into a multiplier"),
+]
