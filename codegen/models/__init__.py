@@ -1,0 +1,1 @@
+"""Models made of chained kernels: the Whisper encoder (checkpoint, quantisation, graph, golden)."""

@@ -1,0 +1,307 @@
+"""The Whisper encoder planned as kernel ops: which kernel variant each step uses, its weights.
+
+Where each step runs, and why:
+- mel kernel: the log-mel front end (DFT, filters, log10); host: the reflect pad and the
+  clamp/normalise over the whole window, as for `codegen.kernels.mel.log_mel`.
+- conv1, conv2 (kernel 3, padding 1, stride 1 and 2): matmul kernels over windows of frames.
+  The windows (im2col, 3x the data) are cut on the host for now; the mem tile's
+  dimensionsToStream could read them as overlapping rows like the mel kernel's framing.
+- GELU: the gelu kernel after each conv and fc1 (fusing it into matmul's output step would remove
+  four kernel calls a block; that step belongs to the matmul kernel).
+- positional embedding and residual adds: host (no elementwise-add kernel yet; a fused add in
+  matmul's output step is the planned home).
+- per block: layernorm kernel; Q|K|V as ONE matmul (K's bias is zero) with per-column scales
+  that also give q, k and v their own output scales, split on the host; multi-head attention;
+  out projection, fc1, fc2 matmuls with per-column scales and int32 bias; final layernorm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codegen.kernels import KERNELS
+from codegen.kernels.matmul import MatmulSpec
+from codegen.kernels.mel import log_mel
+from codegen.models import reference
+from codegen.models.checkpoint import Checkpoint, EncoderDims
+from codegen.models.graph import Graph, Op, Tensor, resolve_params
+from codegen.models.quantise import QMAX, TensorScale, calibrate, quantise, weight_scales
+from codegen.spec import SpecError
+from runtime.errors import NpukitError
+
+ADD_SHIFT = 16  # host add: z = round((x·mx + y·my) / 2^16)
+SAMPLE_RATE = 16_000
+DEVICE = "npu1"
+STREAM_DEVICE = "npu1_1col"
+ONE_HEAD_MAX_CTX = 256  # the one-head attention kernel's largest tile
+
+
+class PlanError(NpukitError):
+    """No kernel variant fits a step of the model."""
+
+
+def activation_names(dims: EncoderDims) -> list[str]:
+    """Every int8 activation tensor of the graph, in order (the float reference's names)."""
+    names = ["mel", "conv1", "gelu1", "conv2", "gelu2", "x0"]
+    for i in range(dims.n_audio_layer):
+        names += [f"b{i}.{t}" for t in ("ln1", "q", "k", "v", "attn", "out", "x1", "ln2", "fc1",
+                                        "gelu", "fc2", "x2")]
+    return [*names, "ln_post"]
+
+
+def window(pcm: np.ndarray, dims: EncoderDims) -> np.ndarray:
+    """The clip zero-padded or trimmed to the encoder's window (whisper's pad_or_trim)."""
+    out = np.zeros(dims.n_samples, dtype=np.int16)
+    take = min(pcm.size, dims.n_samples)
+    out[:take] = pcm[:take]
+    return out
+
+
+def float_tensors(ckpt: Checkpoint, pcm: np.ndarray) -> dict[str, np.ndarray]:
+    """The float encoder's tensors on one clip, its mel from the mel kernel's golden model."""
+    mel = log_mel(window(pcm, ckpt.dims), SAMPLE_RATE)
+    return reference.forward(ckpt, mel)
+
+
+def calibrate_encoder(ckpt: Checkpoint, clips: Sequence[np.ndarray], **kwargs: Any
+                      ) -> dict[str, TensorScale]:
+    """Activation scales for every int8 tensor from the float encoder on `clips`."""
+    runs = [float_tensors(ckpt, c) for c in clips]
+    return calibrate(runs, activation_names(ckpt.dims), **kwargs)
+
+
+# -- kernel variants ----------------------------------------------------------------------
+def _divisors(n: int, step: int, top: int) -> list[int]:
+    return [d for d in range(step, min(n, top) + 1, step) if n % d == 0]
+
+
+def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The matmul variant of an [m,k]x[k,n] product: the largest tiles, most columns that fit."""
+    options = []
+    for tm in _divisors(m, 4, 256):
+        for tk in _divisors(k, 4, 256):
+            for tn in _divisors(n, 4, 256):
+                for cols in (4, 3, 2, 1):
+                    if (m // tm) % cols == 0:
+                        options.append((cols * tm * tn, tm * tn * tk, tm, tk, tn, cols))
+    for *_, tm, tk, tn, cols in sorted(options, reverse=True):
+        params = {"M": m, "K": k, "N": n, "tm": tm, "tk": tk, "tn": tn, "columns": cols,
+                  "device": DEVICE, **fixed}
+        try:
+            MatmulSpec(resolve_params(params, root))
+        except SpecError:
+            continue
+        return params
+    raise PlanError(f"no matmul variant fits [{m}x{k}]·[{k}x{n}] (tiles must divide the shape "
+                    "in multiples of 4 and fit a core's 64 KiB)")
+
+
+def layernorm_params(rows: int, d: int, fixed: dict[str, Any], root: Path) -> dict[str, Any]:
+    from codegen.kernels.layernorm import LayerNormSpec
+
+    for tile_rows in sorted(_divisors(rows, 1, 64), reverse=True):
+        params = {"rows": rows, "d": d, "tile_rows": tile_rows, "device": STREAM_DEVICE,
+                  **fixed}
+        try:
+            LayerNormSpec(resolve_params(params, root))
+        except SpecError:
+            continue
+        return params
+    raise PlanError(f"no layernorm variant fits {rows} rows of {d}")
+
+
+class _Planner:
+    """Builds the op list, writing per-channel scale, bias and affine vectors under `root`."""
+
+    def __init__(self, ckpt: Checkpoint, scales: dict[str, TensorScale], root: Path) -> None:
+        self.ck, self.dims, self.s = ckpt, ckpt.dims, scales
+        self.root = root
+        (root / "params").mkdir(parents=True, exist_ok=True)
+        self.ops: list[Op] = []
+        self.tensors: dict[str, Tensor] = {}
+        self.constants: dict[str, np.ndarray] = {}
+
+    def scale(self, name: str) -> float:
+        return self.s[name].scale
+
+    def tensor(self, name: str, dtype: str, shape: tuple[int, ...], scale: float | None) -> str:
+        self.tensors[name] = Tensor(name, dtype, shape, scale)
+        return name
+
+    def act(self, name: str, shape: tuple[int, ...]) -> str:
+        return self.tensor(name, "int8", shape, self.scale(name))
+
+    def vector(self, file: str, values: np.ndarray) -> str:
+        rel = f"params/{file}.npy"
+        np.save(self.root / rel, values)
+        return rel
+
+    def host(self, name: str, fn: str, inputs: Sequence[str], outputs: Sequence[str],
+             **attrs: Any) -> None:
+        self.ops.append(Op(name, "host", fn, tuple(inputs), tuple(outputs), attrs=attrs))
+
+    def kernel(self, name: str, fn: str, inputs: Sequence[str], outputs: Sequence[str],
+               params: dict[str, Any]) -> None:
+        if fn not in KERNELS:
+            raise PlanError(f"op {name} needs kernel {fn!r}, which this npukit does not have")
+        self.ops.append(Op(name, "kernel", fn, tuple(inputs), tuple(outputs), params=params))
+
+    # -- steps --------------------------------------------------------------------------
+    def matmul(self, name: str, x: str, w: np.ndarray, bias: np.ndarray | None,
+               out_scales: np.ndarray, out: str, out_shape: tuple[int, int]) -> None:
+        """out = x · w + bias: w [K, N] float, per-column scales; `out_scales` per column."""
+        a_scale = self.tensors[x].scale
+        assert a_scale is not None
+        ws = weight_scales(w)
+        b = quantise(w, ws[None, :])
+        common = float(out_scales[0])
+        # Per-column requantisation also gives each column group its own output scale:
+        # (a·ws_j/c_j) = (a·(ws_j·c/c_j)/c) with c the one c_scale the kernel takes.
+        fixed = {"a_scale": a_scale, "c_scale": common,
+                 "b_scales": self.vector(f"{name}.b_scales", ws * common / out_scales)}
+        if bias is not None:
+            q_bias = np.round(bias / (a_scale * ws))
+            if np.abs(q_bias).max() >= 2**31:
+                raise PlanError(f"{name}: the bias does not fit int32 at this input scale")
+            fixed["bias"] = self.vector(f"{name}.bias", q_bias.astype(np.int64))
+        m, k = self.tensors[x].shape
+        weight = f"{name}.B"
+        self.constants[weight] = b
+        self.tensor(weight, "int8", b.shape, None)
+        params = matmul_params(m, k, w.shape[1], fixed, self.root)
+        self.tensors[out] = Tensor(out, "int8", out_shape, common)
+        self.kernel(name, "matmul", [x, weight], [out], params)
+
+    def gelu(self, name: str, x: str, out: str) -> None:
+        shape = self.tensors[x].shape
+        self.act(out, shape)
+        self.kernel(name, "gelu", [x], [out], {
+            "length": int(np.prod(shape)), "in_scale": self.tensors[x].scale,
+            "out_scale": self.scale(out), "device": STREAM_DEVICE})
+
+    def layernorm(self, name: str, x: str, prefix: str, out: str) -> None:
+        rows, d = self.tensors[x].shape
+        self.act(out, (rows, d))
+        params = layernorm_params(rows, d, {
+            "in_scale": self.tensors[x].scale, "out_scale": self.scale(out),
+            "gamma": self.vector(f"{name}.gamma", self.ck[prefix + ".weight"].astype(np.float64)),
+            "beta": self.vector(f"{name}.beta", self.ck[prefix + ".bias"].astype(np.float64)),
+            "eps": reference.LN_EPS}, self.root)
+        self.kernel(name, "layernorm", [x], [out], params)
+
+    def add(self, name: str, x: str, y: str, out: str) -> None:
+        sx, sy = self.tensors[x].scale, self.tensors[y].scale
+        assert sx is not None and sy is not None
+        self.act(out, self.tensors[x].shape)
+        sz = self.scale(out)
+        mx, my = (round(s / sz * (1 << ADD_SHIFT)) for s in (sx, sy))
+        if not (0 < mx < 1 << 30 and 0 < my < 1 << 30):
+            raise PlanError(f"{name}: input/output scales too far apart for the host add")
+        self.host(name, "add", [x, y], [out], mx=mx, my=my, shift=ADD_SHIFT)
+
+    def attention(self, p: str, heads: int) -> None:
+        t, n = self.tensors[p + "q"].shape
+        scales = {"q_scale": self.scale(p + "q"), "k_scale": self.scale(p + "k"),
+                  "v_scale": self.scale(p + "v"), "o_scale": self.scale(p + "attn")}
+        self.act(p + "attn", (t, n))
+        if "mha" in KERNELS:
+            self.kernel(p + "mha", "mha", [p + "q", p + "k", p + "v"], [p + "attn"], {
+                "seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
+                "causal": 0, **scales})
+            return
+        if t > ONE_HEAD_MAX_CTX:
+            raise PlanError(f"n_audio_ctx {t}: the one-head attention kernel takes at most "
+                            f"{ONE_HEAD_MAX_CTX} frames; longer windows need the mha kernel")
+        d = self.dims.head_dim
+        self.tensor(p + "qkv_heads", "int8", (heads * 3 * t * d,), None)
+        self.tensor(p + "o_heads", "int8", (heads * t * d,), None)
+        self.host(p + "pack", "pack_heads", [p + "q", p + "k", p + "v"], [p + "qkv_heads"],
+                  heads=heads)
+        self.kernel(p + "attention", "attention", [p + "qkv_heads"], [p + "o_heads"], {
+            "n_queries": t, "n_keys": t, "head_dim": d, "tiles": heads, "device": STREAM_DEVICE,
+            **scales})
+        self.host(p + "unpack", "unpack_heads", [p + "o_heads"], [p + "attn"], heads=heads)
+
+    def block(self, i: int) -> None:
+        n, t = self.dims.n_audio_state, self.dims.n_audio_ctx
+        b, p = f"blocks.{i}.", f"b{i}."
+        x = f"b{i - 1}.x2" if i else "x0"
+        self.layernorm(p + "ln1", x, b + "attn_ln", p + "ln1")
+        w = np.concatenate([self.ck[b + f"attn.{m}.weight"].T for m in ("query", "key", "value")],
+                           axis=1).astype(np.float64)
+        bias = np.concatenate([self.ck[b + "attn.query.bias"], np.zeros(n),
+                               self.ck[b + "attn.value.bias"]]).astype(np.float64)
+        groups = np.repeat([self.scale(p + c) for c in "qkv"], n)
+        self.matmul(p + "qkv", p + "ln1", w, bias, groups, p + "qkv", (t, 3 * n))
+        for c in "qkv":
+            self.act(p + c, (t, n))
+        self.host(p + "split", "split", [p + "qkv"], [p + "q", p + "k", p + "v"])
+        self.attention(p, self.dims.n_audio_head)
+        self.linear(p + "out", p + "attn", b + "attn.out", p + "out")
+        self.add(p + "res1", x, p + "out", p + "x1")
+        self.layernorm(p + "ln2", p + "x1", b + "mlp_ln", p + "ln2")
+        self.linear(p + "fc1", p + "ln2", b + "mlp.0", p + "fc1")
+        self.gelu(p + "gelu", p + "fc1", p + "gelu")
+        self.linear(p + "fc2", p + "gelu", b + "mlp.2", p + "fc2")
+        self.add(p + "res2", p + "x1", p + "fc2", p + "x2")
+
+    def linear(self, name: str, x: str, prefix: str, out: str) -> None:
+        w = self.ck[prefix + ".weight"].T.astype(np.float64)
+        rows = self.tensors[x].shape[0]
+        scales = np.full(w.shape[1], self.scale(out))
+        self.matmul(name, x, w, self.ck[prefix + ".bias"].astype(np.float64), scales, out,
+                    (rows, w.shape[1]))
+        self.tensors[out] = Tensor(out, "int8", (rows, w.shape[1]), self.scale(out))
+
+    def conv(self, name: str, x: str, stride: int, out: str) -> None:
+        frames, width = self.tensors[x].shape
+        win = self.tensor(name + ".windows", "int8", (frames // stride, 3 * width),
+                          self.tensors[x].scale)
+        self.host(name + ".windows", "windows", [x], [win], stride=stride)
+        w = reference.conv_matrix(self.ck[name + ".weight"].astype(np.float64))
+        scales = np.full(w.shape[1], self.scale(out))
+        self.matmul(name, win, w, self.ck[name + ".bias"].astype(np.float64), scales, out,
+                    (frames // stride, w.shape[1]))
+
+    def plan(self) -> Graph:
+        from codegen.kernels.mel import MelSpec
+
+        d = self.dims
+        mel = MelSpec({"frames": d.n_frames, "n_mels": d.n_mels, "device": STREAM_DEVICE})
+        self.tensor("pcm", "int16", (d.n_samples,), None)
+        self.tensor("pcm_padded", "int16", (mel.pcm_len,), None)
+        self.tensor("mel_codes", "int16", (d.n_frames, d.n_mels), None)
+        self.host("mel_pad", "mel_pad", ["pcm"], ["pcm_padded"])
+        self.kernel("mel", "mel", ["pcm_padded"], ["mel_codes"],
+                    {"frames": d.n_frames, "n_mels": d.n_mels, "device": STREAM_DEVICE})
+        self.act("mel", (d.n_frames, d.n_mels))
+        self.host("mel_normalise", "mel_normalise", ["mel_codes"], ["mel"],
+                  scale=self.scale("mel"))
+        self.conv("conv1", "mel", 1, "conv1")
+        self.gelu("gelu1", "conv1", "gelu1")
+        self.conv("conv2", "gelu1", 2, "conv2")
+        self.gelu("gelu2", "conv2", "gelu2")
+        pos = self.ck["positional_embedding"].astype(np.float64)
+        pos_scale = float(np.abs(pos).max()) / QMAX
+        self.constants["pos"] = quantise(pos, pos_scale)
+        self.tensor("pos", "int8", pos.shape, pos_scale)
+        self.add("pos_add", "gelu2", "pos", "x0")
+        for i in range(d.n_audio_layer):
+            self.block(i)
+        last = f"b{d.n_audio_layer - 1}.x2"
+        self.layernorm("ln_post", last, "ln_post", "ln_post")
+        self.tensor("features", "float32", self.tensors["ln_post"].shape, None)
+        self.host("dequantise", "dequantise", ["ln_post"], ["features"],
+                  scale=self.scale("ln_post"))
+        return Graph(self.ops, self.tensors, set(self.constants), "pcm", "features")
+
+
+def plan_encoder(ckpt: Checkpoint, scales: dict[str, TensorScale], root: Path
+                 ) -> tuple[Graph, dict[str, np.ndarray]]:
+    """The encoder's graph and its constant tensors; vectors the kernels take go to root/params."""
+    planner = _Planner(ckpt, scales, Path(root))
+    return planner.plan(), planner.constants
