@@ -29,15 +29,17 @@ class HostBuild:
     frames: dict[str, int]
 
 
-def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Path) -> HostBuild:
-    """Compile `sources` (headers beside them) and link them into the shared library `out`."""
+def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Path,
+                      flags: tuple[str, ...] = ()) -> HostBuild:
+    """Compile `sources` (headers beside them, plus `flags`: defines and include dirs) and link
+    them into the shared library `out`."""
     commands: list[list[str]] = []
     frames: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as work:
         objects = []
         for source in sources:
             obj = Path(work) / (Path(source).stem + ".o")
-            commands.append([compiler, *HOST_FLAGS, "-fstack-usage", f"-I{src_dir}", "-c",
+            commands.append([compiler, *HOST_FLAGS, *flags, "-fstack-usage", f"-I{src_dir}", "-c",
                              str(src_dir / source), "-o", str(obj)])
             _run(commands[-1], source)
             frames.update(_frames(obj.with_suffix(".su")))

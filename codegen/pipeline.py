@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the checks read designs with xDSL: imported only when a sta
     from runtime.emulator.model import Design
 
 from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
-from codegen.render import DESIGN_NAME, Rendered, render, template_digest
+from codegen.render import DESIGN_NAME, HOST_AIE_API, Rendered, render, template_digest
 from codegen.spec import KernelSpec
 from codegen.toolchain import Toolchain, discover, require_cxx
 from runtime.errors import ArtifactError, NpukitError, ToolchainError
@@ -97,10 +97,36 @@ def aie_triple(device: str) -> str:
     return "aie2p-none-unknown-elf" if device.startswith("npu2") else "aie2-none-unknown-elf"
 
 
+def aie_arch(device: str) -> str:
+    return "aie2p" if device.startswith("npu2") else "aie2"
+
+
+def core_defines(spec: KernelSpec) -> list[str]:
+    """The core code's compile-time switches, the same for the host and Peano: NPUKIT_VECTOR
+    selects the AIE API vector path over the scalar reference loops."""
+    return [f"-DNPUKIT_VECTOR={int(spec.core_path == 'vector')}"]
+
+
+def host_api_digest() -> str:
+    """A hash of npukit's host AIE API subset: the host-core stage compiles against it."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in HOST_AIE_API.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(HOST_AIE_API)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def host_core_flags(spec: KernelSpec) -> tuple[str, ...]:
+    """Defines and include dirs of the host compile: the core switches, the architecture the host
+    AIE API subset models (20 aie2, 21 aie2p) and the subset itself on the include path (only
+    here: Peano builds include mlir-aie's real aie_api headers)."""
+    arch = 21 if aie_arch(spec.device) == "aie2p" else 20
+    return (*core_defines(spec), f"-DNPUKIT_AIE_ARCH={arch}", f"-I{HOST_AIE_API}")
+
+
 def aie_core_command(peano: Path, include: str | None, src_dir: Path, source: str,
-                     out: str, device: str) -> list[str]:
+                     out: str, device: str, defines: list[str] | None = None) -> list[str]:
     cmd = [str(peano / "bin" / "clang++"), "-O2", "-std=c++20", f"--target={aie_triple(device)}",
-           "-DNDEBUG"]
+           "-DNDEBUG", *(defines or [])]
     if include:
         cmd.append(f"-I{include}")
     return [*cmd, f"-I{src_dir}", "-c", source, "-o", out]
@@ -174,6 +200,11 @@ class Build:
         self.artifact_dir = build_root / spec.name / spec.variant
         self.work_dir = build_root / ".work" / spec.name / spec.variant
         self.hw = self._decide_hw(target)
+        if self.hw and spec.core_path == "vector" and not self.tc.mlir_aie_include:
+            raise ToolchainError(
+                f"{spec.name} path=vector: Peano needs mlir-aie's aie_api headers and none were "
+                "found; set MLIR_AIE_INSTALL_DIR to the mlir-aie install whose include/ holds "
+                "aie_api, or install the pinned mlir_aie wheel")
         self.rendered: Rendered = render(spec)
         self.keys = self._keys()
 
@@ -205,11 +236,13 @@ class Build:
         k: dict[str, str] = {}
         k["render"] = _hash("render", PIPELINE_VERSION, self.rendered.digest)
         k["check"] = _hash("check", k["render"], code_digest(CHECK_CODE))
-        k["host-core"] = _hash("host-core", k["render"], cxx.identity, *HOST_FLAGS)
+        k["host-core"] = _hash("host-core", k["render"], cxx.identity, *HOST_FLAGS,
+                               *host_core_flags(spec)[:-1], host_api_digest())
         if self.hw:
             assert self.tc.peano and self.tc.aiecc
             k["aie-core"] = _hash("aie-core", k["render"], self.tc.peano.identity,
-                                  self.tc.mlir_aie_include or "", aie_triple(spec.device))
+                                  self.tc.mlir_aie_include or "", aie_triple(spec.device),
+                                  *core_defines(spec))
             k["aiecc"] = _hash("aiecc", k["aie-core"], self.tc.aiecc.identity,
                                self.tc.peano.identity,
                                self.tc.bootgen.identity if self.tc.bootgen else "no bootgen")
@@ -272,7 +305,8 @@ class Build:
         lib = host_library_name(spec.name)
 
         def do_host(out: Path) -> None:
-            host = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib)
+            host = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib,
+                                     host_core_flags(spec))
             self._check_stack(host.frames)
             (out / "command.json").write_text(json.dumps(host.commands))
             (out / "stack.json").write_text(json.dumps(host.frames, sort_keys=True))
@@ -299,6 +333,28 @@ class Build:
         return BuildResult(self.artifact_dir, manifest, self.stages,
                            missing_line=self.note)
 
+    def _core_build(self) -> dict[str, Any]:
+        """Which code path the core was built with and what compiled it, for each target."""
+        spec, tc = self.spec, self.tc
+        vector = spec.core_path == "vector"
+        cxx = require_cxx(tc)
+        host = f"{cxx.path} ({cxx.version})"
+        if vector:
+            host += " with npukit's host AIE API subset"
+        arch = aie_arch(spec.device)
+        if self.hw:
+            assert tc.peano
+            aie = f"Peano {tc.peano.version} --target={aie_triple(spec.device)}"
+            if vector:
+                aie += f" with mlir-aie's aie_api headers ({tc.mlir_aie_include})"
+        elif tc.peano is None:
+            aie = f"not compiled for {arch}: Peano missing"
+        elif tc.aiecc is None:
+            aie = f"not compiled for {arch}: aiecc (mlir-aie) missing"
+        else:
+            aie = f"not compiled for {arch}: emulation-only build requested (--target emu)"
+        return {"path": spec.core_path, "host": host, "aie": aie}
+
     def _check_stack(self, frames: dict[str, int]) -> None:
         """The core source's frames, all nested (a safe bound without a call graph) plus a
         margin for library calls, fit the core's stack."""
@@ -319,7 +375,7 @@ class Build:
             raise BuildError(f"{spec.name}: one core source per object is supported")
         cmd = aie_core_command(Path(self.tc.peano.path), self.tc.mlir_aie_include, src,
                                str(src / spec.CORE_SOURCES[0]), str(out / spec.object_name),
-                               spec.device)
+                               spec.device, core_defines(spec))
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not (out / spec.object_name).is_file():
             raise BuildError(f"aie-core: Peano failed (exit {proc.returncode}):\n"
@@ -387,7 +443,9 @@ class Build:
             host_libraries={spec.object_name: host_lib.name},
             n_insts_words=n_words,
             tools=self.tc.describe(),
+            core_build=self._core_build(),
             source_hashes={"templates": template_digest(spec), "rendered": self.rendered.digest,
+                           "host_aie_api": host_api_digest(),
                            **{f"param:{k}": v for k, v in spec.param_files().items()}},
             cache_key=self.keys["manifest"],
             notes=[self.note] if self.note else [],

@@ -12,6 +12,8 @@ from codegen.spec import KernelSpec
 
 MLIR_ROOT = Path(__file__).resolve().parent.parent / "mlir"
 COMMON = MLIR_ROOT / "common"
+#: npukit's host stand-in for AIE API: on the include path of the host-core stage only
+HOST_AIE_API = COMMON / "host_aie_api"
 DESIGN_TEMPLATE = "design.mlir.j2"
 DESIGN_NAME = "aie.mlir"
 

@@ -104,6 +104,15 @@ def scale_param(name: str, default: float, help: str) -> Param:
     return Param(name, float, default, help, positive=True)
 
 
+CORE_PATHS = ("scalar", "vector")
+
+
+def path_param() -> Param:
+    """Which MAC code the core runs: the scalar reference loop or the AIE API vector path."""
+    return Param("path", str, "scalar", "core code path: scalar (reference) or vector (AIE API "
+                 "mmul)", choices=CORE_PATHS)
+
+
 def device_param() -> Param:
     return Param("device", str, "npu1_1col", "target device", choices=tuple(DEVICE_COLUMNS))
 
@@ -209,6 +218,11 @@ class KernelSpec(ABC):
             if self.params[p.name] != p.default
         ]
         return "_".join(changed) if changed else "default"
+
+    @property
+    def core_path(self) -> str:
+        """scalar or vector: the `path` parameter where the kernel has one, else scalar."""
+        return str(self.params.get("path", "scalar"))
 
     @property
     def object_name(self) -> str:

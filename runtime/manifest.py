@@ -112,6 +112,8 @@ class Manifest:
     n_insts_words: int | None = None
     kernel_name: str = KERNEL_NAME
     tools: dict[str, Any] = field(default_factory=dict)
+    #: the core code path (scalar | vector) and what compiled it for the host and for the AIE
+    core_build: dict[str, str] = field(default_factory=dict)
     source_hashes: dict[str, str] = field(default_factory=dict)
     cache_key: str = ""
     notes: list[str] = field(default_factory=list)
@@ -163,6 +165,7 @@ class Manifest:
                 n_insts_words=d.get("n_insts_words"),
                 kernel_name=str(d.get("kernel_name", KERNEL_NAME)),
                 tools=dict(d.get("tools", {})),
+                core_build={str(k): str(v) for k, v in d.get("core_build", {}).items()},
                 source_hashes=dict(d.get("source_hashes", {})),
                 cache_key=str(d.get("cache_key", "")),
                 notes=list(d.get("notes", [])),
