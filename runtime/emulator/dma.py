@@ -5,7 +5,8 @@ all in elements of the host memref's element type; d3 is the repeat count. The s
 the sum of offset times stride over the dimensions, as mlir-aie's `getOffsetInBytes` computes it.
 
 The limits are those of mlir-aie's `NpuDmaMemcpyNdOp::verify` and `verifyStridesWraps`
-(lib/Dialect/AIEX/IR/AIEXDialect.cpp, 2026), which encode each dimension in 32-bit words.
+(lib/Dialect/AIEX/IR/AIEXDialect.cpp, 2026), which encode each dimension in 32-bit words; the
+exemption from the wrap limits follows the pinned release (MLIR_AIE_RELEASE).
 """
 
 from collections.abc import Sequence
@@ -17,6 +18,19 @@ WORD_BYTES = 4
 # `verifyStridesWraps` on a shim NOC tile: 10-bit d0/d1 wraps (d0 counted in words) unless the
 # transfer is linear or contiguous, a 6-bit repeat (d3) field, 20-bit step fields (in words).
 MAX_WRAP = 1023
+# Which transfers escape the 10-bit wraps changed between mlir-aie releases, so the rule follows
+# one release: the one pinned in .github/toolchain-pins.txt (tests/emulator/test_dma.py holds
+# the two equal, so bumping the pin means re-reading the rule).
+# - "linear": only the linear form [n, 1, 1, len][s, 0, 0, 1] (`isLinearTransfer`); the
+#   verifier of the March 2026 sources rejects a contiguous [1, 1, 2, 32768] on an i8 buffer.
+# - "contiguous": also any contiguous row-major scan on a shim NOC tile, which
+#   `NpuDmaMemcpyNdOp::verify` exempts and aie-dma-to-npu lowers in linear mode (after #2924's
+#   canonicalization; the verifier of the mid-2026 sources of the 1.4 line).
+MLIR_AIE_RELEASE = "1.4.2"
+WRAP_EXEMPTIONS = {"linear": "the linear form [n, 1, 1, len][s, 0, 0, 1]",
+                   "contiguous": "linear and contiguous row-major transfers"}
+RELEASE_EXEMPTION = {"1.4.2": "contiguous"}
+EXEMPTION = RELEASE_EXEMPTION[MLIR_AIE_RELEASE]
 MAX_REPEAT = 64
 MAX_STRIDE_WORDS = 1 << 20
 MAX_ELEMENT_BYTES = 4
@@ -71,12 +85,16 @@ def is_contiguous(sizes: Sequence[int], strides: Sequence[int]) -> bool:
     return not (sizes[1] > 1 and strides[1] != sizes[3] * sizes[2])
 
 
-def is_nd(sizes: Sequence[int], strides: Sequence[int]) -> bool:
-    """True when the BD uses its d0/d1/d2 wraps (not linear mode), so their 10-bit limits apply.
+def is_linear(sizes: Sequence[int], strides: Sequence[int]) -> bool:
+    """The linear form [n, 1, 1, len][s, 0, 0, 1] (mlir-aie `isLinearTransfer`)."""
+    return sizes[1] == sizes[2] == 1 and strides[3] == 1 and strides[1] == strides[2] == 0
 
-    A pattern that is neither the linear form nor a contiguous scan is ND: a d0 stride other
-    than 1, or a d1/d2 of size > 1 whose stride breaks contiguity.
-    """
+
+def is_nd(sizes: Sequence[int], strides: Sequence[int], exemption: str = EXEMPTION) -> bool:
+    """True when the 10-bit d0/d1 wraps apply: the transfer is not exempt under `exemption`
+    ("linear" or "contiguous", see RELEASE_EXEMPTION)."""
+    if exemption == "linear":
+        return not is_linear(sizes, strides)
     return not is_contiguous(sizes, strides)
 
 
@@ -93,8 +111,10 @@ def check_dma(
     strides: Sequence[int],
     elem_bytes: int,
     buffer_elems: int,
+    exemption: str = EXEMPTION,
 ) -> list[str]:
-    """The shim DMA limits this transfer breaks, one sentence each; empty when it is fine."""
+    """The shim DMA limits this transfer breaks, one sentence each; empty when it is fine.
+    `exemption` chooses which transfers escape the wrap limits (default: the pinned release's)."""
     _check_rank(offsets, sizes, strides)
     problems: list[str] = []
     if elem_bytes > MAX_ELEMENT_BYTES:
@@ -134,14 +154,17 @@ def check_dma(
             )
     if sizes[0] > MAX_REPEAT:
         problems.append(f"repeat count (d3 size) {sizes[0]} exceeds {MAX_REPEAT}")
-    if is_nd(sizes, strides):
+    if is_nd(sizes, strides, exemption):
+        source = f"mlir-aie {MLIR_AIE_RELEASE}: " if exemption == EXEMPTION else ""
+        rule = f"({source}only {WRAP_EXEMPTIONS[exemption]} are exempt)"
         if d0_bytes // WORD_BYTES > MAX_WRAP:
             problems.append(
                 f"innermost size {sizes[3]} = {d0_bytes // WORD_BYTES} words exceeds the "
-                f"{MAX_WRAP}-word limit of an ND transfer"
+                f"{MAX_WRAP}-word limit of an ND transfer {rule}"
             )
         if sizes[2] > MAX_WRAP:
-            problems.append(f"d1 size {sizes[2]} exceeds the {MAX_WRAP} limit of an ND transfer")
+            problems.append(f"d1 size {sizes[2]} exceeds the {MAX_WRAP} limit of an ND transfer "
+                            f"{rule}")
     for dim in range(4):
         applied = sizes[dim] > 1 if dim < 3 else strides[3] * elem_bytes >= WORD_BYTES
         if applied and strides[dim] * elem_bytes // WORD_BYTES > MAX_STRIDE_WORDS:

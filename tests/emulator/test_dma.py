@@ -1,9 +1,19 @@
 """Shim DMA addressing and the hardware limits the static checker reuses."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from runtime.emulator.dma import check_bd_id, check_dma, dma_element_indices
+from runtime.emulator.dma import (
+    EXEMPTION,
+    MLIR_AIE_RELEASE,
+    RELEASE_EXEMPTION,
+    check_bd_id,
+    check_dma,
+    dma_element_indices,
+)
 
 
 def test_linear_transfer() -> None:
@@ -89,3 +99,23 @@ def test_narrow_elements_move_whole_words_along_d0() -> None:
 def test_bd_ids_are_the_shims_sixteen() -> None:
     assert check_bd_id(0) == [] and check_bd_id(15) == []
     assert "outside 0..15" in check_bd_id(16)[0] and check_bd_id(-1)
+
+
+def test_the_wrap_rule_is_the_pinned_releases() -> None:
+    """The exemption from the 1023-word wraps changed between mlir-aie releases: the checks
+    follow the release CI installs, so a pin bump fails here until the rule is re-read."""
+    pins = (Path(__file__).resolve().parents[2] / ".github" / "toolchain-pins.txt").read_text()
+    (pinned,) = re.findall(r"^mlir_aie==(\S+)$", pins, flags=re.M)
+    assert pinned == MLIR_AIE_RELEASE
+    assert RELEASE_EXEMPTION[MLIR_AIE_RELEASE] == EXEMPTION
+
+
+def test_a_contiguous_transfer_is_exempt_only_where_the_release_says() -> None:
+    # [1, 1, 2, 32768] on i8: two contiguous rows of 8,192 words.
+    args = ([0, 0, 0, 0], [1, 1, 2, 32768], [0, 0, 32768, 1], 1, 65536)
+    assert check_dma(*args, exemption="contiguous") == []
+    (problem,) = check_dma(*args, exemption="linear")
+    assert "8192 words exceeds the 1023-word limit" in problem and "linear form" in problem
+    # The pinned release's rule names the release in its message.
+    (problem,) = check_dma([0, 0, 0, 0], [1, 1, 2, 1024], [0, 0, 2048, 1], 4, 4096)
+    assert f"mlir-aie {MLIR_AIE_RELEASE}" in problem
