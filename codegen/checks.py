@@ -9,7 +9,9 @@ checks see what the template actually rendered, not what the spec intended:
 - every core runs forever (its program starts once per xclbin load);
 - at most 2 DMA channels per direction on each shim and core tile;
 - each core's data memory (FIFO buffers, tile buffers, tables, stack) within 64 KiB, each mem
-  tile's within 512 KiB, the stack set explicitly, and the spec's memory plan equal to it.
+  tile's within 512 KiB, the stack set explicitly, and the spec's memory plan equal to it;
+  the buffers placed as aiecc's allocator places them, four 16 KiB banks to a core, and the
+  core object's static data within what is left above the highest buffer (`codegen.banks`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from collections import defaultdict
 
 import numpy as np
 
-from codegen.spec import CORE_MEMORY, MEM_TILE_MEMORY, KernelSpec
+from codegen.spec import (
+    CORE_MEMORY,
+    MEM_TILE_MEMORY,
+    KernelSpec,
+    MemoryItem,
+    TilePlan,
+    alloc_scheme,
+    static_data_problem,
+)
 from runtime.emulator.lower import lower
 from runtime.emulator.model import Design, Tile, TransferSpec, WaitSpec
 from runtime.emulator.reader import parse_design
@@ -169,37 +179,62 @@ def check_cores_run_forever(design: Design) -> str:
     return f"{len(design.cores)} core(s) run forever"
 
 
-def design_memory(spec: KernelSpec, design: Design) -> dict[Tile, int]:
-    """Bytes of data memory each non-shim tile needs, counted from the design."""
-    used: dict[Tile, int] = defaultdict(int)
+def design_plans(spec: KernelSpec, design: Design) -> dict[Tile, TilePlan]:
+    """Each non-shim tile's data memory as the design declares it: one buffer per FIFO element
+    (on every non-shim end), each `aie.buffer`, the core's stack, and the core object's static
+    data (the spec's tables, which the design cannot show)."""
+    plans: dict[Tile, TilePlan] = {}
+
+    def plan(tile: Tile) -> TilePlan:
+        capacity = MEM_TILE_MEMORY if tile.kind == "mem" else CORE_MEMORY
+        return plans.setdefault(tile, TilePlan((tile.col, tile.row), capacity))
+
     for fifo in design.fifos.values():
-        nbytes = fifo.size * fifo.dtype.itemsize * fifo.depth
-        for tile in {fifo.producer, *fifo.consumers}:
+        nbytes = fifo.size * fifo.dtype.itemsize
+        for tile in sorted({fifo.producer, *fifo.consumers}):
             if tile.kind != "shim":
-                used[tile] += nbytes
+                plan(tile).items.append(MemoryItem(f"@{fifo.name}", nbytes, fifo.depth))
     for buf in getattr(design, "buffers", {}).values():
-        used[buf.tile] += buf.nbytes
+        plan(buf.tile).items.append(MemoryItem(f"@{buf.name}", buf.nbytes))
     for core in design.cores:
         if core.stack_size is None:
             raise _fail(f"line {core.line}: {core.tile} has no stack_size; the 1 KiB default "
                         "silently corrupts buffers under a larger frame (set it from the plan)")
-        used[core.tile] += core.stack_size + sum(i.total for i in spec.core_data())
-    return dict(used)
+        plan(core.tile).items += [MemoryItem("stack", core.stack_size, kind="stack"),
+                                  *(i for i in spec.core_data() if i.kind == "static")]
+    return plans
+
+
+def design_memory(spec: KernelSpec, design: Design) -> dict[Tile, int]:
+    """Bytes of data memory each non-shim tile needs, counted from the design."""
+    return {tile: plan.used for tile, plan in design_plans(spec, design).items()}
+
+
+def _layout(plan: TilePlan) -> tuple[list[int], int, int]:
+    return sorted(size for _, size in plan.buffers()), plan.of_kind("stack"), plan.of_kind("static")
 
 
 def check_memory(spec: KernelSpec, design: Design) -> str:
-    used = design_memory(spec, design)
-    for tile, nbytes in sorted(used.items()):
-        limit = MEM_TILE_MEMORY if tile.kind == "mem" else CORE_MEMORY
-        if nbytes > limit:
-            raise _fail(f"{tile} needs {nbytes:,} bytes of data memory, a "
-                        f"{'mem tile' if tile.kind == 'mem' else 'core'} has {limit:,}")
-    planned = {Tile(*p.tile): p.used for p in spec.memory_plan()}
-    if planned != used:
-        raise _fail(f"the spec's memory plan {_fmt(planned)} disagrees with the rendered design "
-                    f"{_fmt(used)}: update {spec.name}'s memory_plan or its template")
-    parts = ", ".join(f"{t} {n:,} B" for t, n in sorted(used.items()))
-    return f"tile memory within budget: {parts}"
+    """Each tile's data within its memory, placed as aiecc places it (`codegen.banks`): the
+    buffers under the design's allocation scheme, the static data above the highest buffer."""
+    plans = design_plans(spec, design)
+    for tile, plan in sorted(plans.items()):
+        if plan.used > plan.capacity:
+            raise _fail(f"{tile} needs {plan.used:,} bytes of data memory, a "
+                        f"{'mem tile' if tile.kind == 'mem' else 'core'} has {plan.capacity:,}")
+    planned = {Tile(*p.tile): p for p in spec.memory_plan()}
+    if {t: _layout(p) for t, p in planned.items()} != {t: _layout(p) for t, p in plans.items()}:
+        raise _fail(f"the spec's memory plan {_fmt({t: p.used for t, p in planned.items()})} "
+                    f"disagrees with the rendered design {_fmt(design_memory(spec, design))} "
+                    f"(buffers, stack or static data): update {spec.name}'s memory_plan or its "
+                    "template")
+    scheme = alloc_scheme(list(plans.values()))
+    for plan in plans.values():
+        problem = static_data_problem(plan, scheme)
+        if problem:
+            raise _fail(problem)
+    parts = ", ".join(f"{t} {p.used:,} B" for t, p in sorted(plans.items()))
+    return f"tile memory within budget: {parts}; {scheme} allocation, static data above it"
 
 
 def _fmt(m: dict[Tile, int]) -> str:

@@ -56,7 +56,7 @@ class BuildError(NpukitError):
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
 # The code whose verdicts are cached: a change to it re-runs the check and lint stages.
-CHECK_CODE = ("codegen/checks.py", "codegen/spec.py", "runtime/emulator")
+CHECK_CODE = ("codegen/checks.py", "codegen/spec.py", "codegen/banks.py", "runtime/emulator")
 LINT_CODE = ("runtime/xclbin.py", "runtime/insts.py")
 ENTRY_SUMS = ".sha256.json"
 CALL_MARGIN = 256  # bytes of stack above the core code's own frames, for library calls
@@ -132,12 +132,15 @@ def aie_core_command(peano: Path, include: str | None, src_dir: Path, source: st
     return [*cmd, f"-I{src_dir}", "-c", source, "-o", out]
 
 
-def aiecc_command(aiecc: Path, peano: Path, tmpdir: Path) -> list[str]:
-    """The aiecc invocation of mlir-aie's own examples, on the open Peano path (NPU_FACTS 3)."""
+def aiecc_command(aiecc: Path, peano: Path, tmpdir: Path, alloc_scheme: str) -> list[str]:
+    """The aiecc invocation of mlir-aie's own examples, on the open Peano path (NPU_FACTS 3),
+    with the buffer allocation scheme the checks placed the design under (`codegen.banks`):
+    explicit, so aiecc neither warns nor falls back on its own."""
     return [
         str(aiecc), "--aie-generate-xclbin", "--aie-generate-npu-insts", "--no-xchesscc",
         "--no-xbridge", "--peano", str(peano), f"--xclbin-name={XCLBIN_NAME}",
-        f"--npu-insts-name={INSTS_NAME}", f"--tmpdir={tmpdir}", DESIGN_NAME,
+        f"--npu-insts-name={INSTS_NAME}", f"--alloc-scheme={alloc_scheme}",
+        f"--tmpdir={tmpdir}", DESIGN_NAME,
     ]
 
 
@@ -244,7 +247,7 @@ class Build:
                                   self.tc.mlir_aie_include or "", aie_triple(spec.device),
                                   *core_defines(spec))
             k["aiecc"] = _hash("aiecc", k["aie-core"], self.tc.aiecc.identity,
-                               self.tc.peano.identity,
+                               self.tc.peano.identity, spec.alloc_scheme(),
                                self.tc.bootgen.identity if self.tc.bootgen else "no bootgen")
             k["lint"] = _hash("lint", k["aiecc"], json.dumps(spec.params, sort_keys=True),
                               code_digest(LINT_CODE))
@@ -390,7 +393,7 @@ class Build:
         shutil.copy2(core / self.spec.object_name, work / self.spec.object_name)
         # aiecc finds link_with objects in its current directory first (NPU_FACTS 3).
         cmd = aiecc_command(Path(self.tc.aiecc.path), Path(self.tc.peano.path),
-                            work / "aie.mlir.prj")
+                            work / "aie.mlir.prj", self.spec.alloc_scheme())
         proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
         (work / "aiecc.log").write_text(proc.stdout + proc.stderr)
         produced = [work / XCLBIN_NAME, work / INSTS_NAME]
@@ -442,6 +445,7 @@ class Build:
             core_symbols=list(spec.CORE_SYMBOLS),
             host_libraries={spec.object_name: host_lib.name},
             n_insts_words=n_words,
+            alloc_scheme=spec.alloc_scheme(),
             tools=self.tc.describe(),
             core_build=self._core_build(),
             source_hashes={"templates": template_digest(spec), "rendered": self.rendered.digest,

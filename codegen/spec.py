@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from codegen import banks
 from runtime.errors import NpukitError
 from runtime.manifest import BufferSpec
 
@@ -119,20 +120,36 @@ def device_param() -> Param:
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Targets of the golden model against the float reference (KERNELS.md)."""
+    """Targets of the golden model against the float reference (KERNELS.md).
 
-    min_pearson: float
+    `min_pearson` None: Pearson is printed, never decisive (KERNELS.md, attention)."""
+
+    min_pearson: float | None
     min_within_1: float
     max_diff: int
+
+    def met(self, pearson: float, within_1: float, max_diff: float) -> bool:
+        return ((self.min_pearson is None or pearson >= self.min_pearson)
+                and within_1 >= self.min_within_1 and max_diff <= self.max_diff)
+
+
+MEMORY_KINDS = ("buffer", "stack", "static")
 
 
 @dataclass(frozen=True)
 class MemoryItem:
-    """One thing that lives in a tile's data memory: a FIFO buffer set, a table, the stack."""
+    """One thing that lives in a tile's data memory, by how it gets its address: `count`
+    buffers that aiecc places (FIFO elements, `aie.buffer`s), the stack (at address 0), or the
+    core object's static data (tables: Peano's linker script puts them above the buffers)."""
 
     name: str
     bytes_each: int
     count: int = 1
+    kind: str = "buffer"
+
+    def __post_init__(self) -> None:
+        if self.kind not in MEMORY_KINDS:
+            raise ValueError(f"memory item kind {self.kind!r} is not one of {MEMORY_KINDS}")
 
     @property
     def total(self) -> int:
@@ -150,6 +167,22 @@ class TilePlan:
     @property
     def used(self) -> int:
         return sum(i.total for i in self.items)
+
+    def of_kind(self, kind: str) -> int:
+        return sum(i.total for i in self.items if i.kind == kind)
+
+    def buffers(self) -> list[tuple[str, int]]:
+        """(name, bytes) of each buffer aiecc places, one per FIFO element."""
+        return [(f"{i.name}[{k}]" if i.count > 1 else i.name, i.bytes_each)
+                for i in self.items if i.kind == "buffer" for k in range(i.count)]
+
+    @property
+    def banks(self) -> int:
+        return banks.CORE_BANKS if self.capacity == CORE_MEMORY else banks.MEM_TILE_BANKS
+
+    def place(self, scheme: str) -> list[banks.Placed] | None:
+        return banks.place(scheme, self.buffers(), self.capacity, self.banks,
+                           self.of_kind("stack"))
 
     def describe(self) -> str:
         parts = ", ".join(
@@ -278,12 +311,12 @@ class KernelSpec(ABC):
         for k, (g, r) in enumerate(zip(self.golden(inputs), self.reference(inputs), strict=True)):
             pearson, within1, worst = accuracy_figures(g, r)
             target = self.ACCURACY
-            if not (pearson >= target.min_pearson and within1 >= target.min_within_1
-                    and worst <= target.max_diff):
+            if not target.met(pearson, within1, worst):
                 problems.append(
                     f"output {k}: golden vs float reference pearson {pearson:.6f} "
-                    f"(target {target.min_pearson}), within 1 LSB {within1:.2%} (target "
-                    f"{target.min_within_1:.0%}), max diff {worst} (target {target.max_diff})"
+                    f"(target {target.min_pearson or 'none'}), within 1 LSB {within1:.2%} "
+                    f"(target {target.min_within_1:.1%}), max diff {worst} "
+                    f"(target {target.max_diff})"
                 )
         return problems
 
@@ -317,15 +350,52 @@ class KernelSpec(ABC):
     def outputs(self) -> list[BufferSpec]:
         return [b for b in self.buffers() if b.direction == "out"]
 
+    def alloc_scheme(self) -> str:
+        """aiecc's `--alloc-scheme` for this design: bank-aware where it places every tile's
+        buffers (a buffer above 16 KiB fits no core bank), else basic-sequential."""
+        return alloc_scheme(self.memory_plan())
+
     def check_memory(self) -> None:
-        """Every tile's data fits its memory; the message names the tile, the sum and the limit."""
-        for plan in self.memory_plan():
+        """Every tile's data fits its memory, and the static data fits above the buffers
+        (`codegen.banks`); the message names the tile, the sizes and the limit."""
+        plans = self.memory_plan()
+        for plan in plans:
             if plan.used > plan.capacity:
                 raise SpecError(
                     f"tile buffers need {plan.used:,} bytes, a "
                     f"{'core' if plan.capacity == CORE_MEMORY else 'mem tile'} has "
                     f"{plan.capacity:,} ({plan.describe()})"
                 )
+        scheme = alloc_scheme(plans)
+        for plan in plans:
+            problem = static_data_problem(plan, scheme)
+            if problem:
+                raise SpecError(f"{problem}; lower fifo_depth or the tile sizes")
+
+
+def alloc_scheme(plans: list[TilePlan]) -> str:
+    """One scheme for the whole design (aiecc's option is global): bank-aware if it places
+    every tile, else basic-sequential."""
+    if all(plan.place(banks.BANK_AWARE) is not None for plan in plans):
+        return banks.BANK_AWARE
+    return banks.BASIC_SEQUENTIAL
+
+
+def static_data_problem(plan: TilePlan, scheme: str) -> str:
+    """Why the tile's buffers or static data do not fit under `scheme` (empty when they do)."""
+    placed = plan.place(scheme)
+    if placed is None:
+        return (f"{plan.describe()}: the buffers do not fit the tile's {plan.capacity:,} bytes "
+                f"under {scheme} allocation")
+    static = plan.of_kind("static")
+    end = banks.highest_end(placed, plan.of_kind("stack"))
+    if static > plan.capacity - end:
+        tables = ", ".join(f"{i.name} {i.total:,}" for i in plan.items if i.kind == "static")
+        return (f"tile{plan.tile}: the core's static data ({tables}: {static:,} bytes) does not "
+                f"fit above its buffers: with {scheme} allocation the highest buffer ends at "
+                f"{end:,}, leaving {plan.capacity - end:,} of {plan.capacity:,} bytes (Peano's "
+                "linker script places .data/.rodata/.bss from there)")
+    return ""
 
 
 def accuracy_figures(golden: np.ndarray, reference: np.ndarray) -> tuple[float, float, int]:

@@ -67,7 +67,7 @@ class StreamSpec(KernelSpec):
                 MemoryItem("inq buffers", self.in_tile_bytes, depth),
                 MemoryItem("outq buffers", self.out_tile_bytes, depth),
                 *self.tables(),
-                MemoryItem("stack", self.stack_size),
+                MemoryItem("stack", self.stack_size, kind="stack"),
             ])
         ]
 

@@ -110,6 +110,8 @@ class Manifest:
     core_symbols: list[str] = field(default_factory=list)
     host_libraries: dict[str, str] = field(default_factory=dict)  # link_with name -> host .so
     n_insts_words: int | None = None
+    # aiecc's --alloc-scheme the build placed the core buffers with (codegen/banks.py)
+    alloc_scheme: str = ""
     kernel_name: str = KERNEL_NAME
     tools: dict[str, Any] = field(default_factory=dict)
     #: the core code path (scalar | vector) and what compiled it for the host and for the AIE
@@ -163,6 +165,7 @@ class Manifest:
                 core_symbols=list(d.get("core_symbols", [])),
                 host_libraries=dict(d.get("host_libraries", {})),
                 n_insts_words=d.get("n_insts_words"),
+                alloc_scheme=str(d.get("alloc_scheme", "")),
                 kernel_name=str(d.get("kernel_name", KERNEL_NAME)),
                 tools=dict(d.get("tools", {})),
                 core_build={str(k): str(v) for k, v in d.get("core_build", {}).items()},

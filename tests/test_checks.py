@@ -54,7 +54,7 @@ def attention_text() -> str:
      "sequence argument 0 (kernel arg 3) is %out"),
     (r" \{stack_size = \d+ : i32\}", "", "has no stack_size; the 1 KiB default"),
     (r"@inq\(%shim, \{%core\}, 2 : i32\)", "@inq(%shim, {%core}, 5 : i32)",
-     "tile(0, 2) needs 72,192 bytes of data memory, a core has 65,536"),
+     "tile(0, 2) needs 72,704 bytes of data memory, a core has 65,536"),
     (r"@outq\(%core, \{%shim\}, 2 : i32\)", "@outq(%core, {%shim}, 1 : i32)",
      "the spec's memory plan"),
     (r"aie.device\(npu1_1col\)", "aie.device(npu2_1col)", "device npu2_1col but the spec"),

@@ -38,7 +38,7 @@ DESIGN = """module {
 """
 
 
-def aiecc_cmd(tmpdir: str = "aie.mlir.prj") -> list[str]:
+def aiecc_cmd(tmpdir: str = "aie.mlir.prj", scheme: str = "bank-aware") -> list[str]:
     return [
         str(AIECC),
         "--aie-generate-xclbin",
@@ -49,6 +49,7 @@ def aiecc_cmd(tmpdir: str = "aie.mlir.prj") -> list[str]:
         str(PEANO),
         "--xclbin-name=final.xclbin",
         "--npu-insts-name=insts.bin",
+        f"--alloc-scheme={scheme}",
         f"--tmpdir={tmpdir}",
         "aie.mlir",
     ]
@@ -109,6 +110,8 @@ def test_aiecc_npu2_device(design_dir: Path) -> None:
         lambda c: [*c[:-1], "design.mlir"],
         lambda c: [x for x in c if not x.startswith("--tmpdir")],
         lambda c: [c[0], "--no-compile-host", *c[1:]],
+        lambda c: [x for x in c if not x.startswith("--alloc-scheme")],
+        lambda c: [x.replace("=bank-aware", "=greedy") for x in c],
     ],
 )
 def test_aiecc_rejects_other_commands(design_dir: Path, mutate: Mutation) -> None:
@@ -233,3 +236,15 @@ def test_bootgen_help_and_pdi(tmp_path: Path) -> None:
     assert (tmp_path / "d.pdi").stat().st_size > 0
     assert run([*cmd[:2], "versalx", *cmd[3:]], tmp_path).returncode == 2
     assert run([*cmd[:4], "missing.bif", *cmd[5:]], tmp_path).returncode == 1
+
+
+def test_aiecc_bank_aware_refuses_a_fifo_element_above_a_bank(design_dir: Path) -> None:
+    """As mlir-aie's allocator: bank-aware places each buffer within one 16 KiB bank."""
+    text = (design_dir / "aie.mlir").read_text().replace(
+        "    func.func private",
+        "    aie.objectfifo @inq(%shim, {%core}, 2 : i32) : !aie.objectfifo<memref<18432xi8>>\n"
+        "    func.func private")
+    (design_dir / "aie.mlir").write_text(text)
+    r = run(aiecc_cmd(), design_dir)
+    assert r.returncode == 1 and "Failed to allocate buffer: inq_buff_0" in r.stderr
+    assert run(aiecc_cmd(scheme="basic-sequential"), design_dir).returncode == 0

@@ -80,14 +80,16 @@ def test_fake_toolchain_gets_the_exact_commands(tmp_path: Path, fake_toolchain: 
     assert argv[1:6] == ["--aie-generate-xclbin", "--aie-generate-npu-insts", "--no-xchesscc",
                          "--no-xbridge", "--peano"]
     assert Path(argv[6]).name == "peano"
-    assert argv[7:9] == ["--xclbin-name=final.xclbin", "--npu-insts-name=insts.bin"]
-    assert argv[9].startswith("--tmpdir=") and argv[10] == "aie.mlir"
+    assert argv[7:10] == ["--xclbin-name=final.xclbin", "--npu-insts-name=insts.bin",
+                          "--alloc-scheme=bank-aware"]
+    assert argv[10].startswith("--tmpdir=") and argv[11] == "aie.mlir"
     assert (Path(calls[0]["cwd"]) / "attention.o").is_file()
 
     m = load_manifest(result.artifact_dir)
     assert not m.emulation_only
     assert m.file_for("xclbin") == "final.xclbin" and m.file_for("insts") == "insts.bin"
     assert m.n_insts_words == (result.artifact_dir / "insts.bin").stat().st_size // 4
+    assert m.alloc_scheme == "bank-aware"
     assert m.tools["aiecc"]["version"].startswith("aiecc")
     assert [s for s, st in result.stages if st == "built"] == [
         "render", "check", "host-core", "aie-core", "aiecc", "lint"]

@@ -21,7 +21,7 @@ from codegen.spec import SpecError, quantize_multiplier
     ({"device": "npu1_4col"}, "device npu1_4col is not one of"),
     ({"colour": "red"}, "unknown parameter 'colour' for kernel attention"),
     ({"n_queries": "128", "n_keys": "128", "head_dim": "128"},
-     "tile buffers need 134,656 bytes, a core has 65,536"),
+     "tile buffers need 135,168 bytes, a core has 65,536"),
     ({"v_scale": "1", "o_scale": "0.001"}, "the output multiplier"),
     ({"q_scale": "1e6", "k_scale": "1e6"}, "logit shift"),
     ({"n_queries": "64", "n_keys": "8", "causal": "1"}, "causal needs n_queries <= n_keys"),

@@ -5,11 +5,14 @@ Fixed-point scheme (the core code and `golden` do exactly this):
    allowed for query i when j <= i + n_keys - n_queries).
 2. t_j = round((m - S_j) · c) in Q8 log2 units, c = sq·sk/√d·log2(e) given as a 15-bit
    multiplier and a shift (round half up; t_j >= 0).
-3. p_j = EXP2[t_j & 255] >> (t_j >> 8), with EXP2[f] = round(32768·2^(-f/256)); p_j = 0 when
-   t_j >> 8 >= 16 or the key is masked. So the row maximum has p = 32768.
-4. acc_d = Σ_j p_j·V_jd in int64, sum = Σ_j p_j.
-5. r = round(Mo·2^31 / sum) with Mo = round(sv/so·2^16); o = acc·r / 2^47 rounded half away
-   from zero, saturated to [-128, 127].
+3. p_j = round(EXP2[t_j & 255] / 2^(t_j >> 8)) (round half up), EXP2[f] = round(2^24·2^(-f/256));
+   p_j = 0 when t_j >> 8 > 24 or the key is masked. So the row maximum has p = 2^24.
+4. acc_d = Σ_j p_j·V_jd in int64, sum = Σ_j p_j (< 2^33).
+5. r = round(M·2^40 / sum) with sv/so = M·2^-sM, M a 15-bit multiplier; o = acc·r / 2^(40+sM)
+   rounded half away from zero, saturated to [-128, 127]. |acc·r| <= 128·M·2^40 < 2^62.
+Rounding p to nearest (not down) with 24 bits keeps the weights unbiased: truncated Q15 weights
+lost up to one unit on every small key, so many small keys (one dominant key among 256) pulled
+the output towards the dominant key's V by several LSB.
 """
 
 from __future__ import annotations
@@ -34,16 +37,27 @@ from codegen.spec import (
 from codegen.stream import StreamSpec
 
 EXP2_FRAC_BITS = 8
-P_ONE = 1 << 15  # softmax numerators are Q15: the row maximum is exactly 32768
-OUT_MULT_BITS = 16
-ROW_MULT_SHIFT = 31
+P_BITS = 24
+P_ONE = 1 << P_BITS  # softmax numerators are Q24: the row maximum is exactly 2^24
+OUT_MULT_BITS = 15
+ROW_MULT_SHIFT = 40
 WHISPER_ACT_SCALE = 4.0 / 127.0  # N(0,1) activations quantised over ±4 sigma
 
 
 def exp2_table() -> np.ndarray:
-    """EXP2[f] = round(2^15 · 2^(-f/256)): the fractional part of exp2 of a negative Q8 value."""
+    """EXP2[f] = round(2^24 · 2^(-f/256)): the fractional part of exp2 of a negative Q8 value."""
     f = np.arange(1 << EXP2_FRAC_BITS, dtype=np.float64)
-    return np.floor(P_ONE * np.exp2(-f / (1 << EXP2_FRAC_BITS)) + 0.5).astype(np.uint16)
+    return np.floor(P_ONE * np.exp2(-f / (1 << EXP2_FRAC_BITS)) + 0.5).astype(np.uint32)
+
+
+def softmax_weights(t: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Step 3: p = round(EXP2[t & 255] / 2^(t >> 8)), 0 beyond 2^-24 or where not allowed."""
+    whole = t >> EXP2_FRAC_BITS
+    frac = t & ((1 << EXP2_FRAC_BITS) - 1)
+    shift = np.clip(whole, 0, P_BITS)
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    p = (exp2_table().astype(np.int64)[frac] + half) >> shift
+    return np.where(allowed & (whole <= P_BITS), p, 0)
 
 
 class AttentionSpec(StreamSpec):
@@ -55,7 +69,9 @@ class AttentionSpec(StreamSpec):
     CORE_SYMBOLS = ("attention_i8",)
     in_name = "qkv"
     out_name = "out"
-    ACCURACY = Accuracy(min_pearson=0.995, min_within_1=0.98, max_diff=2)
+    # KERNELS.md: realistic families >= 99.9% within 1 LSB, none beyond 1 (adversarial ones,
+    # tested separately, none beyond 2); Pearson is printed, never decisive.
+    ACCURACY = Accuracy(min_pearson=None, min_within_1=0.999, max_diff=1)
     PARAMS = (
         Param("n_queries", int, 64, "queries per tile", 8, 256, multiple_of=8),
         Param("n_keys", int, 64, "keys per tile", 8, 256, multiple_of=8),
@@ -97,15 +113,16 @@ class AttentionSpec(StreamSpec):
         return 4 * self.n_keys + 4 * self.n_keys + 8 * self.head_dim
 
     def tables(self) -> list[MemoryItem]:
-        return [MemoryItem("exp2 table", 2 << EXP2_FRAC_BITS)]
+        return [MemoryItem("exp2 table (uint32)", 4 << EXP2_FRAC_BITS, kind="static")]
 
     # -- integer constants --------------------------------------------------------------
     def logit_multiplier(self) -> tuple[int, int]:
         c = self.q_scale * self.k_scale / math.sqrt(self.head_dim) * math.log2(math.e)
         return quantize_multiplier(c * (1 << EXP2_FRAC_BITS), 15, "logit scale")
 
-    def out_multiplier(self) -> int:
-        return round(self.v_scale / self.o_scale * (1 << OUT_MULT_BITS))
+    def out_multiplier(self) -> tuple[int, int]:
+        """sv/so = M·2^-sM with M a 15-bit multiplier."""
+        return quantize_multiplier(self.v_scale / self.o_scale, OUT_MULT_BITS, "v_scale/o_scale")
 
     def validate(self) -> None:
         if self.causal and self.n_queries > self.n_keys:
@@ -117,22 +134,25 @@ class AttentionSpec(StreamSpec):
                 f"q_scale·k_scale/√head_dim gives a logit shift of {shift}, outside 1..62; "
                 "the scales are out of range"
             )
-        mo = self.out_multiplier()
-        if not 1 <= mo < 1 << 23:
+        ratio = self.v_scale / self.o_scale
+        _, out_shift = self.out_multiplier()
+        if not (ratio < 1 << 7 and 1 <= ROW_MULT_SHIFT + out_shift <= 62):
             raise SpecError(
-                f"v_scale/o_scale = {self.v_scale / self.o_scale:.6g} is outside "
-                f"[2^-16, 2^7): the output multiplier {mo} does not fit"
+                f"v_scale/o_scale = {ratio:.6g} is outside [2^-8, 2^7): the output multiplier "
+                "does not fit (below, every output rounds to 0; above, every nonzero V saturates)"
             )
         self.check_memory()
 
     def extra_context(self) -> dict[str, Any]:
         mult, shift = self.logit_multiplier()
+        out_mult, out_shift = self.out_multiplier()
         return {
             "logit_mult": mult,
             "logit_shift": shift,
-            "out_mult": self.out_multiplier(),
+            "out_mult": out_mult,
             "row_mult_shift": ROW_MULT_SHIFT,
-            "out_shift": ROW_MULT_SHIFT + OUT_MULT_BITS,
+            "out_shift": ROW_MULT_SHIFT + out_shift,
+            "p_bits": P_BITS,
             "exp2_frac_bits": EXP2_FRAC_BITS,
             "exp2_table": [int(x) for x in exp2_table()],
         }
@@ -173,15 +193,13 @@ class AttentionSpec(StreamSpec):
         m = np.where(mask, s, np.iinfo(np.int64).min).max(axis=2, keepdims=True)
         mult, shift = self.logit_multiplier()
         t = ((m - s) * mult + (1 << (shift - 1))) >> shift
-        whole = t >> EXP2_FRAC_BITS
-        frac = t & ((1 << EXP2_FRAC_BITS) - 1)
-        table = exp2_table().astype(np.int64)
-        p = np.where(mask & (whole < 16), table[frac] >> np.minimum(whole, 15), 0)
+        p = softmax_weights(t, mask)
         acc = np.einsum("tqk,tkd->tqd", p, v)
         total = p.sum(axis=2, keepdims=True)
-        row = ((self.out_multiplier() << ROW_MULT_SHIFT) + total // 2) // total
+        out_mult, out_shift = self.out_multiplier()
+        row = ((out_mult << ROW_MULT_SHIFT) + total // 2) // total
         prod = acc * row
-        out_shift = ROW_MULT_SHIFT + OUT_MULT_BITS
+        out_shift += ROW_MULT_SHIFT
         half = 1 << (out_shift - 1)
         o = np.where(prod >= 0, (prod + half) >> out_shift, -((-prod + half) >> out_shift))
         return [saturate_i8(o).reshape(-1)]

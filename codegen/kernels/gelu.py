@@ -77,7 +77,7 @@ class GeluSpec(StreamSpec):
         return 64
 
     def tables(self) -> list[MemoryItem]:
-        return [MemoryItem("gelu table", 256)]
+        return [MemoryItem("gelu table", 256, kind="static")]
 
     def validate(self) -> None:
         self.check_memory()

@@ -86,7 +86,8 @@ class LayerNormSpec(StreamSpec):
         return 128
 
     def tables(self) -> list[MemoryItem]:
-        return [MemoryItem("gamma (int32)", 4 * self.d), MemoryItem("beta (int64)", 8 * self.d)]
+        return [MemoryItem("gamma (int32)", 4 * self.d, kind="static"),
+                MemoryItem("beta (int64)", 8 * self.d, kind="static")]
 
     def validate(self) -> None:
         if self.rows % self.tile_rows:

@@ -142,8 +142,8 @@ class MatmulSpec(KernelSpec):
     def core_data(self) -> list[MemoryItem]:
         n_requant = self.N if self.per_column else 1
         return [
-            MemoryItem("multipliers and shifts", 8 * n_requant),
-            *([MemoryItem("bias (int32)", 4 * self.N)] if self.bias else []),
+            MemoryItem("multipliers and shifts", 8 * n_requant, kind="static"),
+            *([MemoryItem("bias (int32)", 4 * self.N, kind="static")] if self.bias else []),
         ]
 
     def memory_plan(self) -> list[TilePlan]:
@@ -154,7 +154,7 @@ class MatmulSpec(KernelSpec):
             MemoryItem("C tile buffers", self.tm * self.tn, depth),
             MemoryItem("accumulator (int32)", 4 * self.tm * self.tn),
             *self.core_data(),
-            MemoryItem("stack", self.stack_size),
+            MemoryItem("stack", self.stack_size, kind="stack"),
         ]
         return [TilePlan((c, 2), CORE_MEMORY, list(items)) for c in range(self.columns)]
 

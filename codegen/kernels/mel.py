@@ -226,11 +226,11 @@ class MelSpec(KernelSpec):
     def core_data(self) -> list[MemoryItem]:
         _, _, _, weights = self.sparse_filters()
         return [
-            MemoryItem("window (int32)", 4 * N_FFT),
-            MemoryItem("cosine (int16)", 2 * N_FFT),
-            MemoryItem("filter first/count/offset (int16)", 3 * 2 * self.n_mels),
-            MemoryItem("filter weights (int32)", 4 * len(weights)),
-            MemoryItem("log2 table (int32)", 4 * ((1 << LOG2_INDEX_BITS) + 1)),
+            MemoryItem("window (int32)", 4 * N_FFT, kind="static"),
+            MemoryItem("cosine (int16)", 2 * N_FFT, kind="static"),
+            MemoryItem("filter first/count/offset (int16)", 3 * 2 * self.n_mels, kind="static"),
+            MemoryItem("filter weights (int32)", 4 * len(weights), kind="static"),
+            MemoryItem("log2 table (int32)", 4 * ((1 << LOG2_INDEX_BITS) + 1), kind="static"),
         ]
 
     def memory_plan(self) -> list[TilePlan]:
@@ -239,7 +239,7 @@ class MelSpec(KernelSpec):
             MemoryItem("frames buffers", 2 * self.in_tile, depth),
             MemoryItem("mels buffers", 2 * self.out_tile, depth),
             *self.core_data(),
-            MemoryItem("stack", self.stack_size),
+            MemoryItem("stack", self.stack_size, kind="stack"),
         ])]
 
     def render_context(self) -> dict[str, Any]:

@@ -26,13 +26,19 @@ extern "C" void attention_i8(const int8_t *qkv, int8_t *out) {
       if (s > best) best = s;
     }
 
-    uint32_t total = 0;
+    uint64_t total = 0;
     for (int j = 0; j < visible; ++j) {
       const int64_t t = ((int64_t)(best - score[j]) * ATT_LOGIT_MULT +
                          ((int64_t)1 << (ATT_LOGIT_SHIFT - 1))) >> ATT_LOGIT_SHIFT;
       const int64_t whole = t >> ATT_EXP2_FRAC_BITS;
       const int frac = (int)(t & ((1 << ATT_EXP2_FRAC_BITS) - 1));
-      const uint32_t p = whole < 16 ? (uint32_t)att_exp2_table[frac] >> whole : 0u;
+      // Rounded to nearest, not truncated: truncation biases every small weight down.
+      uint32_t p = 0;
+      if (whole == 0) {
+        p = att_exp2_table[frac];
+      } else if (whole <= ATT_P_BITS) {
+        p = (att_exp2_table[frac] + (1u << (whole - 1))) >> whole;
+      }
       weight[j] = p;
       total += p;
     }
@@ -44,8 +50,8 @@ extern "C" void attention_i8(const int8_t *qkv, int8_t *out) {
       for (int d = 0; d < ATT_D; ++d) acc[d] += p * (int64_t)vj[d];
     }
 
-    // total >= 2^15: the row maximum contributes exactly 2^15.
-    const int64_t row = ((ATT_OUT_MULT << ATT_ROW_MULT_SHIFT) + total / 2) / total;
+    // total >= 2^24: the row maximum contributes exactly 2^24.
+    const int64_t row = (int64_t)(((uint64_t)ATT_OUT_MULT << ATT_ROW_MULT_SHIFT) + total / 2) / total;
     int8_t *oi = out + i * ATT_D;
     for (int d = 0; d < ATT_D; ++d) oi[d] = npk_sat_i8(npk_round_shift_s64(acc[d] * row, ATT_OUT_SHIFT));
   }
