@@ -1,5 +1,5 @@
 // The vector path of the matmul core (NPUKIT_VECTOR=1): AIE API mmul over the blocked tiles of
-// the whole-array layout. A tile [MM_TM/MM_R][MM_TK/MM_S][MM_R][MM_S], B tile
+// the whole-array layout, and the requantisation of a blocked C tile with vector conversions. A tile [MM_TM/MM_R][MM_TK/MM_S][MM_R][MM_S], B tile
 // [MM_TK/MM_S][MM_TN/MM_T][MM_S][MM_T], int32 accumulator and int8 C tile
 // [MM_TM/MM_R][MM_TN/MM_T][MM_R][MM_T]: each block is one mmul operand, row-major, so a block is
 // one aligned vector load. (MM_R, MM_S, MM_T) = (4, 8, 8) on aie2, (8, 8, 8) on aie2p: the
@@ -13,6 +13,7 @@
 #include <aie_api/aie.hpp>
 
 #include "matmul_params.h"
+#include "npukit_fixed.h"
 
 namespace npukit_mm {
 
@@ -69,7 +70,68 @@ inline void mac_quad(const int8_t *a, const int8_t *b, int32_t *acc, unsigned mi
   aie::store_v(pc11, c11.template to_vector<int32>());
 }
 
+// The requantisation of one C block column (all mi for block column ni) when its columns share
+// one shift: (acc + bias) * mult in acc64 (int32 x int32 accumulates in acc64: AIE API
+// "Arithmetic", default accumulator table), then to_vector<int8>(shift) rounds half away from
+// zero (rounding_mode::symmetric_inf) and saturates (saturation_mode::saturate): exactly
+// npk_sat_i8(npk_round_shift_s64(v * mult, shift)) of the scalar path.
+inline void requant_block_column(const int32_t *acc, int8_t *c, int col0, unsigned ni, int shift) {
+  aie::vector<int32, Mmul::size_C> mult;
+#if MM_HAS_BIAS
+  aie::vector<int32, Mmul::size_C> bias;
+#endif
+  for (unsigned i = 0; i < MM_R; ++i)
+    for (unsigned j = 0; j < MM_T; ++j) {
+      mult.set(mm_mult[MM_PER_COLUMN ? col0 + (int)j : 0], i * MM_T + j);
+#if MM_HAS_BIAS
+      bias.set(mm_bias[col0 + j], i * MM_T + j);
+#endif
+    }
+  for (unsigned mi = 0; mi < kMB; ++mi) {
+    const unsigned at = (mi * kNB + ni) * Mmul::size_C;
+    auto prod = aie::mul(aie::load_v<Mmul::size_C>(acc + at), mult);
+#if MM_HAS_BIAS
+    prod = aie::mac(prod, bias, mult);
+#endif
+    aie::store_v(c + at, prod.template to_vector<int8>(shift));
+  }
+}
+
+// The same block column element by element, for columns whose shifts differ.
+inline void requant_block_column_scalar(const int32_t *acc, int8_t *c, int col0, unsigned ni) {
+  for (unsigned mi = 0; mi < kMB; ++mi) {
+    const unsigned at = (mi * kNB + ni) * Mmul::size_C;
+    for (unsigned i = 0; i < MM_R; ++i)
+      for (unsigned j = 0; j < MM_T; ++j) {
+        const int q = MM_PER_COLUMN ? col0 + (int)j : 0;
+        int64_t v = acc[at + i * MM_T + j];
+#if MM_HAS_BIAS
+        v += mm_bias[col0 + j];
+#endif
+        c[at + i * MM_T + j] = npk_sat_i8(npk_round_shift_s64(v * mm_mult[q], mm_shift[q]));
+      }
+  }
+}
+
 }  // namespace npukit_mm
+
+// c = sat(round((acc + bias) * mult >> shift)) for one blocked C tile in column-of-tiles n_index.
+static inline void npukit_requant_tile_vector(const int32_t *__restrict acc,
+                                              int8_t *__restrict c, int32_t n_index) {
+  using namespace npukit_mm;
+  aie::set_rounding(aie::rounding_mode::symmetric_inf);
+  aie::set_saturation(aie::saturation_mode::saturate);
+  for (unsigned ni = 0; ni < kNB; ++ni) {
+    const int col0 = n_index * MM_TN + (int)(ni * MM_T);
+    const int shift = mm_shift[MM_PER_COLUMN ? col0 : 0];
+    bool uniform = true;
+    for (unsigned j = 1; MM_PER_COLUMN && j < MM_T; ++j) uniform &= mm_shift[col0 + j] == shift;
+    if (uniform)
+      requant_block_column(acc, c, col0, ni, shift);
+    else
+      requant_block_column_scalar(acc, c, col0, ni);
+  }
+}
 
 // acc += A . B for one blocked tile pair (the caller zeroes acc before the first k tile).
 static inline void npukit_mac_tile_vector(const int8_t *__restrict a, const int8_t *__restrict b,
