@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Mutant:
-    """One deliberate bug: replace `find` (which must occur exactly once) in `file` by `put`."""
+    """One deliberate bug: replace `find` (which must occur exactly once) in `file` by `put`.
+
+    `also` holds further (file, find, put) edits of the same bug, e.g. the golden model and the
+    core changed together, which only the accuracy targets can catch.
+    """
 
     id: str
     area: str
@@ -35,6 +39,10 @@ class Mutant:
     put: str
     tests: tuple[str, ...]  # pytest arguments: the tests that claim to catch it
     claim: str  # what the bug breaks, in the words of the README or a docstring
+    also: tuple[tuple[str, str, str], ...] = ()
+
+    def edits(self) -> list[tuple[str, str, str]]:
+        return [(self.file, self.find, self.put), *self.also]
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,15 @@ def copy_tree(root: Path, dest: Path) -> None:
 
 def apply(mutant: Mutant, tree: Path) -> str | None:
     """Apply the mutant in `tree`; the reason it cannot be applied, or None."""
-    path = tree / mutant.file
-    if not path.is_file():
-        return f"{mutant.file} does not exist"
-    text = path.read_text()
-    count = text.count(mutant.find)
-    if count != 1:
-        return f"its text occurs {count} times in {mutant.file} (expected once)"
-    path.write_text(text.replace(mutant.find, mutant.put))
+    for file, find, put in mutant.edits():
+        path = tree / file
+        if not path.is_file():
+            return f"{file} does not exist"
+        text = path.read_text()
+        count = text.count(find)
+        if count != 1:
+            return f"its text occurs {count} times in {file} (expected once)"
+        path.write_text(text.replace(find, put))
     return None
 
 
