@@ -2,67 +2,62 @@
 
 from __future__ import annotations
 
+import builtins
+import signal
+import sys
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C: one line and the shell's status for SIGINT (128 + 2), never a traceback.
+
+    Raised as SystemExit, so `finally` blocks still remove temporary directories, locks and
+    child processes, and invoke (which turns KeyboardInterrupt into a silent exit 1) lets it by.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C during cleanup stays quiet
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130)
+
+
+# First, before the imports below: a Ctrl-C from here on is one line, whatever is running.
+signal.signal(signal.SIGINT, _interrupted)
+
 import functools
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from invoke import Argument, Exit, ParseError, Task, task
+from invoke import Argument, Exit, Task, task
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent
 console = Console()
 
 
-class _OptionalPositional(Argument):
-    """A positional argument that may be left out (`invoke build --all`, `invoke test-hw`).
+class _RepeatableFlag(Argument):
+    """A repeatable flag (`-p a=1 -p b=2`) that, unlike invoke's list flags, must have a value.
 
-    invoke requires every positional argument: its parser eats the next bare token while the
-    value is None, then fails at `complete_context` if it is still None. This argument reads as
-    None while tokens are parsed and as "" when that final check asks.
+    invoke starts a list flag's raw value at [] rather than None, so its "needed value and was
+    not given one" check never fires and a bare `-p` silently means no parameters.
     """
 
-    @property
-    def value(self) -> Any:
-        value = self._value if self._value is not None else self.default
-        if value is None and _called_from("complete_context"):
-            return ""
-        return value
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.raw_value = None
 
-    @value.setter
-    def value(self, arg: Any) -> None:
-        self.set_value(arg, cast=True)
-
-    def set_value(self, value: Any, cast: bool = True) -> None:
-        if isinstance(value, str) and value.startswith("-"):
-            # The parser offers a positional the core flags it cannot place, e.g. --help.
-            raise ParseError(f"{value!r} is not a kernel name; for a task's flags, "
-                             "run `invoke --help <task>`")
-        super().set_value(value, cast)
+    def __repr__(self) -> str:  # how invoke's parse errors name the flag
+        return f"'--{self.name}'"
 
 
-def _called_from(name: str, depth: int = 8) -> bool:
-    frame = sys._getframe(1)
-    for _ in range(depth):
-        if frame is None:
-            return False
-        if frame.f_code.co_name == name:
-            return True
-        frame = frame.f_back
-    return False
-
-
-class _KernelTask(Task):
-    """A task whose first positional argument, `kernel`, is optional."""
+class _Task(Task):
+    """An invoke task whose repeatable flags refuse to be given without a value."""
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         return [
-            _OptionalPositional(names=a.names, kind=a.kind, default=None, help=a.help,
-                                positional=True)
-            if a.name == "kernel" else a
+            _RepeatableFlag(names=a.names, kind=builtins.list, default=a.default, help=a.help,
+                            attr_name=a.attr_name)
+            if a.kind is builtins.list else a  # `list` is a task in this module
             for a in super().get_arguments(ignore_unknown_help)
         ]
 
@@ -78,6 +73,16 @@ def _count(flag: str, text: Any, minimum: int, maximum: int = 1_000_000) -> int:
     if not minimum <= value <= maximum:
         raise NpukitError(f"--{flag} {value} is outside {minimum}..{maximum}")
     return value
+
+
+def _kernel_name(kernel: str, task_name: str) -> str:
+    """The kernel positional; invoke hands a required positional the next token, even --help."""
+    from codegen.spec import SpecError
+
+    if kernel.startswith("-"):
+        raise SpecError(f"{kernel!r} is not a kernel name; for the task's flags, run "
+                        f"`invoke --help {task_name}`")
+    return kernel
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,33 +116,45 @@ def list(c):
 
 
 @task(
-    klass=_KernelTask,
+    klass=_Task,
     iterable=["param"],
     positional=["kernel"],
     help={
         "kernel": "kernel to build (see `invoke list`)",
         "param": "key=value parameter, repeatable (e.g. --param tiles=4)",
         "target": "auto (xclbin when the toolchain is present), hw (require it) or emu",
-        "all": "build every kernel with its default parameters",
         "peano": "Peano (llvm-aie) install directory",
         "force": "rerun every stage, ignoring the cache",
     },
 )
 @_friendly
-def build(c, kernel=None, param=None, target="auto", all=False, peano="", force=False):
-    """Render, check and build a kernel into build/<kernel>/<variant>/."""
+def build(c, kernel, param=None, target="auto", peano="", force=False):
+    """Render, check and build a kernel into build/<kernel>/<variant>/ (`invoke build-all`: all)."""
     from codegen.cli import build_kernels, parse_params
-    from codegen.kernels import KERNELS
-    from codegen.spec import SpecError
 
-    if all == bool(kernel):
-        raise SpecError(f"give one kernel ({', '.join(sorted(KERNELS))}) or --all")
-    kernels = sorted(KERNELS) if all else [kernel]
-    build_kernels(kernels, parse_params(param or []), target=target, peano=peano or None,
+    build_kernels([_kernel_name(kernel, "build")], parse_params(param or []), target=target, peano=peano or None,
                   force=force, console=console)
 
 
 @task(
+    help={
+        "target": "auto (xclbin when the toolchain is present), hw (require it) or emu",
+        "peano": "Peano (llvm-aie) install directory",
+        "force": "rerun every stage, ignoring the cache",
+    },
+)
+@_friendly
+def build_all(c, target="auto", peano="", force=False):
+    """Build every kernel with its default parameters, with progress."""
+    from codegen.cli import build_kernels
+    from codegen.kernels import KERNELS
+
+    build_kernels(sorted(KERNELS), {}, target=target, peano=peano or None, force=force,
+                  console=console)
+
+
+@task(
+    klass=_Task,
     positional=["kernel"],
     iterable=["param"],
     help={
@@ -150,7 +167,7 @@ def cost(c, kernel, param=None):
     """The cost model: bytes per DMA channel, MACs per core, projected time on npu1 and npu2."""
     from codegen.cli import cost_report, parse_params
 
-    cost_report(kernel, parse_params(param or []), console)
+    cost_report(_kernel_name(kernel, "cost"), parse_params(param or []), console)
 
 
 @task(help={"peano": "Peano (llvm-aie) install directory"})
@@ -175,14 +192,14 @@ def clean(c, dist=False):
 def test(c, args=""):
     """Run the test suite (pytest)."""
     cmd = [sys.executable, "-m", "pytest", *shlex.split(args)]
+    # pytest answers Ctrl-C itself (its summary, exit 2): this process only waits for it.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     code = subprocess.call(cmd, cwd=ROOT)
     if code:
         raise Exit(code=code)
 
 
 @task(
-    klass=_KernelTask,
-    positional=["kernel"],
     help={
         "kernel": "verify only this kernel's builds (default: every build)",
         "backend": "auto (NPU when present, else the emulator), xrt or emu",
@@ -193,7 +210,7 @@ def test(c, args=""):
     },
 )
 @_friendly
-def test_hw(c, kernel=None, backend="auto", seeds="4", iterations="50", report="", junit=""):
+def test_hw(c, kernel="", backend="auto", seeds="4", iterations="50", report="", junit=""):
     """Verify every build bit for bit against its golden model, on the NPU or the emulator."""
     from codegen.cli import BUILD_ROOT
     from codegen.testhw import run_test_hw
@@ -223,8 +240,6 @@ def bench(c, calls="3000"):
 
 
 @task(
-    klass=_KernelTask,
-    positional=["kernel"],
     help={
         "kernel": "publish only this kernel's builds (default: every build)",
         "version": "bundle version (default: project version + git revision, e.g. 0.1.0+g1a2b3c4)",
@@ -233,7 +248,7 @@ def bench(c, calls="3000"):
     },
 )
 @_friendly
-def publish(c, kernel=None, version="", out="dist", allow_unverified=False):
+def publish(c, kernel="", version="", out="dist", allow_unverified=False):
     """Bundle NPU-verified builds into dist/<kernel>-<variant>-<version>.tar.gz + SHA256SUMS."""
     from codegen.cli import BUILD_ROOT
     from codegen.publish import publish as run_publish

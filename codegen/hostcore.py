@@ -29,31 +29,42 @@ class HostBuild:
     frames: dict[str, int]
 
 
-def compile_host_core(compiler: str, src_dir: Path, sources: list[str], out: Path,
+def compile_host_core(compiler: list[str], src_dir: Path, sources: list[str], out: Path,
                       flags: tuple[str, ...] = ()) -> HostBuild:
-    """Compile `sources` (headers beside them, plus `flags`: defines and include dirs) and link
-    them into the shared library `out`."""
+    """Compile `sources` (headers beside them, plus `flags`: defines and include dirs) with the
+    command `compiler` (e.g. ["ccache", "g++"]) and link them into the shared library `out`."""
     commands: list[list[str]] = []
     frames: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as work:
         objects = []
         for source in sources:
             obj = Path(work) / (Path(source).stem + ".o")
-            commands.append([compiler, *HOST_FLAGS, *flags, "-fstack-usage", f"-I{src_dir}", "-c",
-                             str(src_dir / source), "-o", str(obj)])
-            _run(commands[-1], source)
+            commands.append([*compiler, *HOST_FLAGS, *flags, "-fstack-usage", f"-I{src_dir}",
+                             "-c", str(src_dir / source), "-o", str(obj)])
+            _run(commands[-1], source, [obj, obj.with_suffix(".su")])
             frames.update(_frames(obj.with_suffix(".su")))
             objects.append(str(obj))
-        commands.append([compiler, "-shared", *objects, "-o", str(out)])
-        _run(commands[-1], ", ".join(sources))
+        commands.append([*compiler, "-shared", *objects, "-o", str(out)])
+        _run(commands[-1], ", ".join(sources), [out])
     return HostBuild(commands, frames)
 
 
-def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def _run(cmd: list[str], what: str, produces: list[Path]) -> None:
+    """Run one compiler step; it must exit 0 and write each of `produces`."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        raise ToolchainError(f"host compile of {what}: cannot run {cmd[0]} ({e.strerror}); "
+                             "set CXX to an installed C++ compiler") from None
     if proc.returncode != 0:
         raise ToolchainError(f"host compile of {what} failed ({cmd[0]} exit {proc.returncode}):\n"
                              f"{proc.stderr.strip()}")
+    missing = [p.suffix for p in produces if not p.is_file()]
+    if missing:
+        raise ToolchainError(
+            f"host compile of {what}: {cmd[0]} exited 0 but wrote no {' or '.join(missing)} "
+            "file; is CXX a C++ compiler that understands "
+            "-c, -o, -shared and -fstack-usage (g++ or clang++)?")
 
 
 def _frames(report: Path) -> dict[str, int]:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -26,11 +27,13 @@ if TYPE_CHECKING:  # the checks read designs with xDSL: imported only when a sta
     from runtime.emulator.model import Design
 
 from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
+from codegen.owned import clear, ensure_dir
 from codegen.render import DESIGN_NAME, HOST_AIE_API, Rendered, render, template_digest
 from codegen.spec import KernelSpec
 from codegen.toolchain import Toolchain, discover, require_cxx
 from runtime.errors import ArtifactError, NpukitError, ToolchainError
 from runtime.insts import lint_insts
+from runtime.loader import Schema, load_json
 from runtime.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -59,6 +62,7 @@ CODE_ROOT = Path(__file__).resolve().parent.parent
 CHECK_CODE = ("codegen/checks.py", "codegen/spec.py", "codegen/banks.py", "runtime/emulator")
 LINT_CODE = ("runtime/xclbin.py", "runtime/insts.py")
 ENTRY_SUMS = ".sha256.json"
+ENTRY_SUMS_SCHEMA: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
 CALL_MARGIN = 256  # bytes of stack above the core code's own frames, for library calls
 
 
@@ -80,8 +84,9 @@ def _entry_sums(entry: Path) -> dict[str, str]:
 def _entry_intact(entry: Path) -> bool:
     """A cache entry is trusted only if its files still have the hashes recorded at creation."""
     try:
-        return json.loads((entry / ENTRY_SUMS).read_text()) == _entry_sums(entry)
-    except (OSError, ValueError):
+        recorded = load_json(entry / ENTRY_SUMS, ENTRY_SUMS_SCHEMA, fix="the entry is rebuilt")
+        return bool(recorded == _entry_sums(entry))
+    except (OSError, NpukitError):
         return False
 
 
@@ -169,11 +174,11 @@ class _Cache:
         final = self.entry(stage, key)
         if final.is_dir() and not force and _entry_intact(final):
             return final, True
-        final.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(final.parent, self.root.parent)  # a file where build/.cache/<stage> belongs
         with FileLock(str(final) + ".lock"):
             if final.is_dir() and not force and _entry_intact(final):
                 return final, True
-            shutil.rmtree(final, ignore_errors=True)
+            clear(final)  # a stale entry, or whatever replaced it
             tmp = final.parent / f".tmp-{key[:16]}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
@@ -258,7 +263,7 @@ class Build:
     # -- the run ----------------------------------------------------------------------
     def run(self) -> BuildResult:
         self.log("validate", "ok")
-        self.artifact_dir.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.artifact_dir.parent, self.root)
         with FileLock(str(self.artifact_dir) + ".lock"):
             current = None if self.force else self._current()
             if current is not None:
@@ -308,7 +313,7 @@ class Build:
         lib = host_library_name(spec.name)
 
         def do_host(out: Path) -> None:
-            host = compile_host_core(cxx.path, src, list(spec.CORE_SOURCES), out / lib,
+            host = compile_host_core(cxx.command, src, list(spec.CORE_SOURCES), out / lib,
                                      host_core_flags(spec))
             self._check_stack(host.frames)
             (out / "command.json").write_text(json.dumps(host.commands))
@@ -341,7 +346,7 @@ class Build:
         spec, tc = self.spec, self.tc
         vector = spec.core_path == "vector"
         cxx = require_cxx(tc)
-        host = f"{cxx.path} ({cxx.version})"
+        host = f"{shlex.join(cxx.command)} ({cxx.version})"
         if vector:
             host += " with npukit's host AIE API subset"
         arch = aie_arch(spec.device)
@@ -456,10 +461,10 @@ class Build:
         )
         write_manifest(tmp, manifest)
         old = self.artifact_dir.parent / f".{spec.variant}.old-{os.getpid()}"
-        if self.artifact_dir.exists():
+        if self.artifact_dir.exists() or self.artifact_dir.is_symlink():
             os.rename(self.artifact_dir, old)
         os.rename(tmp, self.artifact_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        clear(old)
         return manifest
 
 

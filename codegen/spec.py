@@ -19,6 +19,7 @@ import numpy as np
 
 from codegen import banks
 from runtime.errors import NpukitError
+from runtime.loader import load_npy
 from runtime.manifest import BufferSpec
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ class KernelSpec(ABC):
         }
         for name, value in self.params.items():
             # A data file is recorded by its absolute path, so the manifest works from anywhere.
-            if isinstance(value, str) and value.endswith(".npy") and Path(value).is_file():
+            if is_data_file(value, name):
                 self.params[name] = str(Path(value).resolve())
         self.validate()
 
@@ -294,7 +295,7 @@ class KernelSpec(ABC):
         return {
             name: hashlib.sha256(Path(value).read_bytes()).hexdigest()
             for name, value in sorted(self.params.items())
-            if isinstance(value, str) and value.endswith(".npy") and Path(value).is_file()
+            if is_data_file(value, name)
         }
 
     def stale_param_files(self, recorded: dict[str, str]) -> list[str]:
@@ -409,19 +410,40 @@ def accuracy_figures(golden: np.ndarray, reference: np.ndarray) -> tuple[float, 
 
 
 def load_vector(path: str, n: int, what: str) -> np.ndarray:
-    """n finite float64 values from a .npy file; a SpecError names the file and the problem."""
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"{what} {path!r}: no such .npy file")
+    """n finite float64 values from a .npy file; a SpecError names the parameter, the file and
+    the problem (runtime.loader checks the header before any data is read)."""
+    return load_npy(path, what, shape=(n,), error=SpecError).astype(np.float64)
+
+
+def load_int_vector(path: str, n: int, what: str, bits: int) -> np.ndarray:
+    """n signed `bits`-bit integers from a .npy file of integers (or of whole-number floats)."""
+    values = load_npy(path, what, shape=(n,), error=SpecError)
+    if values.dtype.kind == "f":
+        fractional = np.flatnonzero(values != np.round(values))
+        if fractional.size:
+            i = int(fractional[0])
+            raise SpecError(f"{what} {path}: value {values[i]} at index {i} is not a whole number")
+    wide = values.astype(np.float64) if values.dtype.kind == "f" else values
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    outside = np.flatnonzero((wide < lo) | (wide > hi))
+    if outside.size:
+        i = int(outside[0])
+        raise SpecError(f"{what} {path}: value {values[i]} at index {i} is outside int{bits} "
+                        f"({lo}..{hi})")
+    return values.astype(np.int64)
+
+
+def is_data_file(value: Any, what: str) -> bool:
+    """True when `value` names an existing .npy file; a name the OS refuses (too long) is a
+    SpecError naming the parameter, not a bare OSError."""
+    if not (isinstance(value, str) and value.endswith(".npy")):
+        return False
     try:
-        values = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise SpecError(f"{what} {path}: not a readable .npy file ({e})") from None
-    if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf":
-        raise SpecError(f"{what} {path}: expected a .npy array of real numbers")
-    if values.shape != (n,) or not np.all(np.isfinite(values)):
-        raise SpecError(f"{what} {path}: expected {n} finite values, got shape {values.shape}")
-    return values.astype(np.float64)
+        return Path(value).is_file()
+    except OSError as e:
+        shown = value if len(value) <= 80 else f"{value[:40]}...{value[-30:]}"
+        raise SpecError(f"{what} {shown!r}: {e.strerror or e} ({len(value)} characters); "
+                        "give a shorter path") from None
 
 
 def _slug(value: Any) -> str:

@@ -218,16 +218,29 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
 
 
 def _verify_child(conn: Connection, art: Path, backend: str, seeds: int, iterations: int) -> None:
-    conn.send(verify(art, backend, seeds, iterations))
+    result = verify(art, backend, seeds, iterations)
+    try:
+        conn.send(result)
+    except OSError:  # the parent is gone (killed): there is no one left to tell, so say nothing
+        return
     conn.close()
 
 
 def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
-    """`verify` in a child process; a child that dies becomes a failed Result naming how."""
+    """`verify` in a child process; a child that dies becomes a failed Result naming how.
+
+    The child ignores Ctrl-C (the terminal sends it to both): the parent alone answers it, by
+    stopping the child, so an interrupted run prints no child traceback.
+    """
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_verify_child, args=(sender, artifact, backend, seeds, iterations))
-    child.start()
+    child = ctx.Process(target=_verify_child, args=(sender, artifact, backend, seeds, iterations),
+                        daemon=True)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child's Python
+    try:
+        child.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     sender.close()
     try:
         result: Result = receiver.recv()
@@ -239,6 +252,10 @@ def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -
                else "the core code crashed")
         return Result(artifact.parent.name, artifact.name, str(artifact), backend,
                       error=f"the process running it died ({how}): {why}")
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the child before going
+        child.terminate()
+        child.join()
+        raise
     child.join()
     return result
 

@@ -11,12 +11,16 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runtime.errors import ToolchainError
+from codegen.owned import clear, ensure_dir
+from runtime.errors import ArtifactError, ToolchainError
+from runtime.loader import Schema, load_json
 
 INSTALL_HINTS = {
     "c++": "install a host C++ compiler: `apt-get install g++` (or set CXX)",
@@ -37,14 +41,28 @@ class Tool:
     path: str
     version: str
     executable: str = ""  # the binary behind `path` when `path` is an install directory
+    args: tuple[str, ...] = ()  # words after the program, e.g. CXX="ccache g++" gives ("g++",)
+
+    @property
+    def command(self) -> list[str]:
+        return [self.path, *self.args]
 
     @property
     def identity(self) -> str:
-        p = Path(self.executable or self.path)
-        st = p.stat() if p.exists() else None
-        raw = (f"{self.name}|{self.path}|{p}|{self.version}|"
-               f"{st and st.st_size}|{st and st.st_mtime_ns}")
+        exe = Path(self.executable or self.path)
+        raw = f"{self.name}|{self.path}|{self.version}|{_stat_id(exe)}"
+        for word in self.args:  # a wrapper's compiler: replacing it must rebuild too
+            found = shutil.which(word) if not word.startswith("-") else None
+            raw += f"|{word}|{_stat_id(Path(found)) if found else ''}"
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _stat_id(p: Path) -> str:
+    try:
+        st = p.resolve().stat()
+    except OSError:
+        return "missing"
+    return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
 @dataclass
@@ -57,6 +75,7 @@ class Toolchain:
     bootgen: Tool | None
     mlir_aie_include: str | None
     pyxrt: str | None
+    cxx_problem: str = field(default="")  # why $CXX cannot be used, when it is set but wrong
 
     @property
     def missing_for_hw(self) -> list[str]:
@@ -82,26 +101,35 @@ class Toolchain:
         }
 
 
+#: tools.json: `--version` answers keyed by "path|size|mtime|args"
+VERSIONS_SCHEMA: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
 class _VersionCache:
-    """Remembers `tool --version` answers by (path, size, mtime): a cache hit runs no tool."""
+    """Remembers `tool --version` answers by (path, size, mtime): a cache hit runs no tool.
+
+    The file is the build's own cache: one that is not what this class writes (bad JSON, `[]`,
+    a directory in its place) is dropped and written afresh.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.data: dict[str, str] = {}
-        if path and path.is_file():
-            try:
-                self.data = json.loads(path.read_text())
-            except ValueError:
-                self.data = {}
         self.dirty = False
+        if path and (path.exists() or path.is_symlink()):
+            try:
+                self.data = load_json(path, VERSIONS_SCHEMA, fix="it is rewritten")
+            except ArtifactError:
+                self.dirty = True
 
-    def version(self, exe: Path, args: tuple[str, ...] = ("--version",)) -> str:
+    def version(self, command: list[str], args: tuple[str, ...] = ("--version",)) -> str:
+        exe = Path(command[0])
         st = exe.stat()
-        key = f"{exe}|{st.st_size}|{st.st_mtime_ns}|{' '.join(args)}"
+        key = f"{exe}|{st.st_size}|{st.st_mtime_ns}|{' '.join([*command[1:], *args])}"
         if key not in self.data:
             try:
                 proc = subprocess.run(
-                    [str(exe), *args], capture_output=True, text=True, timeout=60
+                    [*command, *args], capture_output=True, text=True, timeout=60
                 )
                 out = (proc.stdout or proc.stderr).strip().splitlines()
                 self.data[key] = out[0].strip() if out else "unknown"
@@ -111,11 +139,20 @@ class _VersionCache:
         return self.data[key]
 
     def save(self) -> None:
-        if self.path and self.dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        if not (self.path and self.dirty):
+            return
+        ensure_dir(self.path.parent, self.path.parent.parent)
+        if self.path.is_dir() and not self.path.is_symlink():
+            clear(self.path)  # build/.cache is npukit's: a directory here is debris
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                   suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self.data, indent=1, sort_keys=True))
             os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _which(*names: str) -> Path | None:
@@ -166,24 +203,45 @@ def find_mlir_aie_include() -> Path | None:
 def discover(peano: str | None = None, cache_file: Path | None = None) -> Toolchain:
     """Locate every tool; nothing here fails for a missing tool, the caller decides."""
     versions = _VersionCache(cache_file)
-    cxx_path = _which(os.environ.get("CXX", "c++"), "g++", "clang++")
+    cxx, cxx_problem = _host_cxx(versions)
     aiecc_path = _which("aiecc", "aiecc.py")
     peano_dir = find_peano_dir(peano)
     bootgen_path = _which("bootgen")
     tc = Toolchain(
-        cxx=Tool("c++", str(cxx_path), versions.version(cxx_path)) if cxx_path else None,
-        aiecc=Tool("aiecc", str(aiecc_path), versions.version(aiecc_path))
+        cxx=cxx,
+        aiecc=Tool("aiecc", str(aiecc_path), versions.version([str(aiecc_path)]))
         if aiecc_path else None,
-        peano=Tool("peano", str(peano_dir), versions.version(peano_dir / "bin" / "clang++"),
+        peano=Tool("peano", str(peano_dir), versions.version([str(peano_dir / "bin" / "clang++")]),
                    str((peano_dir / "bin" / "clang++").resolve()))
         if peano_dir else None,
-        bootgen=Tool("bootgen", str(bootgen_path), versions.version(bootgen_path, ("-help",)))
+        bootgen=Tool("bootgen", str(bootgen_path),
+                     versions.version([str(bootgen_path)], ("-help",)))
         if bootgen_path else None,
         mlir_aie_include=str(find_mlir_aie_include() or "") or None,
         pyxrt=_pyxrt_location(),
+        cxx_problem=cxx_problem,
     )
     versions.save()
     return tc
+
+
+def _host_cxx(versions: _VersionCache) -> tuple[Tool | None, str]:
+    """The host C++ compiler: $CXX as a command line when set (e.g. "ccache g++"), else the
+    first of c++, g++, clang++ on PATH; with the reason when $CXX names nothing usable."""
+    env = os.environ.get("CXX", "").strip()
+    if not env:
+        found = _which("c++", "g++", "clang++")
+        return (Tool("c++", str(found), versions.version([str(found)])) if found else None), ""
+    try:
+        words = shlex.split(env)
+    except ValueError as e:
+        return None, f"CXX={env!r} is not a valid command line ({e}); fix or unset CXX"
+    exe = _which(words[0])
+    if exe is None:
+        return None, (f"CXX={env!r}: {words[0]} is not an executable on PATH; set CXX to an "
+                      "installed C++ compiler, or unset it to use c++/g++/clang++")
+    version = versions.version([str(exe), *words[1:]])
+    return Tool("c++", str(exe), version, args=tuple(words[1:])), ""
 
 
 def _pyxrt_location() -> str | None:
@@ -196,7 +254,8 @@ def _pyxrt_location() -> str | None:
 
 def require_cxx(tc: Toolchain) -> Tool:
     if tc.cxx is None:
-        raise ToolchainError(f"no host C++ compiler found; {INSTALL_HINTS['c++']}")
+        raise ToolchainError(tc.cxx_problem
+                             or f"no host C++ compiler found; {INSTALL_HINTS['c++']}")
     return tc.cxx
 
 
@@ -206,11 +265,12 @@ def doctor_rows(tc: Toolchain) -> list[tuple[str, str, str]]:
 
     def row(name: str, tool: Tool | None, needed_for: str, hint: str) -> None:
         if tool:
-            rows.append((name, "found", f"{tool.path} ({tool.version})"))
+            rows.append((name, "found", f"{' '.join(tool.command)} ({tool.version})"))
         else:
             rows.append((name, "missing", f"needed for {needed_for}: {hint}"))
 
-    row("host c++", tc.cxx, "every build (host core, emulator)", INSTALL_HINTS["c++"])
+    row("host c++", tc.cxx, "every build (host core, emulator)",
+        tc.cxx_problem or INSTALL_HINTS["c++"])
     row("aiecc", tc.aiecc, "the xclbin", INSTALL_HINTS["aiecc"])
     row("peano", tc.peano, "the aie2 core object", INSTALL_HINTS["peano"])
     row("bootgen", tc.bootgen, "aiecc's PDI packing", INSTALL_HINTS["bootgen"])

@@ -7,6 +7,7 @@ inputs against the manifest, runs, and returns the outputs in manifest.outputs o
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -19,11 +20,13 @@ from runtime.backend import Backend
 from runtime.bundle import resolve_artifact
 from runtime.errors import RunError, ToolchainError
 from runtime.manifest import BufferSpec, Manifest, load_manifest
-from runtime.xrt import DEFAULT_TIMEOUT_MS, BoLayout
+from runtime.xrt import DEFAULT_TIMEOUT_MS, BoLayout, layout_for
 
 log = logging.getLogger("npukit.runtime")
 BACKENDS = ("auto", "xrt", "emu")
 TIMINGS_KEPT = 100_000
+#: XRT reads a run's timeout as unsigned milliseconds where 0 means "wait forever"
+MAX_TIMEOUT_MS = (1 << 31) - 1
 
 
 class NpuKernel:
@@ -52,10 +55,19 @@ class NpuKernel:
         `artifact_dir` may be a published bundle; one not verified on an NPU is refused unless
         `allow_unverified`.
         """
-        if backend not in BACKENDS:
+        if not isinstance(artifact_dir, str | os.PathLike):
+            raise RunError(f"NpuKernel.load: artifact_dir must be a path (str or os.PathLike) to "
+                           f"an artifact directory or bundle, got {type(artifact_dir).__name__}")
+        if not isinstance(backend, str) or backend not in BACKENDS:
             raise RunError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_timeout(timeout_ms)
+        if not isinstance(layout, str | BoLayout):
+            raise RunError(f"layout must be 'baseline', 'legacy' or a BoLayout, got "
+                           f"{type(layout).__name__}")
         directory = resolve_artifact(artifact_dir, allow_unverified=allow_unverified)
         manifest = load_manifest(directory, verify=True)
+        if isinstance(layout, str):  # checked on every backend, though only xrt uses it
+            layout = layout_for(layout, len(manifest.buffers))
         opened = open_backend(directory, manifest, backend, layout, timeout_ms)
         return cls(directory, manifest, opened)
 
@@ -113,6 +125,16 @@ class NpuKernel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_timeout(timeout_ms: Any) -> None:
+    """A run's timeout: whole milliseconds, at least 1 (0 would mean "forever" to XRT)."""
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
+        raise RunError(f"timeout_ms must be a whole number of milliseconds, got "
+                       f"{timeout_ms!r} ({type(timeout_ms).__name__})")
+    if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
+        raise RunError(f"timeout_ms {timeout_ms} is outside 1..{MAX_TIMEOUT_MS} (XRT reads 0 as "
+                       "'wait forever'); give the longest a call may take, e.g. 10000")
 
 
 def _check(spec: BufferSpec, x: Any) -> np.ndarray:

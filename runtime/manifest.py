@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import ArtifactError
+from runtime.loader import Schema, check, load_json
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -27,6 +28,64 @@ FIRST_DATA_ARG = 3
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ROLES = ("design", "core_source", "host_core", "core_object", "xclbin", "insts", "report")
+DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32",
+          "float64")
+REBUILD = "rebuild the artifact with `invoke build`"
+
+_STRINGS: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
+_STRING_LIST: Schema = {"type": "array", "items": {"type": "string"}}
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+BUFFER_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["name", "dtype", "shape", "direction", "seq_index"],
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        "dtype": {"enum": list(DTYPES)},
+        "shape": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+        "bytes": _COUNT,
+        "direction": {"enum": ["in", "out"]},
+        "seq_index": _COUNT,
+        "arg_index": _COUNT,
+    },
+}
+#: what `Manifest.to_json` writes; keys a later npukit adds are tolerated, known keys are typed
+MANIFEST_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["schema", "kernel", "variant", "device", "params", "buffers", "files",
+                 "emulation_only"],
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "kernel": {"type": "string"},
+        "variant": {"type": "string"},
+        "device": {"type": "string", "minLength": 1},
+        "params": {"type": "object"},
+        "buffers": {"type": "array", "minItems": 1, "items": BUFFER_SCHEMA},
+        "files": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["sha256", "bytes", "role"],
+                "properties": {
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "bytes": _COUNT,
+                    "role": {"enum": list(ROLES)},
+                },
+            },
+        },
+        "emulation_only": {"type": "boolean"},
+        "core_symbols": _STRING_LIST,
+        "host_libraries": _STRINGS,
+        "n_insts_words": {"type": ["integer", "null"], "minimum": 0},
+        "alloc_scheme": {"type": "string"},
+        "kernel_name": {"type": "string", "minLength": 1},
+        "tools": {"type": "object", "additionalProperties": {"type": ["object", "null"]}},
+        "core_build": _STRINGS,
+        "source_hashes": _STRINGS,
+        "cache_key": {"type": "string"},
+        "notes": _STRING_LIST,
+        "bo_layout": {"type": "object"},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -62,18 +121,14 @@ class BufferSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> BufferSpec:
-        spec = cls(
-            name=str(d["name"]),
-            dtype=str(d["dtype"]),
-            shape=tuple(int(x) for x in d["shape"]),
-            direction=str(d["direction"]),
-            seq_index=int(d["seq_index"]),
-        )
-        if spec.direction not in ("in", "out"):
-            raise ArtifactError(f"buffer {spec.name!r}: direction {spec.direction!r} is not in/out")
-        if int(d.get("bytes", spec.nbytes)) != spec.nbytes or int(
-            d.get("arg_index", spec.arg_index)
-        ) != spec.arg_index:
+        """A buffer from its manifest entry; the entry must fit BUFFER_SCHEMA."""
+        problem = check(d, BUFFER_SCHEMA)
+        if problem:
+            raise ArtifactError(f"buffer entry {problem}")
+        spec = cls(name=d["name"], dtype=d["dtype"], shape=tuple(d["shape"]),
+                   direction=d["direction"], seq_index=d["seq_index"])
+        if d.get("bytes", spec.nbytes) != spec.nbytes or d.get(
+                "arg_index", spec.arg_index) != spec.arg_index:
             raise ArtifactError(f"buffer {spec.name!r}: bytes or arg_index disagree with its shape")
         return spec
 
@@ -146,35 +201,39 @@ class Manifest:
         return {"schema": SCHEMA_VERSION, **d}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
-        if d.get("schema") != SCHEMA_VERSION:
+    def from_json(cls, d: Any, where: str = MANIFEST_NAME) -> Manifest:
+        """A manifest from its JSON; anything off MANIFEST_SCHEMA, or inconsistent, is refused."""
+        if isinstance(d, dict) and d.get("schema") != SCHEMA_VERSION:
             raise ArtifactError(
                 f"{where}: schema {d.get('schema')!r} is not {SCHEMA_VERSION}; "
                 "rebuild the artifact with this npukit"
             )
+        problem = check(d, MANIFEST_SCHEMA)
+        if problem:
+            raise ArtifactError(f"{where}: {problem}; {REBUILD}")
         try:
             buffers = [BufferSpec.from_json(b) for b in d["buffers"]]
-            m = cls(
-                kernel=str(d["kernel"]),
-                variant=str(d["variant"]),
-                device=str(d["device"]),
-                params=dict(d["params"]),
-                buffers=buffers,
-                files={str(k): dict(v) for k, v in d["files"].items()},
-                emulation_only=bool(d["emulation_only"]),
-                core_symbols=list(d.get("core_symbols", [])),
-                host_libraries=dict(d.get("host_libraries", {})),
-                n_insts_words=d.get("n_insts_words"),
-                alloc_scheme=str(d.get("alloc_scheme", "")),
-                kernel_name=str(d.get("kernel_name", KERNEL_NAME)),
-                tools=dict(d.get("tools", {})),
-                core_build={str(k): str(v) for k, v in d.get("core_build", {}).items()},
-                source_hashes=dict(d.get("source_hashes", {})),
-                cache_key=str(d.get("cache_key", "")),
-                notes=list(d.get("notes", [])),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(f"{where}: malformed manifest ({e!r}); rebuild the artifact") from e
+        except ArtifactError as e:
+            raise ArtifactError(f"{where}: {e}; {REBUILD}") from None
+        m = cls(
+            kernel=d["kernel"],
+            variant=d["variant"],
+            device=d["device"],
+            params=dict(d["params"]),
+            buffers=buffers,
+            files={k: dict(v) for k, v in d["files"].items()},
+            emulation_only=d["emulation_only"],
+            core_symbols=list(d.get("core_symbols", [])),
+            host_libraries=dict(d.get("host_libraries", {})),
+            n_insts_words=d.get("n_insts_words"),
+            alloc_scheme=d.get("alloc_scheme", ""),
+            kernel_name=d.get("kernel_name", KERNEL_NAME),
+            tools=dict(d.get("tools", {})),
+            core_build=dict(d.get("core_build", {})),
+            source_hashes=dict(d.get("source_hashes", {})),
+            cache_key=d.get("cache_key", ""),
+            notes=list(d.get("notes", [])),
+        )
         for what in (m.kernel, m.variant):
             if not SAFE_NAME.fullmatch(what) or ".." in what:
                 raise ArtifactError(f"{where}: kernel/variant name {what!r} is not a plain name")
@@ -182,11 +241,9 @@ class Manifest:
             raise ArtifactError(f"{where}: buffers are not in runtime-sequence order")
         if d.get("bo_layout") not in (None, m.bo_layout):
             raise ArtifactError(f"{where}: bo_layout disagrees with the buffers")
-        for name, meta in m.files.items():
+        for name in m.files:
             if Path(name).name != name or name in ("", ".", ".."):
                 raise ArtifactError(f"{where}: file entry {name!r} is not a plain file name")
-            if meta.get("role") not in ROLES:
-                raise ArtifactError(f"{where}: file {name!r} has unknown role {meta.get('role')!r}")
         if not m.emulation_only and (m.file_for("xclbin") is None or m.file_for("insts") is None):
             raise ArtifactError(f"{where}: a hardware artifact must list an xclbin and insts.bin")
         return m
@@ -217,14 +274,12 @@ def load_manifest(directory: Path, *, verify: bool = True) -> Manifest:
     """Load an artifact directory's manifest; with `verify`, check every file's size and sha256."""
     directory = Path(directory)
     path = directory / MANIFEST_NAME
-    if not path.is_file():
+    if not directory.is_dir() or not path.exists():
         raise ArtifactError(
             f"{path}: no manifest; is this an artifact directory? build it with `invoke build`"
         )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: unreadable manifest ({e}); rebuild the artifact") from e
+    # The version first, so an older npukit's manifest says so rather than which key differs.
+    data = load_json(path, {"type": "object"}, fix=REBUILD)
     m = Manifest.from_json(data, where=str(path))
     if verify:
         verify_files(directory, m)

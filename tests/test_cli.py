@@ -25,12 +25,15 @@ def invoke(*args: str, build_dir: Path) -> subprocess.CompletedProcess[str]:
     (["build", "attention", "--param", "head_dim=70"], "error: head_dim 70 is not a multiple of 8"),
     (["build", "attention", "--param", "tiles=100000"], "error: tiles 100000 is above the maximum"),
     (["build", "attention", "--target", "fpga"], "error: --target 'fpga' is not one of"),
-    (["build", "attention", "--all"], "error: give one kernel (attention, gelu"),
-    (["build"], "error: give one kernel (attention, gelu"),
+    (["build", "attention", "--all"], "No idea what '--all' is!"),
+    (["build"], "'build' did not receive required positional arguments: 'kernel'"),
+    (["build", "attention", "-p"], "Flag '--param' needed value and was not given one!"),
+    (["build", "attention", "-p", "--target", "emu"], "Flag '--param' needed value"),
     (["test-hw", "--seeds", "1", "--backend", "emu"], "--seeds 1 is outside 2..1000"),
     (["build", "attention", "-p", "tiles=2", "-p", "tiles=3"], "--param tiles is given twice"),
     (["test-hw", "--report", "README.md/x.json", "--backend", "emu"], "error: README.md: File"),
-    (["test-hw", "--help"], "'--help' is not a kernel name; for a task's flags, run"),
+    (["test-hw", "attention", "--backend", "emu"], "No idea what 'attention' is!"),
+    (["build", "--help"], "'--help' is not a kernel name; for the task's flags, run"),
 ])
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     proc = invoke(*args, build_dir=tmp_path)
@@ -46,8 +49,18 @@ def test_build_writes_an_emulation_artifact_and_says_what_is_missing(tmp_path: P
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "attention built" in proc.stdout and "emulation-only artifact" in proc.stdout
     assert (tmp_path / "attention" / "default" / "manifest.json").is_file()
-    again = invoke("build", "--all", "--target", "emu", build_dir=tmp_path)
+    again = invoke("build-all", "--target", "emu", build_dir=tmp_path)
     assert again.returncode == 0 and "attention up to date" in again.stdout
+
+
+def test_optional_kernels_are_flags_and_help_is_help(tmp_path: Path) -> None:
+    """No optional positional (invoke has none): `--kernel` narrows test-hw and publish."""
+    for name in ("build-all", "test-hw", "publish"):
+        helped = invoke(name, "--help", build_dir=tmp_path)
+        assert helped.returncode == 0 and "Usage:" in helped.stdout, helped.stdout
+    assert "-k STRING, --kernel=STRING" in invoke("test-hw", "--help", build_dir=tmp_path).stdout
+    missing = invoke("test-hw", "--kernel", "gelu", "--backend", "emu", build_dir=tmp_path)
+    assert missing.returncode == 1 and "no artifacts for gelu" in missing.stderr
 
 
 def test_list_and_doctor(tmp_path: Path) -> None:

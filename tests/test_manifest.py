@@ -29,7 +29,7 @@ def edit(artifact: Path, **changes: object) -> None:
     ({"kernel": "../../escaped"}, "kernel/variant name '../../escaped' is not a plain name"),
     ({"variant": "a/b"}, "kernel/variant name 'a/b' is not a plain name"),
     ({"schema": 99}, "schema 99 is not 1; rebuild the artifact with this npukit"),
-    ({"files": {"../x": {"sha256": "0", "bytes": 1, "role": "design"}}},
+    ({"files": {"../x": {"sha256": "0" * 64, "bytes": 1, "role": "design"}}},
      "file entry '../x' is not a plain file name"),
 ])
 def test_unsafe_or_foreign_manifests_are_refused(artifact: Path, changes: dict[str, object],

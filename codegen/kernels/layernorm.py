@@ -14,7 +14,6 @@ Fixed-point scheme (the core code and `golden` do exactly this), per row x of le
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from codegen.spec import (
     SpecError,
     device_param,
     fifo_depth_param,
+    is_data_file,
     load_vector,
     round_half_away,
     saturate_i8,
@@ -39,13 +39,16 @@ OUT_SHIFT = 28
 
 
 def _vector(spec: str, d: int, what: str) -> np.ndarray:
-    """A float, broadcast to d, or the path of a .npy file with d floats."""
+    """A finite float, broadcast to d, or the path of a .npy file with d finite floats."""
     try:
-        return np.full(d, float(spec))
+        value = float(spec)
     except ValueError:
-        if not Path(spec).is_file():
+        if not is_data_file(spec, what):
             raise SpecError(f"{what} {spec!r} is neither a number nor a .npy file") from None
         return load_vector(spec, d, what)
+    if not math.isfinite(value):
+        raise SpecError(f"{what}={spec} is not a finite number")
+    return np.full(d, value)
 
 
 class LayerNormSpec(StreamSpec):

@@ -25,6 +25,7 @@ from codegen.spec import (
     TilePlan,
     device_param,
     fifo_depth_param,
+    load_int_vector,
     load_vector,
     quantize_multiplier,
     round_half_away,
@@ -105,6 +106,7 @@ class MatmulSpec(KernelSpec):
             if not 1 <= shift <= 62:
                 raise SpecError(f"a_scale·b_scale/c_scale gives a shift of {shift} (multiplier "
                                 f"{m}), outside 1..62: the scales are out of range")
+        self.bias_values()  # read and checked now, not first at render time
         self.check_memory()
 
     @property
@@ -122,10 +124,7 @@ class MatmulSpec(KernelSpec):
     def bias_values(self) -> np.ndarray | None:
         if not self.bias:
             return None
-        bias = load_vector(self.bias, self.N, "bias")
-        if np.any(bias != np.round(bias)) or np.abs(bias).max() >= 1 << 31:
-            raise SpecError(f"bias {self.bias}: expected int32 values")
-        return bias.astype(np.int64)
+        return load_int_vector(self.bias, self.N, "bias", 32)
 
     def requant(self) -> tuple[list[int], list[int]]:
         pairs = [quantize_multiplier(self.a_scale * s / self.c_scale, MULT_BITS, "requant scale")
