@@ -132,8 +132,8 @@ def build(c, kernel, param=None, target="auto", peano="", force=False):
     """Render, check and build a kernel into build/<kernel>/<variant>/ (`invoke build-all`: all)."""
     from codegen.cli import build_kernels, parse_params
 
-    build_kernels([_kernel_name(kernel, "build")], parse_params(param or []), target=target, peano=peano or None,
-                  force=force, console=console)
+    build_kernels([_kernel_name(kernel, "build")], parse_params(param or []), target=target,
+                  peano=peano or None, force=force, console=console)
 
 
 @task(

@@ -25,7 +25,6 @@ from typing import Any
 
 from runtime.bundle import (
     BUNDLE_INFO_NAME,
-    BUNDLE_SCHEMA,
     BUNDLE_SUFFIX,
     REPORT_NAME,
     SUMS_NAME,
@@ -35,7 +34,9 @@ from runtime.bundle import (
     read_sums,
 )
 from runtime.errors import ArtifactError, NpukitError
+from runtime.loader import load_json
 from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from runtime.schemas import BUNDLE_SCHEMA, REPORT_SCHEMA
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPORT_SUFFIX = ".test-hw.json"
@@ -143,16 +144,11 @@ def verification(artifact_dir: Path, manifest: Manifest) -> tuple[str, str, dict
 
 
 def _load_report(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise PublishError(f"{path}: unreadable test-hw report ({e}); rerun `invoke test-hw`") \
-            from None
-    if not isinstance(data, dict):
-        raise PublishError(f"{path}: a test-hw report must be a JSON object")
-    return data
+    report: dict[str, Any] = load_json(path, REPORT_SCHEMA, error=PublishError,
+                                       fix="rerun `invoke test-hw` to write it again")
+    return report
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:

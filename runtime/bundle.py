@@ -24,14 +24,15 @@ from typing import Any
 
 from runtime.errors import ArtifactError
 from runtime.insts import lint_insts
+from runtime.loader import Schema, load_json
 from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from runtime.schemas import BUNDLE_INFO_SCHEMA, REPORT_SCHEMA
 from runtime.xclbin import lint_xclbin
 
 BUNDLE_SUFFIX = ".tar.gz"
 BUNDLE_INFO_NAME = "bundle.json"
 REPORT_NAME = "test-hw.json"
 SUMS_NAME = "SHA256SUMS"
-BUNDLE_SCHEMA = 1
 VERIFIED = "verified"
 UNVERIFIED = "unverified"
 # Far above any real kernel (an xclbin is tens of KiB), far below what could fill a disk.
@@ -218,9 +219,9 @@ def _check_contents(bundle: Path, root: Path) -> tuple[Manifest, dict[str, Any]]
     for required in (MANIFEST_NAME, BUNDLE_INFO_NAME):
         if required not in names:
             raise ArtifactError(f"{bundle}: {required} is missing")
-    manifest = Manifest.from_json(_read_json(bundle, root / MANIFEST_NAME),
+    manifest = Manifest.from_json(_read_json(bundle, root / MANIFEST_NAME, {"type": "object"}),
                                   where=f"{bundle}: {MANIFEST_NAME}")
-    info = _read_json(bundle, root / BUNDLE_INFO_NAME)
+    info = _read_json(bundle, root / BUNDLE_INFO_NAME, BUNDLE_INFO_SCHEMA)
     allowed = {*manifest.files, MANIFEST_NAME, BUNDLE_INFO_NAME, REPORT_NAME}
     extra = sorted(names - allowed)
     if extra:
@@ -239,12 +240,8 @@ def _check_contents(bundle: Path, root: Path) -> tuple[Manifest, dict[str, Any]]
 def _check_info(bundle: Path, root: Path, manifest: Manifest, info: dict[str, Any],
                 has_report: bool) -> None:
     manifest_sha = sha256_file(root / MANIFEST_NAME)
-    verification = info.get("verification")
-    status = verification.get("status") if isinstance(verification, dict) else None
-    if (info.get("schema") != BUNDLE_SCHEMA or not isinstance(info.get("version"), str)
-            or status not in (VERIFIED, UNVERIFIED)):
-        raise ArtifactError(f"{bundle}: {BUNDLE_INFO_NAME} is malformed or of another schema")
-    assert isinstance(verification, dict)
+    verification = info["verification"]  # BUNDLE_INFO_SCHEMA: an object with a known status
+    status = verification["status"]
     described = (info.get("kernel"), info.get("variant"), info.get("manifest_sha256"))
     if described != (manifest.kernel, manifest.variant, manifest_sha):
         raise ArtifactError(f"{bundle}: {BUNDLE_INFO_NAME} describes another manifest "
@@ -252,7 +249,7 @@ def _check_info(bundle: Path, root: Path, manifest: Manifest, info: dict[str, An
     if has_report != (verification.get("report") == REPORT_NAME):
         raise ArtifactError(f"{bundle}: {REPORT_NAME} presence disagrees with {BUNDLE_INFO_NAME}")
     if has_report:
-        report = _read_json(bundle, root / REPORT_NAME)
+        report = _read_json(bundle, root / REPORT_NAME, REPORT_SCHEMA)
         if report.get("manifest_sha256") != manifest_sha:
             raise ArtifactError(f"{bundle}: {REPORT_NAME} is for another manifest")
         if status == VERIFIED and not (report.get("passed") is True
@@ -264,13 +261,10 @@ def _check_info(bundle: Path, root: Path, manifest: Manifest, info: dict[str, An
         raise ArtifactError(f"{bundle}: an emulation-only artifact is marked verified")
 
 
-def _read_json(bundle: Path, path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{bundle}: {path.name} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{bundle}: {path.name} is not a JSON object")
+def _read_json(bundle: Path, path: Path, schema: Schema) -> dict[str, Any]:
+    """A bundle member's JSON, named as `<bundle>: <member>` (not by its scratch path)."""
+    data: dict[str, Any] = load_json(path, schema, name=f"{bundle}: {path.name}",
+                                     fix="the bundle is corrupt or was not made by npukit publish")
     return data
 
 

@@ -125,31 +125,32 @@ def _refuse_constant(name: str) -> None:
 
 
 def load_json(path: str | os.PathLike[str], schema: Schema, *, fix: str,
-              error: type[NpukitError] = ArtifactError) -> Any:
+              error: type[NpukitError] = ArtifactError, name: str | None = None) -> Any:
     """The JSON document at `path`, which must fit `schema`; anything else is one `error` line
-    "<path>: <problem>; <fix>"."""
+    "<name>: <problem>; <fix>", `name` being the path unless given (e.g. a bundle member's)."""
     path = Path(path)
+    shown = name or str(path)
     try:
         size = path.stat().st_size
         if path.is_dir():
-            raise error(f"{path}: is a directory, not a file; {fix}")
+            raise error(f"{shown}: is a directory, not a file; {fix}")
         if size > MAX_JSON_BYTES:
-            raise error(f"{path}: {size:,} bytes, more than any npukit file ({MAX_JSON_BYTES:,}); "
+            raise error(f"{shown}: {size:,} bytes, more than any npukit file ({MAX_JSON_BYTES:,}); "
                         f"{fix}")
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise error(f"{path}: missing; {fix}") from None
+        raise error(f"{shown}: missing; {fix}") from None
     except UnicodeDecodeError:
-        raise error(f"{path}: not UTF-8 text, so not JSON; {fix}") from None
+        raise error(f"{shown}: not UTF-8 text, so not JSON; {fix}") from None
     except OSError as e:
-        raise error(f"{path}: cannot be read ({e.strerror or e}); {fix}") from None
+        raise error(f"{shown}: cannot be read ({e.strerror or e}); {fix}") from None
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as e:
-        raise error(f"{path}: not valid JSON ({e}); {fix}") from None
+        raise error(f"{shown}: not valid JSON ({e}); {fix}") from None
     problem = check(data, schema)
     if problem:
-        raise error(f"{path}: {problem}; {fix}")
+        raise error(f"{shown}: {problem}; {fix}")
     return data
 
 

@@ -197,3 +197,30 @@ def test_an_over_long_file_name_names_the_parameter() -> None:
     name = "g" * 300 + ".npy"
     with pytest.raises(SpecError, match=r"^gamma 'g+\.\.\.g+\.npy': File name too long"):
         spec_from_params("layernorm", {"gamma": name})
+
+
+# -- reports and bundle.json ------------------------------------------------------------------
+@pytest.mark.parametrize(("report", "message"), [
+    ({"backend": "xrt", "passed": "true"}, "at passed: expected boolean, got string"),
+    ({"backend": ["xrt"], "passed": True}, "at backend: expected string, got array"),
+    ({"backend": "xrt", "passed": True, "timing": {"mean_us": "fast"}},
+     "at timing.mean_us: expected number, got string"),
+])
+def test_a_malformed_report_is_refused_not_published_as_unverified(
+        tmp_path: Path, report: dict[str, Any], message: str) -> None:
+    from codegen.publish import PublishError, publish, write_artifact_report
+
+    root = tmp_path / "build"
+    art = build(spec_from_params("gelu", GELU), root, target="emu").artifact_dir
+    written = write_artifact_report(art, report)
+    with pytest.raises(PublishError) as e:
+        publish([], "1.0.0", tmp_path / "dist", allow_unverified=True, build_root=root)
+    assert str(e.value).startswith(f"{written}: {message}; rerun `invoke test-hw`")
+    assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())
+
+
+def test_report_and_bundle_schemas_are_json_schema() -> None:
+    from runtime.schemas import BUNDLE_INFO_SCHEMA, REPORT_SCHEMA
+
+    for schema in (REPORT_SCHEMA, BUNDLE_INFO_SCHEMA):
+        jsonschema.Draft202012Validator.check_schema(schema)
