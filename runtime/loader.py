@@ -128,29 +128,41 @@ def load_json(path: str | os.PathLike[str], schema: Schema, *, fix: str,
               error: type[NpukitError] = ArtifactError, name: str | None = None) -> Any:
     """The JSON document at `path`, which must fit `schema`; anything else is one `error` line
     "<name>: <problem>; <fix>", `name` being the path unless given (e.g. a bundle member's)."""
+    return parse_json(read_bytes(path, fix=fix, error=error, name=name), schema, fix=fix,
+                      error=error, name=name or str(path))
+
+
+def read_bytes(path: str | os.PathLike[str], *, fix: str,
+               error: type[NpukitError] = ArtifactError, name: str | None = None,
+               limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of the regular file `path` (at most `limit`), or one `error` line saying why."""
     path = Path(path)
     shown = name or str(path)
     try:
         size = path.stat().st_size
         if path.is_dir():
             raise error(f"{shown}: is a directory, not a file; {fix}")
-        if size > MAX_JSON_BYTES:
-            raise error(f"{shown}: {size:,} bytes, more than any npukit file ({MAX_JSON_BYTES:,}); "
-                        f"{fix}")
-        text = path.read_bytes().decode("utf-8")
+        if size > limit:
+            raise error(f"{shown}: {size:,} bytes, more than any npukit file ({limit:,}); {fix}")
+        return path.read_bytes()
     except FileNotFoundError:
         raise error(f"{shown}: missing; {fix}") from None
-    except UnicodeDecodeError:
-        raise error(f"{shown}: not UTF-8 text, so not JSON; {fix}") from None
     except OSError as e:
         raise error(f"{shown}: cannot be read ({e.strerror or e}); {fix}") from None
+
+
+def parse_json(raw: bytes, schema: Schema, *, fix: str, name: str,
+               error: type[NpukitError] = ArtifactError) -> Any:
+    """`raw` (the bytes of the file `name`) as a JSON document fitting `schema`, or one line."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise error(f"{name}: not UTF-8 text, so not JSON; {fix}") from None
     except ValueError as e:
-        raise error(f"{shown}: not valid JSON ({e}); {fix}") from None
+        raise error(f"{name}: not valid JSON ({e}); {fix}") from None
     problem = check(data, schema)
     if problem:
-        raise error(f"{shown}: {problem}; {fix}")
+        raise error(f"{name}: {problem}; {fix}")
     return data
 
 

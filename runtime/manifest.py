@@ -83,6 +83,7 @@ MANIFEST_SCHEMA: Schema = {
         "source_hashes": _STRINGS,
         "cache_key": {"type": "string"},
         "notes": _STRING_LIST,
+        "content_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "bo_layout": {"type": "object"},
     },
 }

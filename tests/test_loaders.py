@@ -75,6 +75,17 @@ def test_a_rebuild_heals_a_broken_manifest(tmp_path: Path, artifact: Path) -> No
         assert load_manifest(artifact).kernel == "gelu"
 
 
+def test_a_file_where_the_artifact_or_its_kernel_directory_belongs_heals(tmp_path: Path) -> None:
+    spec = spec_from_params("gelu", GELU)
+    art = build(spec, tmp_path, target="emu").artifact_dir
+    for where in (art, art.parent):
+        shutil.rmtree(where)
+        where.write_text("debris")
+        assert build(spec, tmp_path, target="emu").artifact_dir == art
+        assert load_manifest(art).kernel == "gelu"
+        assert sorted(p.name for p in art.parent.iterdir()) == [art.name, f"{art.name}.lock"]
+
+
 @pytest.mark.parametrize("content", ["[]", "null", '"text"', "{", '{"k": 1}', "directory"])
 def test_tools_json_in_any_broken_state_is_rewritten(tmp_path: Path, content: str) -> None:
     cache = tmp_path / ".cache" / "tools.json"
