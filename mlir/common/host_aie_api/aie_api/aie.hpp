@@ -261,12 +261,13 @@ struct mmul {
 
   // C += A x B.
   mmul &mac(const vector<TypeA, size_A> &a, const vector<TypeB, size_B> &b) {
-    for (unsigned i = 0; i < M; ++i)
-      for (unsigned j = 0; j < N; ++j) {
-        int64_t sum = 0;
-        for (unsigned k = 0; k < K; ++k) sum += (int32_t)a.get(i * K + k) * b.get(k * N + j);
-        acc_.add_lane(i * N + j, sum);
-      }
+    int32_t av[size_A], bv[size_B], sum[size_C] = {};
+    for (unsigned i = 0; i < size_A; ++i) av[i] = a.get(i);
+    for (unsigned i = 0; i < size_B; ++i) bv[i] = b.get(i);
+    for (unsigned i = 0; i < M; ++i)  // |sum| <= K * 2^14: exact in 32 bits
+      for (unsigned k = 0; k < K; ++k)
+        for (unsigned j = 0; j < N; ++j) sum[i * N + j] += av[i * K + k] * bv[k * N + j];
+    for (unsigned i = 0; i < size_C; ++i) acc_.add_lane(i, sum[i]);
     return *this;
   }
 
