@@ -169,6 +169,10 @@ class accum {
   // The host's view of one lane (tests and the mmul below; not an AIE API member).
   value_type lane(unsigned i) const { return lane_[i]; }
   void add_lane(unsigned i, __int128 v) { lane_[i] = wrap((__int128)lane_[i] + v); }
+  void add_lane(unsigned i, int32_t v) {  // the common case, in the lane's own width
+    using U = std::make_unsigned_t<value_type>;
+    lane_[i] = (value_type)((U)lane_[i] + (U)(value_type)v);
+  }
 
  private:
   static value_type wrap(__int128 v) {
@@ -261,13 +265,11 @@ struct mmul {
 
   // C += A x B.
   mmul &mac(const vector<TypeA, size_A> &a, const vector<TypeB, size_B> &b) {
-    int32_t av[size_A], bv[size_B], sum[size_C] = {};
-    for (unsigned i = 0; i < size_A; ++i) av[i] = a.get(i);
-    for (unsigned i = 0; i < size_B; ++i) bv[i] = b.get(i);
-    for (unsigned i = 0; i < M; ++i)  // |sum| <= K * 2^14: exact in 32 bits
-      for (unsigned k = 0; k < K; ++k)
-        for (unsigned j = 0; j < N; ++j) sum[i * N + j] += av[i * K + k] * bv[k * N + j];
-    for (unsigned i = 0; i < size_C; ++i) acc_.add_lane(i, sum[i]);
+    for (unsigned i = 0; i < M; ++i)  // each product of int8s is exact; lanes wrap at 32 bits
+      for (unsigned k = 0; k < K; ++k) {
+        const int32_t x = a.get(i * K + k);
+        for (unsigned j = 0; j < N; ++j) acc_.add_lane(i * N + j, x * b.get(k * N + j));
+      }
     return *this;
   }
 
