@@ -71,29 +71,35 @@ inline void mac_quad(const int8_t *a, const int8_t *b, int32_t *acc, unsigned mi
 }
 
 // The requantisation of one C block column (all mi for block column ni) when its columns share
-// one shift: (acc + bias) * mult in acc64 (int32 x int32 accumulates in acc64: AIE API
-// "Arithmetic", default accumulator table), then to_vector<int8>(shift) rounds half away from
-// zero (rounding_mode::symmetric_inf) and saturates (saturation_mode::saturate): exactly
-// npk_sat_i8(npk_round_shift_s64(v * mult, shift)) of the scalar path.
+// one shift, two block rows (2 x MM_T lanes) at a time: (acc + bias) * mult in acc64 (int32 x
+// int32 accumulates in acc64: AIE API "Arithmetic", default accumulator table), then
+// to_vector<int8>(shift) rounds half away from zero (rounding_mode::symmetric_inf) and saturates
+// (saturation_mode::saturate): exactly npk_sat_i8(npk_round_shift_s64(v * mult, shift)) of the
+// scalar path.
+constexpr unsigned kLanes = 2 * MM_T;
+static_assert(MM_R % 2 == 0, "the requantisation takes two block rows at a time");
+
 inline void requant_block_column(const int32_t *acc, int8_t *c, int col0, unsigned ni, int shift) {
-  aie::vector<int32, Mmul::size_C> mult;
+  aie::vector<int32, kLanes> mult;
 #if MM_HAS_BIAS
-  aie::vector<int32, Mmul::size_C> bias;
+  aie::vector<int32, kLanes> bias;
 #endif
-  for (unsigned i = 0; i < MM_R; ++i)
-    for (unsigned j = 0; j < MM_T; ++j) {
-      mult.set(mm_mult[MM_PER_COLUMN ? col0 + (int)j : 0], i * MM_T + j);
+  for (unsigned l = 0; l < kLanes; ++l) {
+    mult.set(mm_mult[MM_PER_COLUMN ? col0 + (int)(l % MM_T) : 0], l);
 #if MM_HAS_BIAS
-      bias.set(mm_bias[col0 + j], i * MM_T + j);
+    bias.set(mm_bias[col0 + l % MM_T], l);
 #endif
-    }
+  }
   for (unsigned mi = 0; mi < kMB; ++mi) {
-    const unsigned at = (mi * kNB + ni) * Mmul::size_C;
-    auto prod = aie::mul(aie::load_v<Mmul::size_C>(acc + at), mult);
+    const unsigned block = (mi * kNB + ni) * Mmul::size_C;
+    for (unsigned at = block; at < block + Mmul::size_C; at += kLanes) {
 #if MM_HAS_BIAS
-    prod = aie::mac(prod, bias, mult);
+      const auto prod = aie::mac(aie::mul(aie::load_v<kLanes>(acc + at), mult), bias, mult);
+#else
+      const auto prod = aie::mul(aie::load_v<kLanes>(acc + at), mult);
 #endif
-    aie::store_v(c + at, prod.template to_vector<int8>(shift));
+      aie::store_v(c + at, prod.template to_vector<int8>(shift));
+    }
   }
 }
 
