@@ -85,6 +85,22 @@ def _kernel_name(kernel: str, task_name: str) -> str:
     return kernel
 
 
+def _output_file(flag: str, value: str) -> Path | None:
+    """A file a task will write; its directory is made now, so a bad path fails before the work,
+    in one line naming the flag."""
+    from runtime.errors import NpukitError
+
+    if not value:
+        return None
+    path = Path(value)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        shown = value if len(value) <= 80 else f"{value[:40]}...{value[-30:]}"
+        raise NpukitError(f"--{flag} {shown}: {e.strerror or e}; give a writable path") from None
+    return path
+
+
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """User errors become one red line and exit status 1, never a traceback."""
 
@@ -216,12 +232,9 @@ def test_hw(c, kernel="", backend="auto", seeds="4", iterations="50", report="",
     from codegen.testhw import run_test_hw
 
     n_seeds, n_iterations = _count("seeds", seeds, 2, 1000), _count("iterations", iterations, 0)
-    for out in (report, junit):
-        if out:  # fail on an unwritable path now, not after every kernel has run
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
     code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend, n_seeds, n_iterations,
-                       Path(report) if report else None,
-                       Path(junit) if junit else None, isolate=True)
+                       _output_file("report", report), _output_file("junit", junit),
+                       isolate=True)
     if code:
         raise Exit(code=code)
 

@@ -31,7 +31,11 @@ def invoke(*args: str, build_dir: Path) -> subprocess.CompletedProcess[str]:
     (["build", "attention", "-p", "--target", "emu"], "Flag '--param' needed value"),
     (["test-hw", "--seeds", "1", "--backend", "emu"], "--seeds 1 is outside 2..1000"),
     (["build", "attention", "-p", "tiles=2", "-p", "tiles=3"], "--param tiles is given twice"),
-    (["test-hw", "--report", "README.md/x.json", "--backend", "emu"], "error: README.md: File"),
+    (["test-hw", "--report", "README.md/x.json", "--backend", "emu"],
+     "error: --report README.md/x.json: File exists; give a writable path"),
+    (["test-hw", "--junit", "d" * 300 + "/j.xml"], "d/j.xml: File name too long; give a"),
+    (["build", "layernorm", "-p", "gamma=" + "g" * 300 + ".npy"],
+     "g.npy': File name too long (304 characters); give a shorter path"),
     (["test-hw", "attention", "--backend", "emu"], "No idea what 'attention' is!"),
     (["build", "--help"], "'--help' is not a kernel name; for the task's flags, run"),
 ])
