@@ -91,9 +91,9 @@ def test_load_accepts_the_edges_of_the_timeout(artifact: Path) -> None:
 
 
 # -- Ctrl-C -----------------------------------------------------------------------------------
-def _invoke(*args: str, build_dir: Path, python: list[str] | None = None
-            ) -> subprocess.Popen[str]:
-    env = {**os.environ, "NPUKIT_BUILD_DIR": str(build_dir), "COLUMNS": "200"}
+def _invoke(*args: str, build_dir: Path, python: list[str] | None = None,
+            env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "NPUKIT_BUILD_DIR": str(build_dir), "COLUMNS": "200", **(env or {})}
     return subprocess.Popen([sys.executable, *(python or []), "-m", "invoke", *args], cwd=ROOT,
                             env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -119,13 +119,20 @@ def _interrupted(proc: subprocess.Popen[str]) -> str:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_ctrl_c_during_a_build_is_one_line_and_exit_130(tmp_path: Path) -> None:
-    proc = _invoke("build", "gelu", "-p", "length=512", "--target", "emu", build_dir=tmp_path)
-    assert proc.stdout is not None
-    for line in proc.stdout:  # interrupt once the stages run (the host compiler is next)
-        if "check" in line:
-            break
+    """Ctrl-C while the host compiler runs (it gets the SIGINT too, as from a terminal)."""
+    started = tmp_path / "compiling"
+    slow = tmp_path / "slow-cxx"
+    slow.write_text(f'#!/bin/sh\ncase "$*" in *" -c "*) touch "{started}"; sleep 30;; esac\n'
+                    'exec g++ "$@"\n')
+    slow.chmod(0o755)
+    proc = _invoke("build", "gelu", "-p", "length=512", "--target", "emu", build_dir=tmp_path,
+                   env={"CXX": str(slow)})
+    deadline = time.monotonic() + 60
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     _interrupted(proc)
     assert not list((tmp_path / ".cache").glob("*/.tmp-*")), "a stage's temporary was left"
+    assert not (tmp_path / "gelu").exists() or not list((tmp_path / "gelu").glob(".*tmp*"))
 
 
 def test_ctrl_c_while_tasks_py_is_still_importing_is_one_line_and_exit_130(
@@ -150,12 +157,14 @@ def built(tmp_path: Path) -> Path:
 
 
 def _wait_for_child(proc: subprocess.Popen[str]) -> int:
+    """The pid of test-hw's verifying child (not multiprocessing's resource tracker), once it
+    has had a second to import and start verifying."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        kids = _children(proc.pid)
-        if kids and "_verify_child" not in Path(f"/proc/{kids[0]}/cmdline").read_text():
-            time.sleep(1.0)  # spawned: let it import and start verifying
-            return kids[0]
+        for kid in _children(proc.pid):
+            if "spawn_main" in Path(f"/proc/{kid}/cmdline").read_text():
+                time.sleep(1.0)
+                return kid
         time.sleep(0.05)
     raise AssertionError("test-hw started no child process")
 
