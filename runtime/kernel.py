@@ -20,13 +20,18 @@ from runtime.backend import Backend
 from runtime.bundle import resolve_artifact
 from runtime.errors import RunError, ToolchainError
 from runtime.manifest import BufferSpec, Manifest, load_manifest
-from runtime.xrt import DEFAULT_TIMEOUT_MS, BoLayout, layout_for
+from runtime.xrt import (
+    DEFAULT_TIMEOUT_MS,
+    BoLayout,
+    check_timeout_ms,
+    layout_for,
+    refuse_fallback_if_npu,
+)
 
 log = logging.getLogger("npukit.runtime")
 BACKENDS = ("auto", "xrt", "emu")
 TIMINGS_KEPT = 100_000
 #: XRT reads a run's timeout as unsigned milliseconds where 0 means "wait forever"
-MAX_TIMEOUT_MS = (1 << 31) - 1
 
 
 class NpuKernel:
@@ -53,14 +58,14 @@ class NpuKernel:
         """Verify `artifact_dir`'s manifest hashes, then open `backend` ("auto", "xrt", "emu").
 
         `artifact_dir` may be a published bundle; one not verified on an NPU is refused unless
-        `allow_unverified`.
+        `allow_unverified`. `timeout_ms` bounds each call's wait on the NPU; 0 waits forever.
         """
         if not isinstance(artifact_dir, str | os.PathLike):
             raise RunError(f"NpuKernel.load: artifact_dir must be a path (str or os.PathLike) to "
                            f"an artifact directory or bundle, got {type(artifact_dir).__name__}")
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise RunError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        check_timeout(timeout_ms)
+        timeout_ms = check_timeout_ms(timeout_ms)
         if not isinstance(layout, str | BoLayout):
             raise RunError(f"layout must be 'baseline', 'legacy' or a BoLayout, got "
                            f"{type(layout).__name__}")
@@ -127,16 +132,6 @@ class NpuKernel:
         self.close()
 
 
-def check_timeout(timeout_ms: Any) -> None:
-    """A run's timeout: whole milliseconds, at least 1 (0 would mean "forever" to XRT)."""
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int):
-        raise RunError(f"timeout_ms must be a whole number of milliseconds, got "
-                       f"{timeout_ms!r} ({type(timeout_ms).__name__})")
-    if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
-        raise RunError(f"timeout_ms {timeout_ms} is outside 1..{MAX_TIMEOUT_MS} (XRT reads 0 as "
-                       "'wait forever'); give the longest a call may take, e.g. 10000")
-
-
 def _check(spec: BufferSpec, x: Any) -> np.ndarray:
     expected = f"{spec.dtype} {tuple(spec.shape)}"
     if not isinstance(x, np.ndarray):
@@ -159,7 +154,8 @@ def open_backend(
     layout: str | BoLayout = "baseline",
     timeout_ms: int = DEFAULT_TIMEOUT_MS,
 ) -> Backend:
-    """The backend for `manifest`; "auto" prefers the NPU and says so when it falls back."""
+    """The backend for `manifest`; "auto" prefers the NPU, and falls back (saying so) only
+    where no NPU is present."""
     from runtime.emu_backend import EmuBackend
     from runtime.xrt import XrtBackend
 
@@ -178,6 +174,7 @@ def open_backend(
     try:
         return XrtBackend(directory, manifest, layout=layout, timeout_ms=timeout_ms)
     except ToolchainError as e:
+        refuse_fallback_if_npu(e)  # a present but misconfigured NPU is an error, not "no NPU"
         log.warning("no NPU (%s); running %s on the emulator", str(e).splitlines()[0], directory)
         return EmuBackend(directory, manifest)
 

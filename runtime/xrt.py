@@ -6,6 +6,7 @@ so that the rest of the runtime works on machines without XRT.
 
 from __future__ import annotations
 
+import re
 import types
 import warnings
 from collections.abc import Sequence
@@ -19,8 +20,23 @@ from runtime.errors import ArtifactError, RunError, ToolchainError
 from runtime.manifest import FIRST_DATA_ARG, INSTR_ARG, Manifest
 
 OPCODE = 3  # argument 0 of MLIR_AIE, as mlir-aie's own harness passes it
-COMPLETED = 4  # ert_cmd_state: COMPLETED = 4, ERROR = 5, ABORT = 6, TIMEOUT = 8
+COMPLETED = 4  # ert.h ert_cmd_state: RUNNING = 3, COMPLETED = 4, ERROR = 5, TIMEOUT = 8
+RUNNING = 3
+TIMEOUT = 8
 DEFAULT_TIMEOUT_MS = 10_000
+TIMEOUT_MAX_MS = 2**32 - 1  # pyxrt binds run.wait(unsigned int timeout_ms)
+SYS_ACCEL = Path("/sys/class/accel")  # one entry per accel device node, e.g. accel0
+NPU_DRIVER = "amdxdna"
+# BO and device-heap mappings are locked (MAP_LOCKED), so a finite memlock limit makes mmap
+# fail with EAGAIN, which XRT prints as "mmap(addr=..., len=...) failed (err=-11): Resource
+# temporarily unavailable" (XRT PR #9132; err=11 from older XRT) or, in other paths, ENOMEM.
+MEMLOCK_RE = re.compile(
+    r"failed \(err=-?(?:11|12)\)|Resource temporarily unavailable|Cannot allocate memory"
+)
+MEMLOCK_FIX = (
+    "raise the memlock limit (`ulimit -l unlimited`, or `memlock unlimited` in "
+    "/etc/security/limits.conf): XRT maps every BO and the device heap locked"
+)
 HWCTX_LIMITS = "6 on Phoenix, 16 on Strix"
 BO_FLAG_MESSAGE = (
     "this BO flag is not supported by the NPU driver; data BOs must be host_only, "
@@ -30,6 +46,43 @@ BO_FLAG_MESSAGE = (
 
 class NoDeviceError(ToolchainError):
     """pyxrt is importable but no NPU answers."""
+
+
+class NpuSetupError(RunError):
+    """An NPU is there but set up wrongly (memlock limit, XRT): never a reason to emulate."""
+
+
+def check_timeout_ms(value: object) -> int:
+    """`timeout_ms` as XRT's `run.wait` takes it: whole milliseconds, 0 meaning wait forever."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or not 0 <= value <= TIMEOUT_MAX_MS
+    ):
+        raise RunError(
+            f"timeout_ms={value!r}: expected whole milliseconds 0..{TIMEOUT_MAX_MS} "
+            "(0 waits forever, as XRT's run.wait(0)), e.g. timeout_ms=10000"
+        )
+    return int(value)
+
+
+def npu_device_node() -> str:
+    """The accel device node the amdxdna driver made (e.g. /dev/accel/accel0), or ''."""
+    entries = sorted(SYS_ACCEL.glob("accel*")) if SYS_ACCEL.is_dir() else []
+    for entry in entries:
+        if (entry / "device" / "driver").resolve().name == NPU_DRIVER:
+            return f"/dev/accel/{entry.name}"
+    return ""
+
+
+def refuse_fallback_if_npu(error: ToolchainError) -> None:
+    """`auto` falls back to the emulator only where no NPU is present: else this raises."""
+    node = npu_device_node()
+    if node:
+        raise NpuSetupError(
+            f"an NPU is present ({node}) but cannot be used: {str(error).splitlines()[0]}; "
+            "fix that, or pass backend='emu' to run on the emulator on purpose"
+        )
 
 
 @dataclass(frozen=True)
@@ -58,8 +111,10 @@ def layout_for(name: str, n_buffers: int) -> BoLayout:
             warning=(
                 "BO layout 'legacy' (groups 1, 2, 3 as in the original investigation) is for "
                 "comparison only: XRT clones every BO whose group's bank differs from its "
-                "argument's, so the kernel works on a copy taken when the argument is set "
-                "(extra copies; an output written to a clone reads back zeros)"
+                "argument's, once, when the argument is set. group_id(2) is the ninstr scalar "
+                "(no bank), so the first data buffer is always cloned: as an input, every call "
+                "computes on the copy taken at load (zeros), whatever is passed; as an output, "
+                "the kernel writes the clone and the caller reads zeros"
             ),
         )
     raise RunError(f"unknown BO layout {name!r}; choose 'baseline' or 'legacy'")
@@ -82,6 +137,12 @@ def open_device(pyxrt: Any, index: int = 0) -> Any:
     try:
         return pyxrt.device(index)
     except Exception as e:
+        if MEMLOCK_RE.search(str(e)):
+            # XRT PR #9132: a failing device-heap mmap used to be reported as "No devices found"
+            raise NpuSetupError(
+                f"the NPU could not map its device memory (pyxrt.device({index}): {e}); "
+                f"{MEMLOCK_FIX}"
+            ) from None
         raise NoDeviceError(
             f"no NPU found (pyxrt.device({index}): {e}); it needs the amdxdna driver "
             "(/dev/accel/accel0) and a passing `xrt-smi validate`"
@@ -94,10 +155,15 @@ def driver_error(what: str, e: Exception) -> RunError:
     # NPU_FACTS 5: amdxdna refuses `normal` with err=95, device_only/p2p/svm with err=22
     if "err=95" in text or "err=22" in text:
         return RunError(f"{what}: {BO_FLAG_MESSAGE} (driver said: {text})")
-    if "err=12" in text or "Cannot allocate memory" in text:
+    if MEMLOCK_RE.search(text):
         # NPU_FACTS 5: BO mmaps use MAP_LOCKED, so a finite memlock limit fails allocations
-        return RunError(f"{what} failed: {text}; raise the memlock limit (`ulimit -l unlimited`)")
+        return NpuSetupError(f"{what} failed: {text}; {MEMLOCK_FIX}")
     return RunError(f"{what} failed: {text}")
+
+
+def _with_fix(error: RunError) -> RunError:
+    """A start or wait failure, with what to do next appended to its line."""
+    return type(error)(f"{error}; the kernel is marked failed, reload it")
 
 
 def check_xclbin(info: Any, manifest: Manifest) -> None:
@@ -169,8 +235,14 @@ class XrtBackend:
         self.views = [
             bo_view(bo, b.dtype, b.shape) for bo, b in zip(self.bos, manifest.buffers, strict=True)
         ]
-        self._inputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "in"]
-        self._outputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "out"]
+        # per call only these are touched: (view, BO, bytes) of each input and output
+        self._to_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
+        self._from_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE
+        slots = [(v, bo, v.nbytes) for v, bo in zip(self.views, self.bos, strict=True)]
+        self._in = [s for s, b in zip(slots, manifest.buffers, strict=True) if b.direction == "in"]
+        self._out = [s for s, b in zip(slots, manifest.buffers, strict=True)
+                     if b.direction == "out"]
+        self._out_views = [view for view, _, _ in self._out]
 
         # NPU_FACTS 5: one reusable run, arguments set once; ninstr in 32-bit words
         self.run_handle = self._xrt.run(self.kernel)
@@ -235,27 +307,47 @@ class XrtBackend:
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._failed:
             raise RunError(f"an earlier run ended in {self._failed}; reload the kernel")
-        to_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
-        for i, x in zip(self._inputs, inputs, strict=True):
-            np.copyto(self.views[i], x)
-            self.bos[i].sync(to_device, self.views[i].nbytes, 0)
-        self.run_handle.start()
-        state = self.run_handle.wait(self.timeout_ms)
+        for (view, bo, nbytes), x in zip(self._in, inputs, strict=True):
+            np.copyto(view, x)
+            bo.sync(self._to_device, nbytes, 0)
+        handle = self.run_handle
+        try:
+            handle.start()
+        except Exception as e:  # pybind11 turns XRT's C++ exceptions into these
+            # the command may never have reached the NPU, but its BOs are in an unknown state
+            self._failed = "a failed start"
+            raise _with_fix(driver_error("starting the kernel run", e)) from None
+        try:
+            state = handle.wait(self.timeout_ms)
+        except Exception as e:
+            self._failed = "a failed wait"
+            raise _with_fix(driver_error("waiting for the kernel run", e)) from None
         if int(state) != COMPLETED:
-            # NPU_FACTS 5: never read results after a failed run; its BOs may still be in use
-            self._failed = f"{getattr(state, 'name', 'state')} ({int(state)})"
-            raise RunError(
-                f"kernel run ended in {self._failed}, not COMPLETED "
-                f"(timeout {self.timeout_ms} ms); results were not read"
+            raise self._failed_state(state)
+        for _view, bo, nbytes in self._out:
+            bo.sync(self._from_device, nbytes, 0)
+        return list(self._out_views)
+
+    def _failed_state(self, state: Any) -> RunError:
+        """Mark the kernel failed after a run that did not complete, and say how it ended."""
+        # NPU_FACTS 5: never read results after a failed run; its BOs may still be in use
+        self._failed = f"{getattr(state, 'name', 'state')} ({int(state)})"
+        if int(state) == TIMEOUT and int(self.run_handle.state()) <= RUNNING:
+            # xrt_kernel.cpp: wait's own timeout returns TIMEOUT while the command runs on
+            return RunError(
+                f"kernel run did not complete within {self.timeout_ms} ms and is still running "
+                "on the NPU (wait returned ERT_CMD_STATE_TIMEOUT); results were not read: close "
+                "the kernel and reload it, or raise timeout_ms (0 waits forever)"
             )
-        from_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE
-        for i in self._outputs:
-            self.bos[i].sync(from_device, self.views[i].nbytes, 0)
-        return [self.views[i] for i in self._outputs]
+        return RunError(
+            f"kernel run ended in {self._failed}, not COMPLETED "
+            f"(timeout {self.timeout_ms} ms); results were not read"
+        )
 
     def close(self) -> None:
         """Drop the run, BOs, kernel and context in that order: the context frees a slot."""
-        for attr in ("views", "run_handle", "bos", "instr_bo", "kernel", "context", "device"):
+        for attr in ("_in", "_out", "_out_views", "views", "run_handle", "bos", "instr_bo",
+                     "kernel", "context", "device"):
             if hasattr(self, attr):
                 setattr(self, attr, None)
 

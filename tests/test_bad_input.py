@@ -70,12 +70,11 @@ def test_load_refuses_a_path_that_is_not_one(where: object) -> None:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"layout": "no-such-layout"}, "unknown BO layout 'no-such-layout'"),
     ({"layout": 3}, "layout must be 'baseline', 'legacy' or a BoLayout, got int"),
-    ({"timeout_ms": -5}, "timeout_ms -5 is outside 1..2147483647"),
-    ({"timeout_ms": 0}, "timeout_ms 0 is outside 1..2147483647 (XRT reads 0 as 'wait forever')"),
-    ({"timeout_ms": 1 << 31}, "timeout_ms 2147483648 is outside"),
-    ({"timeout_ms": 1.5}, "timeout_ms must be a whole number of milliseconds, got 1.5 (float)"),
-    ({"timeout_ms": None}, "timeout_ms must be a whole number of milliseconds, got None"),
-    ({"timeout_ms": True}, "timeout_ms must be a whole number of milliseconds, got True (bool)"),
+    ({"timeout_ms": -5}, "timeout_ms=-5: expected whole milliseconds 0..4294967295"),
+    ({"timeout_ms": 1 << 32}, "timeout_ms=4294967296: expected whole milliseconds"),
+    ({"timeout_ms": 1.5}, "timeout_ms=1.5: expected whole milliseconds"),
+    ({"timeout_ms": None}, "timeout_ms=None: expected whole milliseconds"),
+    ({"timeout_ms": True}, "timeout_ms=True: expected whole milliseconds"),
 ])
 def test_load_validates_layout_and_timeout_on_every_backend(
         artifact: Path, backend: str, kwargs: dict[str, object], message: str) -> None:
@@ -85,7 +84,7 @@ def test_load_validates_layout_and_timeout_on_every_backend(
 
 
 def test_load_accepts_the_edges_of_the_timeout(artifact: Path) -> None:
-    for timeout_ms in (1, (1 << 31) - 1):
+    for timeout_ms in (0, 1, (1 << 32) - 1):  # 0: no timeout, as XRT's run.wait(0)
         with NpuKernel.load(artifact, backend="emu", timeout_ms=timeout_ms, layout="legacy"):
             pass
 

@@ -11,7 +11,7 @@ import pytest
 
 from runtime.errors import ArtifactError, RunError, ToolchainError
 from runtime.kernel import NpuKernel
-from runtime.xrt import BO_FLAG_MESSAGE, BoLayout, NoDeviceError
+from runtime.xrt import BO_FLAG_MESSAGE, BoLayout, NoDeviceError, NpuSetupError
 from tests.test_runtime_support import (
     N,
     hide_pyxrt,
@@ -107,7 +107,7 @@ def test_legacy_layout_input_clone_is_stale(fake: ModuleType, artifact: Path) ->
 def test_failed_state_raises_with_its_name(fake: ModuleType, artifact: Path, state: str) -> None:
     k = NpuKernel.load(artifact, backend="xrt")
     xrt_of(k).views[1][:] = 42
-    fake.config.state = fake.ert_cmd_state[state]
+    fake.config.state = getattr(fake.ert_cmd_state, state)
     with pytest.raises(RunError, match=f"{state} \\(\\d\\), not COMPLETED"):
         k(X)
     assert (xrt_of(k).views[1] == 42).all()  # results were never synced back
@@ -212,15 +212,126 @@ def test_fake_direct_call_style_runs_the_design(fake: ModuleType, artifact: Path
     np.testing.assert_array_equal(bo_out.read(N, 0), X + 1)
 
 
-def test_out_of_locked_memory_names_the_memlock_limit(
-    fake: ModuleType, artifact: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def refuse(*args: object) -> None:
-        raise RuntimeError("bo allocation failed (err=12): Cannot allocate memory")
+# XRT PR #9132: the text a failing locked mmap gives since then (err=-11, EAGAIN)
+MMAP_EAGAIN = ("mmap(addr=0x793258000000, len=67108864, prot=3, flags=8209, offset=4362100736) "
+               "failed (err=-11): Resource temporarily unavailable")
 
-    monkeypatch.setattr(fake.bo, "__init__", refuse)
-    with pytest.raises(RunError, match=r"instruction BO.*ulimit -l unlimited"):
+
+@pytest.mark.parametrize("text", [MMAP_EAGAIN,
+                                  "bo allocation failed (err=12): Cannot allocate memory"])
+def test_out_of_locked_memory_names_the_memlock_limit(
+    fake: ModuleType, artifact: Path, text: str
+) -> None:
+    fake.config.bo_error = text
+    with pytest.raises(NpuSetupError, match=r"instruction BO.*ulimit -l unlimited"):
         NpuKernel.load(artifact, backend="xrt")
+
+
+@pytest.mark.parametrize("backend", ["xrt", "auto"])
+def test_a_failing_device_heap_mmap_is_not_no_npu(
+    fake: ModuleType, artifact: Path, backend: str
+) -> None:
+    """Opening the device maps its heap locked: a memlock failure there is a setup error,
+    so `auto` must not hide it behind the emulator."""
+    fake.config.device_error = MMAP_EAGAIN
+    with pytest.raises(NpuSetupError) as e:
+        NpuKernel.load(artifact, backend=backend)
+    msg = str(e.value)
+    assert "no NPU found" not in msg and "ulimit -l unlimited" in msg and "err=-11" in msg
+
+
+def fake_sysfs(root: Path, driver: str) -> Path:
+    """/sys/class/accel with one accel0 whose device is bound to `driver`."""
+    (root / "drivers" / driver).mkdir(parents=True)
+    (root / "accel" / "accel0" / "device").mkdir(parents=True)
+    (root / "accel" / "accel0" / "device" / "driver").symlink_to(root / "drivers" / driver)
+    return root / "accel"
+
+
+def test_auto_does_not_emulate_when_an_npu_is_present_but_unusable(
+    monkeypatch: pytest.MonkeyPatch, fake: ModuleType, artifact: Path, tmp_path: Path
+) -> None:
+    hide_pyxrt(monkeypatch)
+    monkeypatch.setattr("runtime.xrt.SYS_ACCEL", fake_sysfs(tmp_path / "sys", "amdxdna"))
+    with pytest.raises(NpuSetupError) as e:
+        NpuKernel.load(artifact)
+    msg = str(e.value)
+    assert "/dev/accel/accel0" in msg and "pyxrt is not importable" in msg
+    assert "backend='emu'" in msg and "\n" not in msg
+
+
+def test_auto_emulates_where_the_accel_device_is_not_an_npu(
+    monkeypatch: pytest.MonkeyPatch, fake: ModuleType, artifact: Path, tmp_path: Path
+) -> None:
+    hide_pyxrt(monkeypatch)
+    monkeypatch.setattr("runtime.xrt.SYS_ACCEL", fake_sysfs(tmp_path / "sys", "ivpu"))
+    assert NpuKernel.load(artifact).backend_name == "emu"
+
+
+@pytest.mark.parametrize("backend", ["xrt", "emu"])
+@pytest.mark.parametrize("timeout", [-1, 1.5, None, True, 2**32, "10"])
+def test_timeout_ms_is_checked_at_load(
+    fake: ModuleType, artifact: Path, backend: str, timeout: object
+) -> None:
+    with pytest.raises(RunError, match=r"timeout_ms=.*0 waits forever"):
+        NpuKernel.load(artifact, backend=backend, timeout_ms=timeout)  # type: ignore[arg-type]
+    assert fake.runs_started == 0
+
+
+def test_timeout_ms_zero_waits_without_a_limit(fake: ModuleType, artifact: Path) -> None:
+    k = NpuKernel.load(artifact, backend="xrt", timeout_ms=0)
+    np.testing.assert_array_equal(k(X)[0], X + 1)
+    fake.config.hang = True  # wait(0) on a run that never ends would block: the fake refuses
+    with pytest.raises(RunError, match=r"waiting for the kernel run failed.*marked failed"):
+        k(X)
+
+
+def test_a_failed_start_is_one_line_and_marks_the_kernel_failed(
+    fake: ModuleType, artifact: Path
+) -> None:
+    k = NpuKernel.load(artifact, backend="xrt")
+    fake.config.start_error = "DRM_IOCTL_AMDXDNA_EXEC_CMD IOCTL failed (err=-22): Invalid argument"
+    with pytest.raises(RunError, match=r"starting the kernel run failed: DRM_IOCTL.*reload it"):
+        k(X)
+    fake.config.start_error = ""
+    with pytest.raises(RunError, match="earlier run ended in a failed start"):
+        k(X)
+    assert fake.runs_started == 0
+
+
+def test_a_run_still_going_after_the_timeout_is_said_so_and_never_restarted(
+    fake: ModuleType, artifact: Path
+) -> None:
+    k = NpuKernel.load(artifact, backend="xrt", timeout_ms=5)
+    fake.config.hang = True
+    with pytest.raises(RunError, match=r"did not complete within 5 ms and is still running"):
+        k(X)
+    with pytest.raises(RunError, match="earlier run ended in ERT_CMD_STATE_TIMEOUT"):
+        k(X)  # a second start would be refused by XRT ("bad command state"); it never happens
+    assert fake.runs_started == 1
+
+
+def test_kernels_in_two_contexts_use_their_own_slots(fake: ModuleType, artifact: Path) -> None:
+    a, b = (NpuKernel.load(artifact, backend="xrt") for _ in range(2))
+    assert {xrt_of(k).bos[0].group >> 16 for k in (a, b)} == {1, 2}
+    np.testing.assert_array_equal(a(X)[0], X + 1)
+    np.testing.assert_array_equal(b(X + 1)[0], X + 2)
+
+
+def test_legacy_layout_input_clone_is_caught_by_the_independence_check(
+    fake: ModuleType, artifact: Path
+) -> None:
+    """Under the legacy layout every call computes f(zeros): test-hw's check must say so."""
+    from codegen.testhw import input_flags
+    from tests.test_runtime_support import StandinSpec
+
+    with pytest.warns(UserWarning, match="every call computes on the copy taken at load"):
+        k = NpuKernel.load(artifact, backend="xrt", layout="legacy")
+    spec = StandinSpec()
+    cases = [(f"seed{s}", spec.random_inputs(s)) for s in range(3)]
+    runs = [(name, k(x), spec.golden(x)) for name, x in cases]
+    flags = input_flags(runs, ["out"])
+    assert any("does not depend on the input" in f for f in flags), flags
 
 
 def test_the_fake_driver_refuses_out_of_range_syncs_and_empty_bos(fake: ModuleType) -> None:

@@ -36,13 +36,23 @@ class KernelArg:
 
 @dataclass(frozen=True)
 class Axlf:
-    """What the fake reads from an xclbin: uuid, banks, connectivity and the kernel's args."""
+    """What the fake reads from an xclbin: uuid, banks, and each kernel's args and connections.
+
+    As in XRT, connectivity belongs to a kernel instance (an IP_LAYOUT entry named
+    "kernel:instance"), so two kernels in one xclbin keep their own argument banks.
+    """
 
     uuid: bytes
     mem_banks: tuple[str, ...]
-    connectivity: dict[int, int]
-    kernel_name: str
-    args: tuple[KernelArg, ...]
+    connections: tuple[tuple[int, int, int], ...]  # (arg index, ip index, bank)
+    ip_names: tuple[str, ...]
+    kernels: dict[str, tuple[KernelArg, ...]]
+
+    def connectivity(self, kernel_name: str) -> dict[int, int]:
+        """Argument index -> bank for the first instance of `kernel_name`."""
+        ips = [i for i, n in enumerate(self.ip_names) if n.split(":", 1)[0] == kernel_name]
+        first = ips[0] if ips else 0
+        return {arg: bank for arg, ip, bank in self.connections if ip == first}
 
 
 def npu_args(n_data: int) -> tuple[KernelArg, ...]:
@@ -124,16 +134,25 @@ def read_xclbin(path: Path) -> Axlf:
     )
     conn = sections[CONNECTIVITY]
     (n_conn,) = struct.unpack_from("<i", conn)
-    connectivity = {}
-    for i in range(n_conn):
-        arg, _, bank = CONNECTION.unpack_from(conn, 4 + i * CONNECTION.size)
-        connectivity[arg] = bank
-    meta = ET.fromstring(sections[EMBEDDED_METADATA].rstrip(b"\0"))
-    kernel = meta.find(".//kernel")
-    if kernel is None:
-        raise ValueError(f"{path}: no kernel in EMBEDDED_METADATA")
-    args = tuple(
-        KernelArg(int(a.get("id", "0")), a.get("name", ""), a.get("addressQualifier") == "1")
-        for a in kernel.findall("arg")
+    connections = tuple(
+        CONNECTION.unpack_from(conn, 4 + i * CONNECTION.size) for i in range(n_conn)
     )
-    return Axlf(blob[UUID_AT : UUID_AT + 16], banks, connectivity, kernel.get("name", ""), args)
+    ip_names: tuple[str, ...] = ()
+    if IP_LAYOUT in sections:
+        ips = sections[IP_LAYOUT]
+        (n_ip,) = struct.unpack_from("<i", ips)
+        ip_names = tuple(
+            IP_DATA.unpack_from(ips, 8 + i * IP_DATA.size)[3].rstrip(b"\0").decode()
+            for i in range(n_ip)
+        )
+    meta = ET.fromstring(sections[EMBEDDED_METADATA].rstrip(b"\0"))
+    kernels = {
+        k.get("name", ""): tuple(
+            KernelArg(int(a.get("id", "0")), a.get("name", ""), a.get("addressQualifier") == "1")
+            for a in k.findall("arg")
+        )
+        for k in meta.iter("kernel")
+    }
+    if not kernels:
+        raise ValueError(f"{path}: no kernel in EMBEDDED_METADATA")
+    return Axlf(blob[UUID_AT : UUID_AT + 16], banks, connections, ip_names, kernels)
