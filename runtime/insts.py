@@ -17,8 +17,9 @@ from runtime.errors import ArtifactError
 from runtime.manifest import FIRST_DATA_ARG
 
 HEADER_WORDS = 4
-# Transaction format version (major, minor) written by mlir-aie since mid-2024
-# (AIETargetNPU.cpp: major 0, minor 1); version 1.0 used 3-word writes and 6-word patches.
+# Transaction format version (major, minor) written by mlir-aie since March 2025
+# (AIETargetNPU.cpp: major 0, minor 1; mlir-aie #2152 and #2156); version 1.0 used 3-word
+# writes and 6-word patches.
 FORMAT_VERSION = (0, 1)
 DEV_GEN_NPU1 = 3  # Phoenix / Hawk Point (aie2)
 DEV_GEN_NPU2 = 4  # Strix / Krackan (aie2p)
@@ -72,6 +73,7 @@ PATCH_ARG_WORD = 8  # low half of the patch's 64-bit argument index; word 9 is t
 _DEVICE_RE = re.compile(r"^(npu1|npu2)(?:_([1-7])col)?$")
 _FULL_COLUMNS = {"npu1": 4, "npu2": 8}
 _MAX_PARTIAL_COLUMNS = {"npu1": 3, "npu2": 7}
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"  # first line of a git-lfs pointer
 _TEXT_LINE_RE = re.compile(rb"^\s*(?:0x)?[0-9A-Fa-f]{8}\s*$")
 
 
@@ -144,32 +146,40 @@ def parse_insts(data: bytes, *, where: str = "insts.bin") -> InstsInfo:
             f"{where}: text insts from an mlir-aie before March 2025; rebuild with a current "
             "aiecc (it writes a binary insts.bin)"
         )
+    if data.startswith(LFS_POINTER):
+        raise ArtifactError(
+            f"{where}: a git-lfs pointer file, not the instruction stream it stands for; "
+            "fetch the real file (`git lfs pull`) or rebuild it"
+        )
     if len(data) < HEADER_WORDS * 4:
         raise ArtifactError(
             f"{where}: {len(data)} bytes, expected at least the {HEADER_WORDS * 4}-byte header"
+        )
+    # The format goes first: a file of another format (an old `.seq`, another tool's output)
+    # has no size word to check, and calling it "truncated" would send its owner astray.
+    w0 = struct.unpack_from("<I", data)[0]
+    major, minor, dev_gen, rows = w0 & 0xFF, (w0 >> 8) & 0xFF, (w0 >> 16) & 0xFF, w0 >> 24
+    if (major, minor) != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{where}: not a current transaction stream: transaction format {major}.{minor}, "
+            f"expected {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]} (header word 0 = 0x{w0:08X}); "
+            "an mlir-aie before March 2025 or another tool wrote it, rebuild with a current aiecc"
+        )
+    if dev_gen not in (DEV_GEN_NPU1, DEV_GEN_NPU2):
+        raise ArtifactError(
+            f"{where}: device generation {dev_gen} in header word 0 (0x{w0:08X}), "
+            f"expected {DEV_GEN_NPU1} (npu1) or {DEV_GEN_NPU2} (npu2)"
         )
     if len(data) % 4:
         raise ArtifactError(
             f"{where}: size {len(data)} bytes is not a multiple of 4 (a stream of uint32 words)"
         )
     words = struct.unpack(f"<{len(data) // 4}I", data)
-    w0, w1, n_ops, size = words[:HEADER_WORDS]
-    major, minor, dev_gen, rows = w0 & 0xFF, (w0 >> 8) & 0xFF, (w0 >> 16) & 0xFF, w0 >> 24
+    w1, n_ops, size = words[1:HEADER_WORDS]
     if size != len(data):
         raise ArtifactError(
             f"{where}: header size word says {size} bytes, the file has {len(data)}; "
             "truncated or edited, rebuild it"
-        )
-    if (major, minor) != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{where}: transaction format {major}.{minor}, expected "
-            f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]} (header word 0 = 0x{w0:08X}); "
-            "an older mlir-aie wrote it, rebuild with a current aiecc"
-        )
-    if dev_gen not in (DEV_GEN_NPU1, DEV_GEN_NPU2):
-        raise ArtifactError(
-            f"{where}: device generation {dev_gen} in header word 0 (0x{w0:08X}), "
-            f"expected {DEV_GEN_NPU1} (npu1) or {DEV_GEN_NPU2} (npu2)"
         )
     ops = _walk_ops(words, where)
     if len(ops) != n_ops:

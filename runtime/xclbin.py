@@ -11,11 +11,11 @@ from __future__ import annotations
 import struct
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.errors import ArtifactError
-from runtime.insts import device_columns
+from runtime.insts import DEV_GEN_NPU1, device_columns, device_generation
 from runtime.manifest import FIRST_DATA_ARG, INSTR_ARG, KERNEL_NAME
 
 MAGIC = b"xclbin2\0"
@@ -63,6 +63,7 @@ IP_PS_KERNEL = 7  # enum IP_TYPE
 SRAM_TAG = "SRAM"  # bank of the instruction buffer (aiecc's mem_topology.json)
 HOST_TAG = "HOST"  # bank of every data buffer
 FIXED_ARGS = ((0, "opcode", "scalar"), (1, "instr", "pointer"), (2, "ninstr", "scalar"))
+_NPU1_COLUMNS = 4  # Phoenix's whole array; Strix has 8
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,20 @@ class KernelArg:
 
 @dataclass(frozen=True)
 class XclbinInfo:
-    """What the sections of one xclbin say about its kernel, banks and AIE partition."""
+    """What the sections of one xclbin say about one of its kernels, banks and AIE partition.
+
+    An xclbin may hold several kernels (each with instances, the IP_LAYOUT entries named
+    "kernel:instance"); CONNECTIVITY entries belong to an instance. `kernel_name`,
+    `kernel_args`, `connectivity` (its first instance's) and `ip_kernel_ids` describe the
+    selected kernel only: the one asked for, else the first in EMBEDDED_METADATA.
+    """
 
     uuid: str
     sections: tuple[str, ...]
-    kernel_name: str
+    kernel_name: str  # "" when the kernel asked for is not in the xclbin
     kernel_args: tuple[KernelArg, ...]
     mem_banks: tuple[str, ...]
-    connectivity: dict[int, int]  # arg index -> mem bank index
+    connectivity: dict[int, int]  # arg index -> mem bank index, first instance
     ip_kernel_ids: tuple[int, ...]
     dpu_kernel_ids: tuple[int, ...]
     column_width: int
@@ -93,6 +100,7 @@ class XclbinInfo:
     ip_names: tuple[str, ...] = ()
     kernel_names: tuple[str, ...] = ()
     length: int = 0
+    instances: dict[str, dict[int, int]] = field(default_factory=dict)  # per instance
 
     def arg(self, index: int) -> KernelArg | None:
         """The kernel argument at `index`, or None."""
@@ -157,8 +165,11 @@ class _Reader:
         return count
 
 
-def parse_xclbin(data: bytes, *, where: str = "final.xclbin") -> XclbinInfo:
-    """Parse the container and the sections npukit relies on; a malformed one is an error."""
+def parse_xclbin(
+    data: bytes, *, where: str = "final.xclbin", kernel: str | None = None
+) -> XclbinInfo:
+    """Parse the container and the sections npukit relies on, for `kernel` (default: the
+    first); a malformed one is an error."""
     if data[:8] != MAGIC:
         raise ArtifactError(
             f"{where}: header: magic {data[:8]!r}, expected {MAGIC!r}; not an xclbin"
@@ -198,24 +209,34 @@ def parse_xclbin(data: bytes, *, where: str = "final.xclbin") -> XclbinInfo:
         return None if body is None else _Reader(body, where, name)
 
     banks = _mem_banks(reader("MEM_TOPOLOGY"))
-    ip_names, ip_ids = _ip_layout(reader("IP_LAYOUT"))
+    ips = _ip_layout(reader("IP_LAYOUT"))
     kernels = _kernels(reader("EMBEDDED_METADATA"))
     width, starts, dpu_ids = _aie_partition(reader("AIE_PARTITION"))
-    name0, args0 = kernels[0] if kernels else ("", ())
+    names = tuple(k for k, _ in kernels)
+    if kernel is None:
+        kernel = names[0] if names else ""
+    args = dict(kernels).get(kernel)
+    chosen = kernel if args is not None else ""
+    mine = [i for i, (name, _) in enumerate(ips) if name.split(":", 1)[0] == chosen]
+    instances: dict[str, dict[int, int]] = {ips[i][0]: {} for i in mine}
+    for arg, ip, bank in _connections(reader("CONNECTIVITY")):
+        if ip in mine:
+            instances[ips[ip][0]][arg] = bank
     return XclbinInfo(
         uuid=header_uuid,
         sections=tuple(sections),
-        kernel_name=name0,
-        kernel_args=args0,
+        kernel_name=chosen,
+        kernel_args=args or (),
         mem_banks=banks,
-        connectivity=_connectivity(reader("CONNECTIVITY")),
-        ip_kernel_ids=ip_ids,
+        connectivity=next(iter(instances.values()), {}),
+        ip_kernel_ids=tuple(ips[i][1] for i in mine if ips[i][1] is not None),
         dpu_kernel_ids=dpu_ids,
         column_width=width,
         start_columns=starts,
-        ip_names=ip_names,
-        kernel_names=tuple(k for k, _ in kernels),
+        ip_names=tuple(name for name, _ in ips),
+        kernel_names=names,
         length=length,
+        instances=instances,
     )
 
 
@@ -228,33 +249,27 @@ def _mem_banks(r: _Reader | None) -> tuple[str, ...]:
     return tuple(r.cstr(8 + 40 * i + 24, 16) for i in range(count))
 
 
-def _connectivity(r: _Reader | None) -> dict[int, int]:
+def _connections(r: _Reader | None) -> list[tuple[int, int, int]]:
     # struct connectivity: int32 count, connection[12]: arg_index, ip_layout_index, mem_data_index.
     if r is None:
-        return {}
+        return []
     count = r.counted(4, 12, "connection")
-    out: dict[int, int] = {}
-    for i in range(count):
-        arg, _ip, bank = r.unpack("iii", 4 + 12 * i)
-        out[arg] = bank
-    return out
+    return [r.unpack("iii", 4 + 12 * i) for i in range(count)]  # type: ignore[misc]
 
 
-def _ip_layout(r: _Reader | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _ip_layout(r: _Reader | None) -> list[tuple[str, int | None]]:
     # struct ip_layout: int32 count, pad to 8, ip_data[80]: type, properties, base address,
     # name[64]. For IP_PS_KERNEL, properties bits 16..27 are ps_kernel.m_kernel_id.
     if r is None:
-        return (), ()
+        return []
     count = r.counted(8, 80, "ip_data")
-    names: list[str] = []
-    ids: list[int] = []
+    out: list[tuple[str, int | None]] = []
     for i in range(count):
         at = 8 + 80 * i
         ip_type, props = r.unpack("II", at)
-        names.append(r.cstr(at + 16, 64))
-        if ip_type == IP_PS_KERNEL:
-            ids.append((props >> 16) & 0xFFF)
-    return tuple(names), tuple(ids)
+        kid = (props >> 16) & 0xFFF if ip_type == IP_PS_KERNEL else None
+        out.append((r.cstr(at + 16, 64), kid))
+    return out
 
 
 def _kernels(r: _Reader | None) -> list[tuple[str, tuple[KernelArg, ...]]]:
@@ -264,8 +279,9 @@ def _kernels(r: _Reader | None) -> list[tuple[str, tuple[KernelArg, ...]]]:
     text = r.data.rstrip(b"\0")
     try:
         root = ET.fromstring(text)
-    except ET.ParseError as e:
-        raise r.fail(f"XML does not parse ({e})") from e
+    except (ET.ParseError, LookupError, ValueError) as e:
+        # LookupError: the XML declaration names an encoding Python does not know
+        raise r.fail(f"XML does not parse ({e}); rebuild the xclbin") from None
     kernels = []
     for k in root.iter("kernel"):
         args = []
@@ -308,14 +324,14 @@ def _aie_partition(r: _Reader | None) -> tuple[int, tuple[int, ...], tuple[int, 
     return width, tuple(starts), tuple(dpu_ids)
 
 
-def read_xclbin(path: Path) -> XclbinInfo:
-    """Read and parse an xclbin file."""
+def read_xclbin(path: Path, kernel: str | None = None) -> XclbinInfo:
+    """Read and parse an xclbin file, for `kernel` (default: its first)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read the xclbin ({e.strerror})") from e
-    return parse_xclbin(data, where=str(path))
+    return parse_xclbin(data, where=str(path), kernel=kernel)
 
 
 def lint_xclbin(
@@ -331,7 +347,7 @@ def lint_xclbin(
     buffers beyond the declared arguments, arguments in the wrong bank (XRT then copies into a
     local clone), a DPU kernel id the driver cannot match, a partition of the wrong width.
     """
-    info = read_xclbin(path)
+    info = read_xclbin(path, kernel=kernel_name)
     missing = [s for s in REQUIRED_SECTIONS if s not in info.sections]
     if missing:
         raise ArtifactError(
@@ -339,8 +355,8 @@ def lint_xclbin(
             f"{', '.join(REQUIRED_SECTIONS)}, found {', '.join(info.sections) or 'none'}"
         )
     _check_kernel_args(path, info, kernel_name, n_data_buffers)
-    _check_connectivity(path, info, n_data_buffers)
     _check_kernel_ids(path, info, kernel_name)
+    _check_connectivity(path, info, n_data_buffers)
     if device is not None:
         columns = device_columns(device)
         if info.column_width != columns:
@@ -348,7 +364,33 @@ def lint_xclbin(
                 f"{path}: AIE_PARTITION: column_width {info.column_width}, expected {columns} "
                 f"for device {device}"
             )
+        family = partition_family(info)
+        wanted = "npu1" if device_generation(device) == DEV_GEN_NPU1 else "npu2"
+        if family is not None and family != wanted:
+            raise ArtifactError(
+                f"{path}: AIE_PARTITION: column_width {info.column_width} from column "
+                f"{info.start_columns[0]} is aiecc's partition of {family}, but the device is "
+                f"{device}; rebuild for the right device"
+            )
     return info
+
+
+def partition_family(info: XclbinInfo) -> str | None:
+    """"npu1" or "npu2" where the AIE partition alone tells them apart, else None.
+
+    aiecc (main.py emit_partition) writes column_width N with start_columns [0] for the
+    whole-array devices (npu1: 4 columns, npu2: 8) and 1..5-N for an N-column partition,
+    and nothing else in the xclbin differs by device (the same operations_per_cycle,
+    fingerprints, PDI id code and kernel metadata). So a width above 4 is npu2 and width 4
+    from column 0 is npu1; npu1_Ncol and npu2_Ncol at N <= 4 give identical metadata (only
+    the PDI's CDO register writes differ, which npukit does not decode), so there only the
+    instruction stream's device generation (lint_insts) tells them apart.
+    """
+    if info.column_width > _NPU1_COLUMNS:
+        return "npu2"
+    if info.column_width == _NPU1_COLUMNS and info.start_columns == (0,):
+        return "npu1"
+    return None
 
 
 def _check_kernel_args(path: Path, info: XclbinInfo, kernel_name: str, n_data: int) -> None:
@@ -383,15 +425,19 @@ def _check_kernel_args(path: Path, info: XclbinInfo, kernel_name: str, n_data: i
 def _check_connectivity(path: Path, info: XclbinInfo, n_data: int) -> None:
     wanted = [(INSTR_ARG, SRAM_TAG)]
     wanted += [(FIRST_DATA_ARG + i, HOST_TAG) for i in range(n_data)]
-    for arg, tag in wanted:
-        found = info.bank_of(arg)
-        if found != tag:
-            bank = info.connectivity.get(arg)
-            shown = "no connection" if bank is None else f"bank {bank} ({found or 'no such bank'})"
-            raise ArtifactError(
-                f"{path}: CONNECTIVITY: argument {arg} should connect to the {tag} bank "
-                f"(banks: {', '.join(info.mem_banks) or 'none'}), found {shown}"
-            )
+    for instance, banks in info.instances.items():
+        for arg, tag in wanted:
+            bank = banks.get(arg)
+            found = info.mem_banks[bank] if bank is not None and 0 <= bank < len(
+                info.mem_banks) else None
+            if found != tag:
+                shown = ("no connection" if bank is None
+                         else f"bank {bank} ({found or 'no such bank'})")
+                raise ArtifactError(
+                    f"{path}: CONNECTIVITY: argument {arg} should connect to the {tag} bank "
+                    f"(banks: {', '.join(info.mem_banks) or 'none'}), found {shown} "
+                    f"(instance {instance})"
+                )
 
 
 def _check_kernel_ids(path: Path, info: XclbinInfo, kernel_name: str) -> None:

@@ -169,8 +169,10 @@ def _with_fix(error: RunError) -> RunError:
 def check_xclbin(info: Any, manifest: Manifest) -> None:
     """The xclbin declares the kernel and connects every argument the host will bind."""
     if info.kernel_name != manifest.kernel_name:
+        found = ", ".join(repr(k) for k in info.kernel_names) or "none"
         raise ArtifactError(
-            f"xclbin kernel is {info.kernel_name!r}, the manifest expects {manifest.kernel_name!r}"
+            f"the xclbin has no kernel {manifest.kernel_name!r}, which the manifest names "
+            f"(it has {found}); rebuild the artifact"
         )
     wanted = [(INSTR_ARG, "instr", "SRAM")]
     wanted += [(b.arg_index, b.name, "HOST") for b in manifest.buffers]
@@ -214,7 +216,7 @@ class XrtBackend:
         self._failed = ""
         xclbin_path = artifact_dir / _listed(manifest, "xclbin")
         insts_path = artifact_dir / _listed(manifest, "insts")
-        info = read_xclbin(xclbin_path)
+        info = read_xclbin(xclbin_path, kernel=manifest.kernel_name)
         check_xclbin(info, manifest)
         self.n_words = int(read_insts(insts_path).n_words)
         if manifest.n_insts_words not in (None, self.n_words):

@@ -167,7 +167,7 @@ def test_op_count_mismatch() -> None:
 
 
 def test_old_format_version() -> None:
-    data = set_word(make_insts(), 0, 0x06030001)  # version 1.0 (pre mid-2024 layout)
+    data = set_word(make_insts(), 0, 0x06030001)  # version 1.0 (the layout before March 2025)
     with pytest.raises(ArtifactError, match=r"transaction format 1\.0, expected 0\.1"):
         parse_insts(data)
 
@@ -255,3 +255,22 @@ def test_random_words_after_valid_header_only_raise_artifact_error(
     except ArtifactError:
         return
     assert sum(op.n_words for op in info.ops) == len(words)
+
+
+LFS = (b"version https://git-lfs.github.com/spec/v1\n"
+       b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+       b"size 2432\n")
+# an instruction file of the pre-transaction format: its third and fourth words are no sizes
+OLD_SEQ = bytes.fromhex("11000000" "05040001" "00010001" "0001590b") + bytes(16)
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    (LFS, "a git-lfs pointer file, not the instruction stream"),
+    (OLD_SEQ, r"not a current transaction stream: transaction format 17\.0"),
+])
+def test_a_non_transaction_file_is_named_as_such_not_truncated(
+    tmp_path: Path, data: bytes, said: str
+) -> None:
+    with pytest.raises(ArtifactError, match=said) as e:
+        read_insts(write(tmp_path, data, "insts.seq"))
+    assert "truncated" not in str(e.value)

@@ -213,3 +213,39 @@ def test_corrupted_bytes_only_raise_artifact_error(at: int, junk: bytes) -> None
         parse_xclbin(bytes(data))
     except ArtifactError as e:
         assert str(e).startswith("final.xclbin: ") and "\n" not in str(e)
+
+
+def test_multi_kernel_xclbin_keys_connectivity_by_instance_and_selects_the_kernel(
+    tmp_path: Path,
+) -> None:
+    """Another kernel listed first, with conflicting banks after ours, changes nothing."""
+    data = make_xclbin(3, other_kernels=("vadd",))
+    info = lint_xclbin(write(tmp_path, data), n_data_buffers=3, device="npu1_1col")
+    assert info.kernel_name == "MLIR_AIE" and info.kernel_names == ("vadd", "MLIR_AIE")
+    assert info.connectivity == {1: SRAM_BANK, 3: HOST_BANK, 4: HOST_BANK, 5: HOST_BANK}
+    assert list(info.instances) == ["MLIR_AIE:MLIRAIE"] and info.ip_kernel_ids == (0x901,)
+    other = parse_xclbin(data, kernel="vadd")
+    assert other.connectivity == {1: HOST_BANK, 3: SRAM_BANK, 4: SRAM_BANK, 5: SRAM_BANK}
+    assert other.ip_kernel_ids == (0x900,)
+    missing = parse_xclbin(data, kernel="passthrough")
+    assert missing.kernel_name == "" and missing.connectivity == {}
+    with pytest.raises(ArtifactError, match="kernel 'passthrough' expected, found 'vadd', "):
+        lint_xclbin(write(tmp_path, data), n_data_buffers=3, kernel_name="passthrough")
+
+
+def test_unknown_xml_encoding_is_an_artifact_error(tmp_path: Path) -> None:
+    data = make_xclbin().replace(b'encoding="utf-8"', b'encoding="xyz-8"')
+    with pytest.raises(ArtifactError, match=r"EMBEDDED_METADATA: XML does not parse.*xyz-8"):
+        lint(tmp_path, data)
+
+
+def test_lint_tells_npu1_from_npu2_where_the_partition_does(tmp_path: Path) -> None:
+    """Width 4 from column 0 is aiecc's whole npu1; npu2_4col starts at column 1."""
+    whole_npu1 = make_xclbin(columns=4, start_columns=(0,))
+    lint(tmp_path, whole_npu1, device="npu1")
+    with pytest.raises(ArtifactError, match=r"partition of npu1, but the device is npu2_4col"):
+        lint(tmp_path, whole_npu1, device="npu2_4col")
+    lint(tmp_path, make_xclbin(columns=4, start_columns=(1,)), device="npu2_4col")
+    # N <= 3 columns: aiecc writes the same partition for both families; the stream lint tells
+    for device in ("npu1_2col", "npu2_2col"):
+        lint(tmp_path, make_xclbin(columns=2, start_columns=(1, 2, 3)), device=device)

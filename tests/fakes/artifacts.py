@@ -147,51 +147,56 @@ def _mem_topology() -> bytes:
     return out
 
 
-def _connectivity(n_data: int, data_bank: int, instr_bank: int) -> bytes:
-    # int32 count, connection {int32 arg_index, int32 ip_layout_index, int32 mem_data_index}
-    conns = [(1, 0, instr_bank)] + [(FIRST_DATA_ARG + i, 0, data_bank) for i in range(n_data)]
-    out = struct.pack("<i", len(conns))
-    for c in conns:
-        out += struct.pack("<iii", *c)
+def _connectivity(n_data: int, data_bank: int, instr_bank: int, ip: int = 0) -> list[tuple]:
+    # connection {int32 arg_index, int32 ip_layout_index, int32 mem_data_index}
+    return [(1, ip, instr_bank)] + [(FIRST_DATA_ARG + i, ip, data_bank) for i in range(n_data)]
+
+
+def _counted(conns: list[tuple]) -> bytes:
+    # int32 count, then the connections
+    return struct.pack("<i", len(conns)) + b"".join(struct.pack("<iii", *c) for c in conns)
+
+
+def _ip_layout(kernels: Sequence[tuple[str, int]]) -> bytes:
+    # int32 count, 4 pad, ip_data {u32 type, u32 properties, u64 base, name[64]}; a PS
+    # kernel's properties: subtype DPU (1) in bits 0-1, kernel id in bits 16-27.
+    out = struct.pack("<i4x", len(kernels))
+    for kernel_name, kernel_id in kernels:
+        props = 1 | (kernel_id & 0xFFF) << 16
+        name = f"{kernel_name}:MLIRAIE".encode()
+        out += struct.pack("<IIQ64s", _IP_PS_KERNEL, props, 0xFFFFFFFFFFFFFFFF, name)
     return out
 
 
-def _ip_layout(kernel_name: str, kernel_id: int) -> bytes:
-    # int32 count, 4 pad, ip_data {u32 type, u32 properties, u64 base, name[64]}; a PS
-    # kernel's properties: subtype DPU (1) in bits 0-1, kernel id in bits 16-27.
-    props = 1 | (kernel_id & 0xFFF) << 16
-    name = f"{kernel_name}:MLIRAIE".encode()
-    return struct.pack("<i4x", 1) + struct.pack(
-        "<IIQ64s", _IP_PS_KERNEL, props, 0xFFFFFFFFFFFFFFFF, name
-    )
-
-
-def _metadata_xml(kernel_name: str, n_data: int, kernel_id: int) -> bytes:
+def _metadata_xml(kernels: Sequence[tuple[str, int]], n_data: int) -> bytes:
     """The kernel description xclbinutil derives from aiecc's kernels.json."""
     project = ET.Element("project")
     core = ET.SubElement(ET.SubElement(ET.SubElement(project, "platform"), "device"), "core")
-    kernel = ET.SubElement(core, "kernel", name=kernel_name, language="c", type="dpu")
-    ET.SubElement(
-        kernel, "extended-data", subtype="1", functional="0", dpu_kernel_id=f"0x{kernel_id:x}"
-    )
-    args = [("opcode", 0, 8, "uint64_t"), ("instr", 1, 8, "char *"), ("ninstr", 0, 4, "uint32_t")]
-    args += [(f"bo{i}", 1, 8, "void*") for i in range(n_data)]
-    offset = 0
-    for index, (name, qual, size, ctype) in enumerate(args):
+    for kernel_name, kernel_id in kernels:
+        kernel = ET.SubElement(core, "kernel", name=kernel_name, language="c", type="dpu")
         ET.SubElement(
-            kernel,
-            "arg",
-            name=name,
-            addressQualifier=str(qual),
-            id=str(index),
-            size=f"0x{size:x}",
-            offset=f"0x{offset:x}",
-            hostOffset="0x0",
-            hostSize=f"0x{size:x}",
-            type=ctype,
+            kernel, "extended-data", subtype="1", functional="0",
+            dpu_kernel_id=f"0x{kernel_id:x}",
         )
-        offset += size
-    ET.SubElement(kernel, "instance", name="MLIRAIE")
+        args = [("opcode", 0, 8, "uint64_t"), ("instr", 1, 8, "char *"),
+                ("ninstr", 0, 4, "uint32_t")]
+        args += [(f"bo{i}", 1, 8, "void*") for i in range(n_data)]
+        offset = 0
+        for index, (name, qual, size, ctype) in enumerate(args):
+            ET.SubElement(
+                kernel,
+                "arg",
+                name=name,
+                addressQualifier=str(qual),
+                id=str(index),
+                size=f"0x{size:x}",
+                offset=f"0x{offset:x}",
+                hostOffset="0x0",
+                hostSize=f"0x{size:x}",
+                type=ctype,
+            )
+            offset += size
+        ET.SubElement(kernel, "instance", name="MLIRAIE")
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(project) + b"\n"
 
 
@@ -227,6 +232,13 @@ def _aie_partition(
     return head + name + starts + image + pdi + group + group_name + ids + pre
 
 
+def aiecc_start_columns(device: str) -> tuple[int, ...]:
+    """The AIE_PARTITION start columns aiecc writes (aiecc main.py emit_partition): [0] for
+    the whole-array devices npu1 and npu2, else 1..5-N for an N-column partition."""
+    _gen, columns = device_info(device)
+    return (0,) if device in ("npu1", "npu2") else tuple(range(1, 6 - columns))
+
+
 def make_xclbin(
     n_data_buffers: int = 2,
     columns: int = 1,
@@ -238,19 +250,27 @@ def make_xclbin(
     instr_bank: int = SRAM_BANK,
     start_columns: Sequence[int] | None = None,
     omit_sections: Iterable[str] = (),
+    other_kernels: Sequence[str] = (),
 ) -> bytes:
     """An xclbin with the 7 sections aiecc's xclbinutil step writes, section order as aiecc's.
 
-    The keyword knobs build the defective variants the linter must catch.
+    The keyword knobs build the defective variants the linter must catch. `other_kernels`
+    come first in the metadata and IP_LAYOUT, each with its own instance, and their
+    connections (instr in the HOST bank, data in SRAM) follow the kernel's own.
     """
     if start_columns is None:
         start_columns = tuple(range(1, 6 - columns)) if columns <= 4 else (0,)
-    conn = _connectivity(n_data_buffers, data_bank, instr_bank)
+    kernels = [(k, 0x900 + i) for i, k in enumerate(other_kernels)] + [(kernel_name, kernel_id)]
+    own = len(other_kernels)
+    conns = _connectivity(n_data_buffers, data_bank, instr_bank, ip=own)
+    for ip in range(own):
+        conns += _connectivity(n_data_buffers, instr_bank, data_bank, ip=ip)
+    conn = _counted(conns)
     sections = [
         ("MEM_TOPOLOGY", _mem_topology()),
         ("AIE_PARTITION", _aie_partition(columns, start_columns, dpu_kernel_ids)),
-        ("EMBEDDED_METADATA", _metadata_xml(kernel_name, n_data_buffers, kernel_id)),
-        ("IP_LAYOUT", _ip_layout(kernel_name, kernel_id)),
+        ("EMBEDDED_METADATA", _metadata_xml(kernels, n_data_buffers)),
+        ("IP_LAYOUT", _ip_layout(kernels)),
         ("CONNECTIVITY", conn),
         ("GROUP_CONNECTIVITY", conn),
         ("GROUP_TOPOLOGY", _mem_topology()),
