@@ -217,3 +217,15 @@ def test_a_crashing_core_fails_its_artifact_not_the_run(tmp_path: Path) -> None:
     assert code == 1
     assert results["length256"]["passed"]
     assert "died (signal SIGABRT)" in results["length512"]["error"]
+
+
+def test_a_failed_submit_is_reported_as_such_not_as_a_crash(
+    fake: ModuleType, tmp_path: Path
+) -> None:
+    """run.start() raising (the submit ioctl failing) is the artifact's error line."""
+    build(tmp_path / "build", "good")
+    fake.config.start_error = "DRM_IOCTL_AMDXDNA_EXEC_CMD IOCTL failed (err=-22): Invalid argument"
+    status, report, _ = test_hw(tmp_path / "build", tmp_path)
+    (r,) = report["results"]
+    assert status == 1 and "starting the kernel run failed: DRM_IOCTL" in r["error"]
+    assert "crashed" not in r["error"]
