@@ -294,3 +294,35 @@ def verify_bundle(c, path, dest="", allow_unverified=False):
                       highlight=False, soft_wrap=True)
         return
     console.print(f"[green]ok[/green] {what}, verified{where}", highlight=False, soft_wrap=True)
+
+
+@task(
+    positional=["audio"],
+    iterable=["calibrate"],
+    help={
+        "audio": "a 16 kHz mono 16-bit WAV file (one 30 s window is encoded: padded or trimmed)",
+        "checkpoint": "an openai-whisper .pt checkpoint (nothing is downloaded)",
+        "backend": "auto (the NPU when present, else the emulator), xrt or emu",
+        "out": "write the features (float32 [n_audio_ctx, n_audio_state]) to this .npy",
+        "report": "print the calibration, per-op and per-tensor accuracy reports",
+        "calibrate": "a WAV clip to calibrate on, repeatable (default: espeak-ng speech)",
+        "percentile": "calibration percentile of |x| per tensor (100 = the maximum)",
+    },
+)
+@_friendly
+def encode(c, audio, checkpoint="", backend="auto", out="", report=False, calibrate=None,
+           percentile="100"):
+    """Encode a clip with a Whisper checkpoint's encoder on the NPU or the emulator."""
+    from codegen.cli import BUILD_ROOT
+    from codegen.models.cli import encode as run_encode
+    from runtime.errors import NpukitError
+
+    if not checkpoint:
+        raise NpukitError("give the checkpoint: --checkpoint PATH.pt (openai-whisper format)")
+    try:
+        pct = float(percentile)
+    except ValueError:
+        raise NpukitError(f"--percentile {percentile!r} is not a number") from None
+    run_encode(audio, checkpoint, backend=backend, out=out, report=report,
+               calibrate=calibrate or [], percentile=pct, build_root=BUILD_ROOT,
+               console=console)

@@ -1,0 +1,193 @@
+"""The encoder's model artifact: graph, quantised weights, scales and its kernel builds, hashed.
+
+Layout of `build/models/<name>/`:
+  manifest.json      schema npukit-model/1: dims, tensors (dtype, shape, scale), ops in order
+                     (kernel ops name their artifact), the hardware-context plan, and the size
+                     and sha256 of every file below
+  weights.npz        the int8 constant tensors (weights, positional embedding)
+  params/*.npy       per-column scales, int32 biases, layernorm gamma/beta the kernels take
+  calibration.json   the calibration report (per tensor: range seen, range covered, clipped)
+  kernels/<k>/<v>/   each kernel variant's artifact, as `invoke build` makes it
+The key (checkpoint, calibration audio and settings, this code) names the build: the same key
+is a cache hit that runs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codegen.models import whisper as plan
+from codegen.models.checkpoint import Checkpoint, load_checkpoint
+from codegen.models.graph import Graph, Op
+from codegen.models.quantise import TensorScale, report_lines
+from codegen.pipeline import build, code_digest
+from runtime.errors import NpukitError
+from runtime.manifest import sha256_file
+
+SCHEMA = "npukit-model/1"
+MANIFEST = "manifest.json"
+# amdxdna's XCLBIN_MAX_NUM_PDIS: "firmware can only handle this many of PDIs per context"
+MAX_PDIS_PER_CONTEXT = 16
+MAX_CONTEXTS = 2
+Progress = Callable[[str], None]
+
+
+class ModelBuildError(NpukitError):
+    """The model artifact cannot be made (a kernel build failed, the output dir is not ours)."""
+
+
+@dataclass
+class ModelBuild:
+    directory: Path
+    up_to_date: bool
+    graph: Graph
+    scales: dict[str, TensorScale]
+    contexts: list[dict[str, Any]]
+
+
+def model_key(ckpt: Checkpoint, clips: Sequence[np.ndarray], settings: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(ckpt.sha256.encode())
+    for clip in clips:
+        h.update(hashlib.sha256(np.ascontiguousarray(clip).tobytes()).digest())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update(code_digest(("codegen/models", "codegen/kernels", "mlir")).encode())
+    return h.hexdigest()
+
+
+def context_plan(artifacts: list[str]) -> list[dict[str, Any]]:
+    """Distinct kernel artifacts packed in order into contexts of at most 16 PDIs each."""
+    groups = [artifacts[i:i + MAX_PDIS_PER_CONTEXT]
+              for i in range(0, len(artifacts), MAX_PDIS_PER_CONTEXT)]
+    return [{"name": f"context{i}", "artifacts": g} for i, g in enumerate(groups)]
+
+
+def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[np.ndarray],
+                  name: str | None = None, target: str = "emu", percentile: float = 100.0,
+                  progress: Progress | None = None) -> ModelBuild:
+    """Calibrate on `clips`, plan, build every kernel variant and write the model artifact."""
+    say = progress or (lambda line: None)
+    ckpt = load_checkpoint(checkpoint)
+    settings = {"percentile": percentile, "target": target}
+    key = model_key(ckpt, clips, settings)
+    directory = build_root / "models" / (name or Path(checkpoint).stem)
+    existing = _read(directory)
+    if existing is not None and existing.get("key") == key:
+        from runtime.model import verify_model
+
+        verify_model(directory)
+        say(f"model {directory}: up to date")
+        scales = {s["name"]: TensorScale(**s) for s in existing["calibration"]}
+        graph, _ = _graph_from(existing)
+        return ModelBuild(directory, True, graph, scales, existing["contexts"])
+    if directory.exists() and existing is None and any(directory.iterdir()):
+        raise ModelBuildError(f"{directory} exists and is not an npukit model artifact; "
+                              "choose another --name or move it away")
+    say(f"calibrating on {len(clips)} clip(s)")
+    scales = plan.calibrate_encoder(ckpt, clips, percentile=percentile)
+    staging = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    # The kernels' .npy parameters live in a store named by the key, so the absolute paths their
+    # builds record stay valid; the model artifact keeps its own copy for the golden encoder.
+    store = build_root / "models" / ".params" / key[:24]
+    graph, constants = plan.plan_encoder(ckpt, scales, store)
+    shutil.copytree(store / "params", staging / "params")
+    np.savez(staging / "weights.npz", **constants)
+    (staging / "calibration.json").write_text(json.dumps(
+        {"tensors": [s.to_json() for s in scales.values()], "report": report_lines(scales)},
+        indent=1) + "\n")
+    artifacts = _build_kernels(graph, store, staging, build_root, target, say)
+    ops = [op.to_json() | ({"artifact": artifacts[_op_id(op)]} if op.kind == "kernel" else {})
+           for op in graph.ops]
+    distinct = list(dict.fromkeys(artifacts.values()))
+    contexts = context_plan(distinct)
+    manifest = {
+        "schema": SCHEMA, "model": "whisper-encoder", "key": key,
+        "dims": ckpt.dims.__dict__, "checkpoint": {"name": Path(checkpoint).name,
+                                                   "sha256": ckpt.sha256},
+        "sample_rate": plan.SAMPLE_RATE, "input": graph.input, "output": graph.output,
+        "tensors": graph.tensors_json(), "ops": ops, "contexts": contexts,
+        "calibration": [s.to_json() for s in scales.values()],
+        "files": _files(staging),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if existing is not None:
+        shutil.rmtree(directory)  # an older build of ours (it has our manifest)
+    os.replace(staging, directory)
+    say(f"model {directory}: {len(graph.ops)} ops, {len(distinct)} kernel variants, "
+        f"{len(contexts)} hardware context(s) planned")
+    return ModelBuild(directory, False, graph, scales, contexts)
+
+
+def _op_id(op: Op) -> str:
+    return json.dumps([op.fn, op.params], sort_keys=True)
+
+
+def _build_kernels(graph: Graph, store: Path, staging: Path, build_root: Path, target: str,
+                   say: Progress) -> dict[str, str]:
+    """Each distinct (kernel, params) built once and copied under staging/kernels/."""
+    done: dict[str, str] = {}
+    todo = [op for op in graph.ops if op.kind == "kernel"]
+    for n, op in enumerate(todo, 1):
+        ident = _op_id(op)
+        if ident in done:
+            continue
+        spec = graph.spec(op, store)
+        say(f"[{n}/{len(todo)}] building {op.fn} for {op.name}")
+        result = build(spec, build_root, target=target)
+        rel = f"kernels/{op.fn}/{op.name}"
+        shutil.copytree(result.artifact_dir, staging / rel)
+        done[ident] = rel
+    return done
+
+
+def _files(root: Path) -> dict[str, dict[str, Any]]:
+    """Every file of the model's own (kernel artifacts: their manifest, which hashes the rest)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or rel == MANIFEST:
+            continue
+        if rel.startswith("kernels/") and path.name != "manifest.json":
+            continue
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return files
+
+
+def _read(directory: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+
+def _graph_from(manifest: dict[str, Any]) -> tuple[Graph, None]:
+    from codegen.models.graph import Tensor
+
+    tensors = {t["name"]: Tensor(t["name"], t["dtype"], tuple(t["shape"]), t["scale"])
+               for t in manifest["tensors"]}
+    constants = {t["name"] for t in manifest["tensors"] if t["constant"]}
+    ops = [Op.from_json(o) for o in manifest["ops"]]
+    return Graph(ops, tensors, constants, manifest["input"], manifest["output"]), None
+
+
+def load_graph(directory: Path) -> tuple[Graph, dict[str, np.ndarray]]:
+    """The graph and constants of a built model, for the golden encoder."""
+    manifest = _read(directory)
+    if manifest is None:
+        raise ModelBuildError(f"{directory}: not an npukit model artifact")
+    graph, _ = _graph_from(manifest)
+    with np.load(directory / "weights.npz", allow_pickle=False) as z:
+        constants = {k: z[k] for k in z.files}
+    return graph, constants

@@ -1,0 +1,98 @@
+"""`invoke encode`: build (or reuse) a checkpoint's encoder model artifact, run it on a clip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from codegen.models.artifact import build_encoder
+from codegen.models.audio import VOICES, espeak_speech, read_wav
+from codegen.models.checkpoint import Checkpoint, load_checkpoint
+from codegen.models.graph import Tensor
+from codegen.models.quantise import report_lines
+from codegen.models.whisper import float_tensors, window
+from runtime.encoder import NpuWhisperEncoder
+from runtime.errors import NpukitError
+from runtime.model import OpReport
+
+BACKENDS = ("auto", "xrt", "emu")
+
+
+def calibration_clips(paths: Sequence[str], n_samples: int) -> list[np.ndarray]:
+    """The user's WAV clips, or espeak-ng speech in several voices when none are given."""
+    if paths:
+        return [read_wav(p) for p in paths]
+    return [espeak_speech(n_samples, voice, seed) for seed, voice in enumerate(VOICES)]
+
+
+def encode(audio: str, checkpoint: str, *, backend: str = "auto", out: str = "",
+           report: bool = False, calibrate: Sequence[str] = (), percentile: float = 100.0,
+           build_root: Path = Path("build"), console: Console) -> np.ndarray:
+    """Encode one window of `audio` with the checkpoint's encoder; print what was asked."""
+    if backend not in BACKENDS:
+        raise NpukitError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    pcm = read_wav(audio)
+    ckpt = load_checkpoint(checkpoint)
+    clips = calibration_clips(calibrate, ckpt.dims.n_samples)
+    model = build_encoder(checkpoint, build_root, clips=clips, percentile=percentile,
+                          target="emu" if backend == "emu" else "auto",
+                          progress=lambda line: console.print(line, highlight=False))
+    if report:
+        for line in report_lines(model.scales):
+            console.print(line, highlight=False)
+    with NpuWhisperEncoder.load(model.directory, backend=backend) as encoder, \
+            Progress(console=console, transient=True) as bar:
+        task = bar.add_task("encoding", total=len(encoder.runner.ops))
+        values = encoder.run(pcm, progress=lambda n, total, name: bar.update(
+            task, completed=n, description=f"{name:<16}"))
+        ops = encoder.report
+        contexts = encoder.runner.contexts
+        runs_on = encoder.runner.backend_name
+    features = values["features"]
+    seconds = sum(r.seconds for r in ops)
+    console.print(f"encoded {Path(audio).name}: features {features.shape} float32 on {runs_on} "
+                  f"in {seconds:.2f} s, {len(contexts.opened)} hardware context(s), "
+                  f"{contexts.buffers_allocated} buffers allocated once", highlight=False)
+    if out:
+        np.save(out, features)
+        console.print(f"wrote {out}", highlight=False)
+    if report:
+        _op_table(ops, console)
+        _accuracy_table(ckpt, window(pcm, ckpt.dims), values, model.graph.tensors, console)
+    return features
+
+
+def _op_table(ops: Sequence[OpReport], console: Console) -> None:
+    table = Table(title="per op", title_justify="left")
+    for col in ("op", "kernel / host step", "ms", "saturated int8"):
+        table.add_column(col)
+    for r in ops:
+        table.add_row(r.name, f"{r.fn} ({r.kind})", f"{r.seconds * 1e3:.2f}",
+                      f"{r.saturated:.3%}")
+    console.print(table)
+
+
+def _accuracy_table(ckpt: Checkpoint, pcm: np.ndarray, values: dict[str, np.ndarray],
+                    tensors: dict[str, Tensor], console: Console) -> None:
+    """Cosine per frame and relative error of each int8 tensor against the float encoder."""
+    ref = float_tensors(ckpt, pcm)
+    table = Table(title="int8 vs the float encoder (same weights), per tensor",
+                  title_justify="left")
+    for col in ("tensor", "mean cos", "worst frame", "rel err"):
+        table.add_column(col)
+    for name in ref:
+        if name not in values or tensors[name].scale is None:
+            continue
+        ours = values[name].astype(np.float64) * tensors[name].scale
+        theirs = ref[name]
+        cos = (ours * theirs).sum(-1) / np.maximum(
+            np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1), 1e-30)
+        rel = np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-30)
+        table.add_row(name, f"{cos.mean():.5f}", f"{cos.min():.5f}", f"{rel:.4f}")
+    console.print(table)
+

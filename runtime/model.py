@@ -1,0 +1,172 @@
+"""The graph runner: a model artifact's ops run in order on the NPU or the emulator.
+
+Load verifies every file against the model manifest (and each kernel artifact against its own),
+opens each distinct kernel artifact once, grouped into the manifest's hardware contexts, and
+allocates every buffer once: a run only copies tensors into buffers that already exist.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime import hostops
+from runtime.errors import ArtifactError, RunError
+from runtime.kernel import NpuKernel
+from runtime.manifest import sha256_file
+
+SCHEMA = "npukit-model/1"
+MAX_CONTEXTS = 2
+Progress = Callable[[int, int, str], None]  # (op number, op count, op name)
+
+
+@dataclass(frozen=True)
+class OpReport:
+    """One op of one run: where it ran, how long, how much of its int8 output saturated."""
+
+    name: str
+    kind: str
+    fn: str
+    seconds: float
+    saturated: float  # share of int8 outputs at -128 or 127 (0 for other dtypes)
+
+
+@dataclass
+class Contexts:
+    """The hardware contexts a loaded model holds and what it allocated, for the report."""
+
+    opened: list[str] = field(default_factory=list)
+    kernels_per_context: dict[str, int] = field(default_factory=dict)
+    buffers_allocated: int = 0
+
+
+def read_model_manifest(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no model manifest; build the model with `invoke encode` "
+                            "or codegen.models.artifact.build_encoder") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path}: unreadable model manifest ({e})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ArtifactError(f"{path}: not a {SCHEMA} manifest; rebuild the model")
+    for key in ("ops", "tensors", "files", "contexts", "input", "output"):
+        if key not in data:
+            raise ArtifactError(f"{path}: the model manifest lacks {key!r}; rebuild the model")
+    return data
+
+
+def verify_model(directory: Path) -> dict[str, Any]:
+    """The manifest, after every file it lists matched its size and sha256."""
+    data = read_model_manifest(directory)
+    for rel, meta in sorted(data["files"].items()):
+        f = Path(directory) / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise ArtifactError(f"{directory}: file entry {rel!r} leaves the model directory")
+        if not f.is_file():
+            raise ArtifactError(f"{f}: listed in the model manifest but missing; rebuild")
+        if f.stat().st_size != meta["bytes"] or sha256_file(f) != meta["sha256"]:
+            raise ArtifactError(f"{f}: content does not match the model manifest (stale or "
+                                "edited); rebuild the model")
+    return data
+
+
+class ModelRunner:
+    """A loaded model artifact; `run(input)` executes every op and returns all tensors."""
+
+    def __init__(self, directory: str | Path, backend: str = "auto") -> None:
+        self.directory = Path(directory)
+        self.manifest = verify_model(self.directory)
+        self.tensors = {t["name"]: t for t in self.manifest["tensors"]}
+        with np.load(self.directory / "weights.npz", allow_pickle=False) as z:
+            self.constants = {k: np.ascontiguousarray(z[k]) for k in z.files}
+        self.ops = self.manifest["ops"]
+        self.contexts = Contexts()
+        self.kernels: dict[str, NpuKernel] = {}
+        if len(self.manifest["contexts"]) > MAX_CONTEXTS:
+            raise RunError(
+                f"{self.directory}: the model needs {len(self.manifest['contexts'])} hardware "
+                f"contexts, more than {MAX_CONTEXTS} (at most 16 kernel variants share one); "
+                "fewer distinct kernel variants are needed")
+        try:
+            self._open(backend)
+        except BaseException:
+            self.close()
+            raise
+        self.last_report: list[OpReport] = []
+
+    def _open(self, backend: str) -> None:
+        # Each context's kernel variants are opened once; the ops bind them by artifact.
+        for context in self.manifest["contexts"]:
+            self.contexts.opened.append(context["name"])
+            self.contexts.kernels_per_context[context["name"]] = len(context["artifacts"])
+            for rel in context["artifacts"]:
+                kernel = NpuKernel.load(self.directory / rel, backend=backend)
+                if backend != "emu" and kernel.backend_name == "xrt":
+                    kernel.close()
+                    raise RunError(
+                        f"{self.directory}: on the NPU each kernel artifact is its own xclbin "
+                        "and hardware context; running the encoder there needs its kernels "
+                        "linked into one multi-PDI xclbin per context (not built yet); use "
+                        "--backend emu")
+                self.kernels[rel] = kernel
+                self.contexts.buffers_allocated += len(kernel.manifest.buffers)
+        missing = {o["artifact"] for o in self.ops if o["kind"] == "kernel"} - set(self.kernels)
+        if missing:
+            raise ArtifactError(f"{self.directory}: ops use kernel artifacts outside every "
+                                f"context: {sorted(missing)[0]}")
+
+    @property
+    def backend_name(self) -> str:
+        names = {k.backend_name for k in self.kernels.values()}
+        return names.pop() if len(names) == 1 else "mixed"
+
+    def run(self, x: np.ndarray, progress: Progress | None = None) -> dict[str, np.ndarray]:
+        values: dict[str, np.ndarray] = {self.manifest["input"]: x, **self.constants}
+        report = []
+        for n, op in enumerate(self.ops, 1):
+            if progress is not None:
+                progress(n, len(self.ops), op["name"])
+            start = time.perf_counter()
+            args = [values[i] for i in op["inputs"]]
+            shapes = [tuple(self.tensors[o]["shape"]) for o in op["outputs"]]
+            if op["kind"] == "kernel":
+                kernel = self.kernels[op["artifact"]]
+                shaped = [np.ascontiguousarray(a).reshape(b.shape)
+                          for a, b in zip(args, kernel.manifest.inputs, strict=True)]
+                outs = kernel(shaped)
+            else:
+                outs = hostops.run(op["fn"], args, op.get("attrs", {}), shapes)
+            for name, out, shape in zip(op["outputs"], outs, shapes, strict=True):
+                values[name] = np.asarray(out).reshape(shape)
+            seconds = time.perf_counter() - start
+            report.append(OpReport(op["name"], op["kind"], op["fn"], seconds,
+                                   _saturated([values[o] for o in op["outputs"]])))
+        self.last_report = report
+        return values
+
+    def close(self) -> None:
+        for kernel in self.kernels.values():
+            kernel.close()
+        self.kernels = {}
+
+    def __enter__(self) -> ModelRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _saturated(outputs: list[np.ndarray]) -> float:
+    i8 = [o for o in outputs if o.dtype == np.int8]
+    if not i8:
+        return 0.0
+    total = sum(o.size for o in i8)
+    return sum(int(np.count_nonzero((o == 127) | (o == -128))) for o in i8) / total

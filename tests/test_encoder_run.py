@@ -1,0 +1,122 @@
+"""The encoder model artifact run by the graph runner on the emulator, against the golden encoder.
+
+Tiny dims (2 blocks of 128, 2 heads, 64 frames): every op's output equals the golden encoder's
+bit for bit; the run holds at most 2 hardware contexts and allocates its buffers once.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from codegen.models import golden
+from codegen.models.artifact import ModelBuild, build_encoder, load_graph
+from codegen.models.audio import write_wav
+from codegen.models.checkpoint import load_checkpoint
+from codegen.models.cli import encode
+from codegen.models.whisper import window
+from runtime.encoder import AudioInputError, NpuWhisperEncoder
+from runtime.errors import ArtifactError
+from tests import encoder_support as es
+from tests.test_cli import invoke
+from tests.whisper_checkpoints import write_checkpoint
+
+pytest.importorskip("whisper")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ModelBuild]:
+    ckpt = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=21)
+    root = tmp_path_factory.mktemp("build")
+    dims = load_checkpoint(ckpt).dims
+    built = build_encoder(ckpt, root, clips=es.calibration_clips(dims), name="tiny")
+    return ckpt, root, built
+
+
+def test_emulated_encoder_equals_golden(model: tuple[Path, Path, ModelBuild]) -> None:
+    ckpt, _, built = model
+    dims = load_checkpoint(ckpt).dims
+    graph, constants = load_graph(built.directory)
+    with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
+        buffers = {rel: [id(b) for b in k.backend.buffers]
+                   for rel, k in encoder.runner.kernels.items()}
+        for label, clip in es.test_clips(dims).items():
+            pcm = window(clip, dims)
+            ours = encoder.run(pcm)
+            theirs = golden.run_golden(graph, built.directory, constants, pcm)
+            for name in graph.tensors:
+                np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{label} {name}")
+        contexts = encoder.runner.contexts
+        assert len(contexts.opened) <= 2
+        assert sum(contexts.kernels_per_context.values()) == len(encoder.runner.kernels)
+        # every buffer was allocated at load: the runs reused the very same arrays
+        assert buffers == {rel: [id(b) for b in k.backend.buffers]
+                           for rel, k in encoder.runner.kernels.items()}
+        assert {r.fn for r in encoder.report if r.kind == "kernel"} == {
+            "mel", "matmul", "gelu", "layernorm", "attention"}
+
+
+def test_model_build_is_cached_and_tampering_refused(model: tuple[Path, Path, ModelBuild]
+                                                     ) -> None:
+    ckpt, root, built = model
+    dims = load_checkpoint(ckpt).dims
+    again = build_encoder(ckpt, root, clips=es.calibration_clips(dims), name="tiny")
+    assert again.up_to_date and again.directory == built.directory
+    victim = built.directory / "params" / "b0.fc1.bias.npy"
+    saved = victim.read_bytes()
+    try:
+        victim.write_bytes(saved[:-4] + b"\0\0\0\0")
+        with pytest.raises(ArtifactError, match=r"b0\.fc1\.bias\.npy: content does not match"):
+            NpuWhisperEncoder.load(built.directory, backend="emu")
+    finally:
+        victim.write_bytes(saved)
+
+
+def test_bad_audio_gets_one_line(model: tuple[Path, Path, ModelBuild], tmp_path: Path) -> None:
+    with NpuWhisperEncoder.load(model[2].directory, backend="emu") as encoder:
+        for pcm, rate, needle in [
+            (np.zeros(100, np.float32), 16000, "int16 array, got float32"),
+            (np.zeros((100, 2), np.int16), 16000, "mono"),
+            (np.zeros(100, np.int16), 22050, "sample rate 22050"),
+        ]:
+            with pytest.raises(AudioInputError, match=needle):
+                encoder(pcm, rate)
+    wav = tmp_path / "fast.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(b"\0" * 400)
+    result = invoke("encode", str(wav), "--checkpoint", str(model[0]), build_dir=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [
+        f"error: audio {wav}: 22050 Hz; the encoder takes 16000 Hz, resample first (e.g. "
+        "`ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`)"]
+    good = write_wav(tmp_path / "ok.wav", np.zeros(1600, np.int16))
+    result = invoke("encode", str(good), "--checkpoint", str(tmp_path / "nope.pt"),
+                    build_dir=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [
+        f"error: checkpoint {tmp_path / 'nope.pt'}: no such file (give the path of a whisper .pt)"]
+
+
+def test_encode_front_door(model: tuple[Path, Path, ModelBuild], tmp_path: Path) -> None:
+    ckpt, root, built = model
+    dims = load_checkpoint(ckpt).dims
+    clip = es.speech(dims, "en-gb-scotland", 2)
+    wav = write_wav(tmp_path / "clip.wav", clip)
+    console = Console(record=True, width=160)
+    calibration = [str(write_wav(tmp_path / f"cal{i}.wav", c))
+                   for i, c in enumerate(es.calibration_clips(dims))]
+    features = encode(str(wav), str(ckpt), backend="emu", out=str(tmp_path / "enc.npy"),
+                      report=True, calibrate=calibration, build_root=root, console=console)
+    text = console.export_text()
+    assert "model " in text and "up to date" in text  # the same clips: the fixture's build
+    assert "2 hardware context(s)" in text and "int8 vs the float encoder" in text
+    np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), features)
+    with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
+        np.testing.assert_array_equal(encoder(clip), features)
