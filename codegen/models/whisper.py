@@ -80,14 +80,14 @@ def _divisors(n: int, step: int, top: int) -> list[int]:
 
 
 def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any], root: Path) -> dict[str, Any]:
-    """The matmul variant of an [m,k]x[k,n] product: the largest tiles, most columns that fit."""
+    """The matmul variant of an [m,k]x[k,n] product: most MACs per core call x columns that fit."""
     options = []
     for tm in _divisors(m, 4, 256):
         for tk in _divisors(k, 4, 256):
             for tn in _divisors(n, 4, 256):
                 for cols in (4, 3, 2, 1):
                     if (m // tm) % cols == 0:
-                        options.append((cols * tm * tn, tm * tn * tk, tm, tk, tn, cols))
+                        options.append((cols * tm * tn * tk, tm * tn, tm, tk, tn, cols))
     for *_, tm, tk, tn, cols in sorted(options, reverse=True):
         params = {"M": m, "K": k, "N": n, "tm": tm, "tk": tk, "tn": tn, "columns": cols,
                   "device": DEVICE, **fixed}
