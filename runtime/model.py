@@ -7,7 +7,6 @@ allocates every buffer once: a run only copies tensors into buffers that already
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 from runtime import hostops
 from runtime.errors import ArtifactError, RunError
 from runtime.kernel import NpuKernel
+from runtime.loader import load_json
 from runtime.manifest import sha256_file
 
 SCHEMA = "npukit-model/1"
@@ -46,21 +46,30 @@ class Contexts:
     buffers_allocated: int = 0
 
 
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["schema", "ops", "tensors", "files", "contexts", "input", "output", "dims",
+                 "sample_rate"],
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "ops": {"type": "array", "items": {"type": "object",
+                                           "required": ["name", "kind", "fn", "inputs",
+                                                        "outputs"]}},
+        "tensors": {"type": "array", "items": {"type": "object",
+                                               "required": ["name", "dtype", "shape"]}},
+        "files": {"type": "object"},
+        "contexts": {"type": "array", "items": {"type": "object",
+                                                "required": ["name", "artifacts"]}},
+        "input": {"type": "string"}, "output": {"type": "string"},
+        "sample_rate": {"type": "integer"},
+    },
+}
+REBUILD = "rebuild the model (`invoke encode ... --checkpoint CKPT`)"
+
+
 def read_model_manifest(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / "manifest.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no model manifest; build the model with `invoke encode` "
-                            "or codegen.models.artifact.build_encoder") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: unreadable model manifest ({e})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ArtifactError(f"{path}: not a {SCHEMA} manifest; rebuild the model")
-    for key in ("ops", "tensors", "files", "contexts", "input", "output"):
-        if key not in data:
-            raise ArtifactError(f"{path}: the model manifest lacks {key!r}; rebuild the model")
-    return data
+    """The model manifest, checked against its schema (one line naming the problem)."""
+    return load_json(Path(directory) / "manifest.json", MANIFEST_SCHEMA, fix=REBUILD)
 
 
 def verify_model(directory: Path) -> dict[str, Any]:
