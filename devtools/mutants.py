@@ -54,3 +54,24 @@ MUTANTS += [
            "for (int j = 0; j + 1 < visible; ++j) {\n      const int8_t *vj", NUMERICS_CORE,
            "every visible key's value enters the weighted sum"),
 ]
+
+MANIFEST = ("tests/test_manifest_consistency.py",)
+
+MUTANTS += [
+    # -- the manifest contract (runtime/manifest.py) --------------------------------------------
+    Mutant("manifest-order", "manifest", "runtime/manifest.py",
+           "[b.seq_index for b in buffers] != list(range(len(buffers)))", "False", MANIFEST,
+           "buffers are listed in runtime-sequence order"),
+    Mutant("manifest-bo-layout", "manifest", "runtime/manifest.py",
+           'd.get("bo_layout") not in (None, m.bo_layout)', "False", MANIFEST,
+           "the BO layout is the baseline layout of the buffers"),
+    Mutant("manifest-hw-files", "manifest", "runtime/manifest.py",
+           'not m.emulation_only and (m.file_for("xclbin") is None', "False and (m.file_for",
+           MANIFEST, "a hardware artifact lists its xclbin and insts.bin"),
+    Mutant("manifest-bytes", "manifest", "runtime/manifest.py",
+           'd.get("bytes", spec.nbytes) != spec.nbytes or', "False or", MANIFEST,
+           "a buffer's bytes agree with its shape"),
+    Mutant("manifest-arg-index", "manifest", "runtime/manifest.py",
+           '"arg_index", spec.arg_index) != spec.arg_index', '"arg_index", 0) is None', MANIFEST,
+           "a buffer's kernel argument is 3 + its runtime-sequence index"),
+]
