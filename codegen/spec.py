@@ -123,11 +123,14 @@ def device_param() -> Param:
 class Accuracy:
     """Targets of the golden model against the float reference (KERNELS.md).
 
-    `min_pearson` None: Pearson is printed, never decisive (KERNELS.md, attention)."""
+    `min_pearson` None: Pearson is printed, never decisive (KERNELS.md, attention).
+    `max_bias` bounds the mean signed error in LSB: a floor where the scheme rounds to nearest
+    stays within 1 LSB everywhere, yet shifts every output by half an LSB on average."""
 
     min_pearson: float | None
     min_within_1: float
     max_diff: int
+    max_bias: float | None = None
 
     def met(self, pearson: float, within_1: float, max_diff: float) -> bool:
         return ((self.min_pearson is None or pearson >= self.min_pearson)
@@ -319,6 +322,10 @@ class KernelSpec(ABC):
                     f"(target {target.min_within_1:.1%}), max diff {worst} "
                     f"(target {target.max_diff})"
                 )
+            bias = mean_error(g, r)
+            if target.max_bias is not None and abs(bias) > target.max_bias:
+                problems.append(f"output {k}: golden vs float reference mean error {bias:+.3f} "
+                                f"LSB (target within ±{target.max_bias})")
         return problems
 
     def workload(self) -> Workload:
@@ -407,6 +414,12 @@ def accuracy_figures(golden: np.ndarray, reference: np.ndarray) -> tuple[float, 
     with np.errstate(invalid="ignore", divide="ignore"):
         pearson = float(np.corrcoef(g, r)[0, 1]) if g.size > 1 else float("nan")
     return pearson, float((diff <= 1).mean()), int(diff.max())
+
+
+def mean_error(golden: np.ndarray, reference: np.ndarray) -> float:
+    """The mean signed difference golden - reference, in LSB: a rounding bias shows here."""
+    g = np.asarray(golden, dtype=np.float64).ravel()
+    return float((g - np.asarray(reference, dtype=np.float64).ravel()).mean())
 
 
 def load_vector(path: str, n: int, what: str) -> np.ndarray:

@@ -75,3 +75,28 @@ MUTANTS += [
            '"arg_index", spec.arg_index) != spec.arg_index', '"arg_index", 0) is None', MANIFEST,
            "a buffer's kernel argument is 3 + its runtime-sequence index"),
 ]
+
+ATT_ACCURACY = ("tests/test_attention_accuracy.py", "tests/test_kernels.py", "-k",
+                "accuracy and attention")
+LN_ACCURACY = ("tests/test_kernels.py", "-k", "accuracy and layernorm")
+
+MUTANTS += [
+    # -- golden and core changed together: only the accuracy targets can catch these ----------
+    Mutant("att-out-floor", "accuracy", "mlir/attention/attention.cc",
+           "npk_round_shift_s64(acc[d] * row, ATT_OUT_SHIFT)", "((acc[d] * row) >> ATT_OUT_SHIFT)",
+           ATT_ACCURACY, "attention's output is rounded half away from zero, not floored",
+           also=(("codegen/kernels/attention.py",
+                  "o = np.where(prod >= 0, (prod + half) >> out_shift, -((-prod + half) >> "
+                  "out_shift))", "o = prod >> out_shift"),)),
+    Mutant("ln-out-floor", "accuracy", "mlir/layernorm/layernorm.cc",
+           "npk_round_shift_s64(xhat * ln_gamma[j] + ln_beta[j], LN_OUT_SHIFT)",
+           "((xhat * ln_gamma[j] + ln_beta[j]) >> LN_OUT_SHIFT)",
+           LN_ACCURACY, "layernorm's output is rounded half away from zero, not floored",
+           also=(("codegen/kernels/layernorm.py",
+                  "y = _round_shift(xhat * g[None, :] + b[None, :], np.int64(OUT_SHIFT))",
+                  "y = (xhat * g[None, :] + b[None, :]) >> np.int64(OUT_SHIFT)"),)),
+    Mutant("ln-eps-30x", "accuracy", "codegen/kernels/layernorm.py",
+           "self.eps / self.in_scale**2 * self.d**2",
+           "30 * self.eps / self.in_scale**2 * self.d**2",
+           LN_ACCURACY, "layernorm adds eps (1e-5) to the variance, golden and core alike"),
+]

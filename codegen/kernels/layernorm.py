@@ -58,7 +58,7 @@ class LayerNormSpec(StreamSpec):
     summary = "int8 layernorm per row with learned gamma/beta, fixed-point mean/var/rsqrt"
     CORE_SOURCES = ("layernorm.cc",)
     CORE_SYMBOLS = ("layernorm_i8",)
-    ACCURACY = Accuracy(min_pearson=0.995, min_within_1=0.99, max_diff=2)
+    ACCURACY = Accuracy(min_pearson=0.995, min_within_1=0.99, max_diff=2, max_bias=0.05)
     PARAMS = (
         Param("rows", int, 64, "rows per invocation", 1, 1 << 16),
         Param("d", int, 512, "row length (Whisper-base width 512)", 8, 4096, multiple_of=4),
