@@ -345,3 +345,11 @@ def test_the_fake_driver_refuses_out_of_range_syncs_and_empty_bos(fake: ModuleTy
     for size, offset in ((4096, 0), (4, 100)):
         with pytest.raises(RuntimeError, match="outside the 16-byte BO"):
             b.sync(to_device, size, offset)
+
+
+def test_a_multi_kernel_xclbin_runs_its_named_kernel(fake: ModuleType, tmp_path: Path) -> None:
+    """Another kernel listed first, with other banks, neither hides ours nor merges into it."""
+    art = make_standin(tmp_path / "multi", other_kernels=("vadd",))
+    k = NpuKernel.load(art, backend="xrt")
+    assert fake.messages == []  # no argument was found in the wrong bank, so nothing cloned
+    np.testing.assert_array_equal(k(X)[0], X + 1)

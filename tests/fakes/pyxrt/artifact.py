@@ -36,6 +36,7 @@ def make_artifact(
     params: dict | None = None,
     emulation_only: bool = False,
     n_data_args: int | None = None,
+    other_kernels: tuple[str, ...] = (),
 ) -> Path:
     """Write a complete artifact directory (design, host libraries, xclbin, insts, manifest)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,8 @@ def make_artifact(
         files[so.name] = "host_core"
     n_words = None
     if not emulation_only:
-        axlf.write_xclbin(directory / "final.xclbin", n_data_args or len(buffers))
+        axlf.write_xclbin(directory / "final.xclbin", n_data_args or len(buffers),
+                          other_kernels=other_kernels)
         insts = write_insts(directory / "insts.bin")
         n_words = insts.stat().st_size // 4
         files.update({"final.xclbin": "xclbin", "insts.bin": "insts"})

@@ -63,23 +63,33 @@ def npu_args(n_data: int) -> tuple[KernelArg, ...]:
     return head + tuple(KernelArg(3 + i, f"bo{i}", True) for i in range(n_data))
 
 
-def write_xclbin(path: Path, n_data: int = 5, kernel_name: str = "MLIR_AIE") -> Path:
-    """An xclbin whose kernel has `n_data` data BOs: instr in bank 1 (SRAM), data in bank 0."""
+def write_xclbin(
+    path: Path, n_data: int = 5, kernel_name: str = "MLIR_AIE", other_kernels: tuple[str, ...] = ()
+) -> Path:
+    """An xclbin whose kernel has `n_data` data BOs: instr in bank 1 (SRAM), data in bank 0.
+
+    `other_kernels` come first, each an instance of its own whose connections (instr in bank
+    0, data in bank 1) follow the kernel's: a reader that merged them would get it wrong.
+    """
     args = npu_args(n_data)
     banks = ("HOST", "SRAM")
     topology = struct.pack("<i4x", len(banks)) + b"".join(
         MEM_DATA.pack(MEM_DRAM, 1, 0, 0, tag.encode()) for tag in banks
     )
-    conns = [(a.index, 0, 1 if a.name == "instr" else 0) for a in args if a.pointer]
+    names = (*other_kernels, kernel_name)
+    own = len(other_kernels)
+    conns = [(a.index, own, 1 if a.name == "instr" else 0) for a in args if a.pointer]
+    for ip in range(own):
+        conns += [(a.index, ip, 0 if a.name == "instr" else 1) for a in args if a.pointer]
     connectivity = struct.pack("<i", len(conns)) + b"".join(CONNECTION.pack(*c) for c in conns)
-    ip_layout = struct.pack("<i4x", 1) + IP_DATA.pack(
-        IP_PS_KERNEL, 0, 0, f"{kernel_name}:MLIRAIE".encode()
+    ip_layout = struct.pack("<i4x", len(names)) + b"".join(
+        IP_DATA.pack(IP_PS_KERNEL, 0, 0, f"{name}:MLIRAIE".encode()) for name in names
     )
     sections = [
         (MEM_TOPOLOGY, "MEM_TOPOLOGY", topology),
         (CONNECTIVITY, "CONNECTIVITY", connectivity),
         (IP_LAYOUT, "IP_LAYOUT", ip_layout),
-        (EMBEDDED_METADATA, "EMBEDDED_METADATA", _metadata_xml(kernel_name, args)),
+        (EMBEDDED_METADATA, "EMBEDDED_METADATA", _metadata_xml(names, args)),
     ]
     offset = SECTIONS_AT + SECTION_HEADER.size * len(sections)
     headers, payload = b"", b""
@@ -97,19 +107,20 @@ def write_xclbin(path: Path, n_data: int = 5, kernel_name: str = "MLIR_AIE") -> 
     return path
 
 
-def _metadata_xml(kernel_name: str, args: tuple[KernelArg, ...]) -> bytes:
+def _metadata_xml(kernel_names: tuple[str, ...], args: tuple[KernelArg, ...]) -> bytes:
     root = ET.Element("project", name="npukit-fake")
     core = ET.SubElement(
         ET.SubElement(ET.SubElement(root, "platform", name="fake"), "device", name="fpga0"),
         "core", name="OCL_REGION_0",
     )
-    kernel = ET.SubElement(core, "kernel", name=kernel_name, language="c")
-    for a in args:
-        ET.SubElement(
-            kernel, "arg", name=a.name, id=str(a.index),
-            addressQualifier="1" if a.pointer else "0",
-            type="void*" if a.pointer else ("uint64_t" if a.name == "opcode" else "uint32_t"),
-        )
+    for kernel_name in kernel_names:
+        kernel = ET.SubElement(core, "kernel", name=kernel_name, language="c")
+        for a in args:
+            ET.SubElement(
+                kernel, "arg", name=a.name, id=str(a.index),
+                addressQualifier="1" if a.pointer else "0",
+                type="void*" if a.pointer else ("uint64_t" if a.name == "opcode" else "uint32_t"),
+            )
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
