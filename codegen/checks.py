@@ -7,7 +7,8 @@ checks see what the template actually rendered, not what the spec intended:
 - every output element written, every input element read;
 - the functions called are the kernel's, linked from its object;
 - every core runs forever (its program starts once per xclbin load);
-- at most 2 DMA channels per direction on each shim and core tile;
+- at most 2 DMA channels per direction on each shim and core tile, 6 on a mem tile;
+- buffer descriptors per core (16) and mem tile (48), stream routes per switch port count;
 - each core's data memory (FIFO buffers, tile buffers, tables, stack) within 64 KiB, each mem
   tile's within 512 KiB, the stack set explicitly, and the spec's memory plan equal to it;
   the buffers placed as aiecc's allocator places them, four 16 KiB banks to a core, and the
@@ -57,6 +58,8 @@ def check_model(spec: KernelSpec, design: Design) -> list[str]:
         check_functions(spec, design),
         check_cores_run_forever(design),
         check_dma_channels(design),
+        check_buffer_descriptors(design),
+        check_routing(design),
         check_memory(spec, design),
     ]
 
@@ -147,26 +150,97 @@ def check_functions(spec: KernelSpec, design: Design) -> str:
     return f"core functions {', '.join(sorted(design.funcs))} from {spec.object_name}"
 
 
-# NPU_FACTS 1: each shim tile has 2 MM2S and 2 S2MM DMA channels; AIE2 compute tiles too.
-DMA_CHANNELS = 2
+# DMA channels per direction: NPU_FACTS 1 (shim: 2 MM2S + 2 S2MM, compute tiles the same);
+# a mem tile has 6 MM2S and 6 S2MM (AMD UG1603 "AIE-ML / AIE-ML v2 Memory Tile").
+DMA_CHANNELS = {"shim": 2, "core": 2, "mem": 6}
+# Buffer descriptors per tile DMA (mlir-aie AIETargetModel `getNumBDs`): shim 16 (the runtime
+# sequence's ids, checked per transfer), compute tile 16, mem tile 48.
+TILE_BDS = {"core": 16, "mem": 48}
+# Stream-switch ports between vertically adjacent tiles (mlir-aie AIE2TargetModel
+# `getNumDestSwitchboxConnections`): 6 north-going masters out of a shim, mem or compute tile,
+# 4 south-going ones out of a mem or compute tile.
+NORTH_PORTS = 6
+SOUTH_PORTS = 4
+
+
+def _link_parts(design: Design) -> set[str]:
+    """FIFOs whose mem-tile end is a part of a link: the link's whole FIFO holds the buffers."""
+    parts: set[str] = set()
+    for link in design.links:
+        parts.update(link.dsts if len(link.srcs) == 1 else link.srcs)
+    return parts
+
+
+def _channel_ends(design: Design) -> tuple[dict[Tile, list[str]], dict[Tile, list[str]]]:
+    """Per tile, the FIFOs its MM2S (it sends) and S2MM (it receives) channels serve.
+
+    A FIFO end on a tile takes one channel of that direction: a broadcast is one MM2S channel
+    for all its consumers, each part of a split (join) one MM2S (S2MM) channel of the mem tile.
+    """
+    out_channels: dict[Tile, list[str]] = defaultdict(list)
+    in_channels: dict[Tile, list[str]] = defaultdict(list)
+    for fifo in design.fifos.values():
+        out_channels[fifo.producer].append(fifo.name)
+        for consumer in fifo.consumers:
+            in_channels[consumer].append(fifo.name)
+    return out_channels, in_channels
 
 
 def check_dma_channels(design: Design) -> str:
-    """Each object FIFO end on a shim or core tile takes one DMA channel of that direction."""
-    out_channels: dict[Tile, list[str]] = defaultdict(list)  # MM2S: the tile sends
-    in_channels: dict[Tile, list[str]] = defaultdict(list)  # S2MM: the tile receives
-    for fifo in design.fifos.values():
-        if fifo.producer.kind != "mem":
-            out_channels[fifo.producer].append(fifo.name)
-        for consumer in fifo.consumers:
-            if consumer.kind != "mem":
-                in_channels[consumer].append(fifo.name)
+    """DMA channels per direction on every tile, within the tile kind's count."""
+    out_channels, in_channels = _channel_ends(design)
     for what, table in (("MM2S (outgoing)", out_channels), ("S2MM (incoming)", in_channels)):
         for tile, names in sorted(table.items()):
-            if len(names) > DMA_CHANNELS:
+            limit = DMA_CHANNELS[tile.kind]
+            if len(names) > limit:
                 raise _fail(f"{tile} needs {len(names)} {what} DMA channels for "
-                            f"{', '.join('@' + n for n in names)}; it has {DMA_CHANNELS}")
-    return "DMA channels within 2 per direction per tile"
+                            f"{', '.join('@' + n for n in names)}; a {tile.kind} tile has "
+                            f"{limit}")
+    return "DMA channels within 2 per direction per shim and core tile, 6 per mem tile"
+
+
+def check_buffer_descriptors(design: Design) -> str:
+    """Each buffer of a FIFO end on a tile takes one BD of that tile's DMA (its chain)."""
+    used: dict[Tile, list[str]] = defaultdict(list)
+    out_channels, in_channels = _channel_ends(design)
+    for table in (out_channels, in_channels):
+        for tile, names in table.items():
+            if tile.kind in TILE_BDS:
+                used[tile] += [f"@{n} x {design.fifos[n].depth}" for n in names]
+    for tile, ends in sorted(used.items()):
+        count = sum(int(e.rsplit(" x ", 1)[1]) for e in ends)
+        if count > TILE_BDS[tile.kind]:
+            raise _fail(f"{tile} needs {count} buffer descriptors ({', '.join(ends)}: one per "
+                        f"FIFO buffer per channel); a {tile.kind} tile has "
+                        f"{TILE_BDS[tile.kind]}")
+    return "buffer descriptors within 16 per core tile and 48 per mem tile"
+
+
+def check_routing(design: Design) -> str:
+    """Streams crossing each row boundary of a column, under column-first routing.
+
+    A stream climbs (or descends) in its producer's column to the rows of its consumers, then
+    runs along those rows; a broadcast shares its trunk. The router may route otherwise, so this
+    counts what the design's natural routes need, not every possible routing.
+    """
+    north: dict[tuple[int, int], list[str]] = defaultdict(list)  # (col, row below) -> FIFOs
+    south: dict[tuple[int, int], list[str]] = defaultdict(list)  # (col, row above) -> FIFOs
+    for fifo in design.fifos.values():
+        p = fifo.producer
+        top = max(c.row for c in fifo.consumers)
+        bottom = min(c.row for c in fifo.consumers)
+        for row in range(p.row, top):
+            north[(p.col, row)].append(fifo.name)
+        for row in range(p.row, bottom, -1):
+            south[(p.col, row)].append(fifo.name)
+    for what, table, limit in (("north", north, NORTH_PORTS), ("south", south, SOUTH_PORTS)):
+        for (col, row), names in sorted(table.items()):
+            if len(names) > limit:
+                other = row + 1 if what == "north" else row - 1
+                raise _fail(f"{len(names)} streams ({', '.join('@' + n for n in names)}) run "
+                            f"{what} from {Tile(col, row)} to {Tile(col, other)}; the stream "
+                            f"switch has {limit} {what}-going ports there")
+    return "stream routes within the switches' north and south ports"
 
 
 def check_cores_run_forever(design: Design) -> str:
@@ -184,6 +258,7 @@ def design_plans(spec: KernelSpec, design: Design) -> dict[Tile, TilePlan]:
     (on every non-shim end), each `aie.buffer`, the core's stack, and the core object's static
     data (the spec's tables, which the design cannot show)."""
     plans: dict[Tile, TilePlan] = {}
+    parts = _link_parts(design)
 
     def plan(tile: Tile) -> TilePlan:
         capacity = MEM_TILE_MEMORY if tile.kind == "mem" else CORE_MEMORY
@@ -192,6 +267,8 @@ def design_plans(spec: KernelSpec, design: Design) -> dict[Tile, TilePlan]:
     for fifo in design.fifos.values():
         nbytes = fifo.size * fifo.dtype.itemsize
         for tile in sorted({fifo.producer, *fifo.consumers}):
+            if tile.kind == "mem" and fifo.name in parts:
+                continue  # a link through a mem tile keeps one set of buffers: its whole FIFO's
             if tile.kind != "shim":
                 plan(tile).items.append(MemoryItem(f"@{fifo.name}", nbytes, fifo.depth))
     for buf in getattr(design, "buffers", {}).values():

@@ -103,7 +103,11 @@ def cost_report(kernel: str, params: dict[str, str], console: Console) -> list[P
     projections = []
     for family in DEVICES:
         for path in PATHS:
-            p = project(w, family, path)
+            # A spec with a `path` parameter has path-dependent core work (the vector path's
+            # requantisation); others are projected with only the MAC rate changed.
+            wp = (get_kernel(kernel)({**params, "path": path}).workload()
+                  if "path" in spec.params else w)
+            p = project(wp, family, path)
             projections.append(p)
             table.add_row(family, path, f"{p.seconds * 1e6:,.1f}", f"{p.tops:.2f}",
                           f"{p.compute_s * 1e6:,.1f}", f"{p.dma_s * 1e6:,.1f}",

@@ -65,6 +65,8 @@ class Result:
     flags: list[str] = field(default_factory=list)  # constant / input-independent outputs
     error: str = ""
     timing: dict[str, float] = field(default_factory=dict)
+    # The cost model's projected NPU time for this design (codegen/cost.py), never a measurement.
+    projection: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -211,10 +213,28 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
             if iterations:
                 samples = list(kernel.timings)[-iterations:]
                 result.timing = timing_stats(samples, spec.params.get("tiles"))
+            result.projection = projection_of(spec)
     except NpukitError as e:
         result.error = str(e).splitlines()[0]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def projection_of(spec: Any) -> dict[str, Any]:
+    """The cost model's projection for the spec's design on its device, or {} without a model."""
+    from codegen.cost import project
+    from codegen.spec import SpecError
+
+    model = getattr(spec, "workload", None)  # test stand-ins are not KernelSpecs
+    try:
+        workload = model() if model else None
+    except SpecError:
+        return {}
+    if workload is None:
+        return {}
+    p = project(workload, workload.device)
+    return {"label": "cost-model projection, not a measurement", "device": p.family,
+            "path": p.path, "projected_us": p.seconds * 1e6, "tops": p.tops, "bound": p.bound}
 
 
 def _verify_child(conn: Connection, art: Path, backend: str, seeds: int, iterations: int) -> None:
@@ -329,8 +349,13 @@ def run_test_hw(
 
 
 def summary_table(results: list[Result]) -> Table:
-    table = Table(title="test-hw")
-    for col in ("kernel", "variant", "backend", "result", "cases", "mean µs", "p99 µs", "µs/tile"):
+    emulated = any(r.backend == "emu" for r in results)
+    caption = ("emu rows: mean/p99 are the emulator's host time, not NPU time; "
+               if emulated else "")
+    table = Table(title="test-hw", caption=caption + "model µs: the cost model's projected NPU "
+                  "time (invoke cost), a projection, not a measurement")
+    for col in ("kernel", "variant", "backend", "result", "cases", "mean µs", "p99 µs", "µs/tile",
+                "model µs"):
         table.add_column(col)
     for r in results:
         t = r.timing
@@ -339,6 +364,7 @@ def summary_table(results: list[Result]) -> Table:
             "[green]verified[/]" if r.passed else "[red]FAIL[/]",
             f"{sum(c.passed for c in r.cases)}/{len(r.cases)}",
             _us(t.get("mean_us")), _us(t.get("p99_us")), _us(t.get("mean_us_per_tile")),
+            _us(r.projection.get("projected_us")),
         )
     return table
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from codegen.checks import check_design
+from codegen.checks import check_buffer_descriptors, check_design, check_routing, read_design
 from codegen.kernels import spec_from_params
 from codegen.render import DESIGN_NAME, render
-from codegen.spec import SpecError
+from codegen.spec import KernelSpec, SpecError
 from runtime.errors import DesignError
 
 STREAM_SETS = [
@@ -98,12 +98,13 @@ def _draw_params(kernel: str, draw: st.DrawFn) -> dict[str, str]:
                 "tile_rows": str(draw(st.sampled_from([t for t in (1, 2, 3, 4) if rows % t == 0]))),
                 "fifo_depth": pick(1, 2)}
     tiles = {k: pick(16, 32, 64) for k in ("tm", "tk", "tn")}
-    columns = draw(st.sampled_from([1, 2, 4]))
-    return {**tiles, "M": str(int(tiles["tm"]) * columns * draw(st.integers(1, 3))),
+    rows, columns = draw(st.integers(0, 4)), draw(st.sampled_from([0, 1, 2, 3, 4, 8]))
+    device = draw(st.sampled_from(["npu1", "npu1_2col", "npu2", "npu1_1col"]))
+    return {**tiles, "M": str(int(tiles["tm"]) * draw(st.integers(1, 8))),
             "K": str(int(tiles["tk"]) * draw(st.integers(1, 4))),
-            "N": str(int(tiles["tn"]) * draw(st.integers(1, 4))),
-            "columns": str(columns), "device": "npu1" if columns == 4 else f"npu1_{columns}col",
-            "fifo_depth": pick(1, 2)}
+            "N": str(int(tiles["tn"]) * draw(st.integers(1, 8))),
+            "rows": str(rows), "columns": str(columns), "device": device,
+            "fifo_depth": pick(1, 2, 4)}
 
 
 @pytest.mark.parametrize("kernel", ["attention", "gelu", "layernorm", "matmul"])
@@ -126,11 +127,61 @@ def test_three_inputs_on_one_shim_exceed_its_channels() -> None:
     """A shim tile has two MM2S channels (NPU_FACTS 1): a third host input cannot stream."""
     spec = spec_from_params("matmul", {})
     text = render(spec).files[DESIGN_NAME]
-    extra = ("    aie.objectfifo @d0(%shim0, {%core0}, 2 : i32) : "
+    extra = ("    aie.objectfifo @d0(%shim0, {%core0_0}, 2 : i32) : "
              "!aie.objectfifo<memref<4096xi8>>\n")
-    text = broken(text, r"(    %acc0 = aie.buffer)", extra + r"\1")
+    text = broken(text, r"(    %acc0_0 = aie.buffer)", extra + r"\1")
     with pytest.raises(DesignError, match=r"tile\(0, 0\) needs 3 MM2S \(outgoing\) DMA channels"):
         check_design(spec, text)
+
+
+def _matmul_text(params: dict[str, str]) -> tuple[KernelSpec, str]:
+    spec = spec_from_params("matmul", params)
+    return spec, render(spec).files[DESIGN_NAME]
+
+
+def test_seven_streams_into_a_mem_tile_exceed_its_channels() -> None:
+    """A mem tile has six channels per direction: one column of four rows fills both.
+
+    In: A, B and four C tiles; out: four A rows, B and C. A seventh stream through it cannot.
+    """
+    spec, text = _matmul_text({"M": "256", "device": "npu1_1col"})
+    assert spec.grid == (4, 1)
+    check_design(spec, text)  # exactly the mem tile's channels
+    extra = ("    aie.objectfifo @d0(%core0_3, {%mem0}, 2 : i32) : "
+             "!aie.objectfifo<memref<64xi8>>\n"
+             "    aie.objectfifo @d1(%mem0, {%shim0}, 2 : i32) : !aie.objectfifo<memref<64xi8>>\n"
+             "    aie.objectfifo.link [@d0] -> [@d1] ([] [])\n")
+    text = broken(text, r"(    %acc0_0 = aie.buffer)", extra + r"\1")
+    with pytest.raises(DesignError, match=r"tile\(0, 1\) needs 7 MM2S \(outgoing\) DMA "
+                                          r"channels .*a mem tile has 6"):
+        check_design(spec, text)
+
+
+def test_core_buffer_descriptors_are_counted() -> None:
+    """Depth-4 FIFOs: a core's A, B and C ends take 12 BDs; two more depth-4 ends would be 20."""
+
+    _, text = _matmul_text({"fifo_depth": "4", "tm": "32", "tn": "32", "M": "32", "N": "32"})
+    assert "within 16 per core" in check_buffer_descriptors(read_design(text))
+    extra = ("    aie.objectfifo @d0(%core0_0, {%shim0}, 4 : i32) : "
+             "!aie.objectfifo<memref<64xi8>>\n"
+             "    aie.objectfifo @d1(%shim0, {%core0_0}, 4 : i32) : "
+             "!aie.objectfifo<memref<64xi8>>\n")
+    text = broken(text, r"(    %acc0_0 = aie.buffer)", extra + r"\1")
+    with pytest.raises(DesignError, match=r"tile\(0, 2\) needs 20 buffer descriptors"):
+        check_buffer_descriptors(read_design(text))
+
+
+def test_five_streams_down_one_column_exceed_the_south_ports() -> None:
+    """Four C tiles descend column 0 to its mem tile (4 south ports); a fifth cannot."""
+
+    _, text = _matmul_text({"M": "256", "device": "npu1_1col"})
+    assert "within" in check_routing(read_design(text))
+    extra = ("    aie.objectfifo @d0(%core0_2, {%shim0}, 2 : i32) : "
+             "!aie.objectfifo<memref<64xi8>>\n")
+    text = broken(text, r"(    %acc0_0 = aie.buffer)", extra + r"\1")
+    with pytest.raises(DesignError, match=r"5 streams .* run south from tile\(0, 2\) to "
+                                          r"tile\(0, 1\); the stream switch has 4"):
+        check_routing(read_design(text))
 
 
 def test_one_wait_for_two_output_transfers_is_refused() -> None:

@@ -8,23 +8,28 @@ import numpy as np
 import pytest
 
 from codegen.kernels import spec_from_params
+from codegen.kernels.matmul import MatmulSpec
 from codegen.pipeline import BuildResult, build
 from codegen.spec import KernelSpec
 from runtime.kernel import NpuKernel
 
 MATMUL_SHAPES = [
-    {},  # one 64x64x64 tile
-    {"M": "256", "K": "256", "N": "256"},
-    {"M": "256", "K": "256", "N": "256", "columns": "4", "device": "npu1"},
-    {"M": "192", "K": "512", "N": "128", "tm": "32", "tn": "32", "columns": "2",
-     "device": "npu1_2col"},
-    # Whisper-base attention projection: 1,500 positions padded to 1,536, width 512
-    {"M": "1536", "K": "512", "N": "512", "columns": "4", "device": "npu1"},
+    {},  # one 64x64x64 tile on one core
+    {"M": "256", "K": "256", "N": "256", "device": "npu1"},  # 16 cores
+    {"M": "256", "K": "256", "N": "256", "rows": "1", "columns": "4", "device": "npu1"},
+    {"M": "192", "K": "512", "N": "128", "tm": "32", "tn": "32", "device": "npu1_2col"},
+    # non-square on the whole npu2 array (32 cores, 8x8x8 blocks), K not a power of two
+    {"M": "128", "K": "320", "N": "512", "tm": "32", "tn": "64", "device": "npu2"},
 ]
+# Whisper-base's MLP up-projection (1,500 positions padded to 1,536): the full size, once per
+# device, on the whole array: 16 cores on npu1, 32 on npu2 (about 4 s per emulated call here).
+WHISPER_FC1 = {"M": "1536", "K": "512", "N": "2048"}
 
 
-def verify_emulated(spec: KernelSpec, result: BuildResult, seeds: int = 2) -> None:
-    cases = [(f"seed{s}", spec.random_inputs(s)) for s in range(seeds)] + spec.edge_inputs()
+def verify_emulated(spec: KernelSpec, result: BuildResult, seeds: int = 2,
+                    edges: tuple[str, ...] | None = None) -> None:
+    cases = [(f"seed{s}", spec.random_inputs(s)) for s in range(seeds)] + [
+        (name, inputs) for name, inputs in spec.edge_inputs() if edges is None or name in edges]
     with NpuKernel.load(result.artifact_dir, backend="emu") as kernel:
         for name, inputs in cases:
             got = kernel(*inputs)
@@ -44,7 +49,15 @@ def test_emulated_design_matches_golden(variant: tuple[KernelSpec, BuildResult])
 @pytest.mark.parametrize("params", MATMUL_SHAPES, ids=lambda p: "_".join(p.values()) or "tile")
 def test_emulated_matmul_matches_golden(params: dict[str, str], tmp_path: Path) -> None:
     spec = spec_from_params("matmul", params)
-    verify_emulated(spec, build(spec, tmp_path, target="emu"), seeds=1 if spec.M > 512 else 2)
+    verify_emulated(spec, build(spec, tmp_path, target="emu"))
+
+
+@pytest.mark.parametrize("device", ["npu1", "npu2"])
+def test_emulated_whisper_matmul_on_the_whole_array(device: str, tmp_path: Path) -> None:
+    spec = spec_from_params("matmul", {**WHISPER_FC1, "device": device})
+    assert isinstance(spec, MatmulSpec)
+    assert spec.grid == {"npu1": (4, 4), "npu2": (4, 8)}[device]
+    verify_emulated(spec, build(spec, tmp_path, target="emu"), seeds=1, edges=("extremes",))
 
 
 def test_emulated_matmul_with_per_column_scales_and_bias(tmp_path: Path) -> None:

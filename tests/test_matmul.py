@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,21 @@ from codegen.pipeline import build
 from codegen.spec import SpecError
 
 
+def blocked(x: np.ndarray, r: int, s: int) -> np.ndarray:
+    """A row-major rows x cols tile as [rows/r][cols/s][r][s] (the layout contract)."""
+    rows, cols = x.shape
+    return np.ascontiguousarray(x.reshape(rows // r, r, cols // s, s).transpose(0, 2, 1, 3)).ravel()
+
+
+def unblocked(y: np.ndarray, rows: int, cols: int, r: int, t: int) -> np.ndarray:
+    """The inverse of `blocked` for an [rows/r][cols/t][r][t] tile."""
+    return y.reshape(rows // r, cols // t, r, t).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+
 def run_tiled_host_core(spec: MatmulSpec, lib: Path, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Drive the host-compiled core tile by tile, as each core's loops do."""
+    """Drive the host-compiled core tile by tile, as each core's loops do, in blocked layout."""
     core = HostCore(lib)
+    r, s, t = spec.block
     c = np.zeros((spec.M, spec.N), dtype=np.int8)
     acc = np.zeros(spec.tm * spec.tn, dtype=np.int32)
     for mi in range(spec.m_tiles):
@@ -25,12 +38,20 @@ def run_tiled_host_core(spec: MatmulSpec, lib: Path, a: np.ndarray, b: np.ndarra
             cols = slice(ni * spec.tn, (ni + 1) * spec.tn)
             for ki in range(spec.k_tiles):
                 ks = slice(ki * spec.tk, (ki + 1) * spec.tk)
-                core.call("matmul_acc_i8", np.ascontiguousarray(a[rows, ks]),
-                               np.ascontiguousarray(b[ks, cols]), acc, ki)
+                core.call("matmul_acc_i8", blocked(a[rows, ks], r, s), blocked(b[ks, cols], s, t),
+                          acc, ki)
             tile = np.zeros(spec.tm * spec.tn, dtype=np.int8)
             core.call("matmul_out_i8", acc, tile, ni)
-            c[rows, cols] = tile.reshape(spec.tm, spec.tn)
+            c[rows, cols] = unblocked(tile, spec.tm, spec.tn, r, t)
     return c
+
+
+def test_blocked_layout_is_the_contract() -> None:
+    """Block (1, 0) of a 4x8-blocked 8x16 tile starts at element 32 and holds A[0:4, 8:16]."""
+    x = np.arange(8 * 16).reshape(8, 16)
+    y = blocked(x, 4, 8)
+    np.testing.assert_array_equal(y[32:64].reshape(4, 8), x[0:4, 8:16])
+    np.testing.assert_array_equal(unblocked(y, 8, 16, 4, 8), x)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +67,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     {},
     {"M": "128", "K": "192", "N": "128", "tm": "32", "tk": "64", "tn": "32"},
     {"M": "64", "K": "128", "N": "128", "b_scales": "@scales.npy", "bias": "@bias.npy"},
+    {"M": "64", "K": "64", "N": "128", "tn": "32", "device": "npu2", "b_scales": "@scales.npy"},
 ])
 def test_host_core_matches_golden_and_targets(params: dict[str, str], data_dir: Path,
                                                tmp_path: Path) -> None:
@@ -87,12 +109,36 @@ def round_half_away_int(x: int, shift: int) -> int:
 @pytest.mark.parametrize(("params", "message"), [
     ({"M": "100"}, "tm 64 does not divide M 100; pad M to a multiple of tm"),
     ({"columns": "2"}, "columns 2 is more than device npu1_1col has (1)"),
-    ({"columns": "4", "device": "npu1", "M": "192"}, "3 row(s) of tiles (M/tm) do not split"),
+    ({"rows": "4", "M": "192"}, "3 row(s) of tiles (M/tm) do not split evenly over 4 rows"),
+    ({"columns": "4", "device": "npu1"}, "1 column(s) of tiles (N/tn) do not split evenly over 4"),
+    ({"rows": "3", "columns": "2", "device": "npu1_2col", "M": "192", "N": "128"},
+     "rows 3 do not split evenly over the 2 columns that carry A"),
+    ({"tm": "36", "M": "72", "device": "npu2"}, "tm 36 is not a multiple of 8, the aie2p"),
+    ({"rows": "4", "tm": "256", "M": "1024", "tk": "32", "K": "32", "tn": "32", "N": "32",
+      "fifo_depth": "1"}, "rows·tm = 1024 C rows per mem-tile element"),
     ({"tm": "128", "tk": "128", "tn": "128", "M": "128", "K": "128", "N": "128"},
      "tile buffers need"),
     ({"b_scales": "missing.npy"}, "b_scales 'missing.npy': no such .npy file"),
-    ({"N": "8192"}, "N/tn = 128 column(s) of tiles, at most 64"),
+    ({"N": "8192"}, "N/(tn·columns) = 128 column blocks, at most 64"),
+    ({"N": "8192", "K": "64", "tk": "32", "M": "64", "columns": "4", "device": "npu1",
+      "a_scale": "1e-9"}, "outside 1..62"),
 ])
 def test_invalid_parameters_fail_before_rendering(params: dict[str, str], message: str) -> None:
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         spec_from_params("matmul", params)
+
+
+@pytest.mark.parametrize(("params", "grid"), [
+    ({}, (1, 1)),  # one 64x64 tile: one core
+    ({"M": "1536", "K": "512", "N": "2048", "device": "npu1"}, (4, 4)),
+    ({"M": "1536", "K": "512", "N": "2048", "device": "npu2"}, (4, 8)),
+    ({"M": "192", "N": "128", "device": "npu1_2col"}, (3, 1)),  # 3 rows cannot share 2 A shims
+    ({"M": "256", "N": "256", "columns": "2", "device": "npu1"}, (4, 2)),
+    ({"M": "1536", "K": "512", "N": "2048", "rows": "1", "columns": "4", "device": "npu1"},
+     (1, 4)),
+])
+def test_grid_defaults_to_the_largest_that_divides(params: dict[str, str],
+                                                    grid: tuple[int, int]) -> None:
+    spec = spec_from_params("matmul", params)
+    assert isinstance(spec, MatmulSpec)
+    assert spec.grid == grid

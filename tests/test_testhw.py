@@ -229,3 +229,24 @@ def test_a_failed_submit_is_reported_as_such_not_as_a_crash(
     (r,) = report["results"]
     assert status == 1 and "starting the kernel run failed: DRM_IOCTL" in r["error"]
     assert "crashed" not in r["error"]
+
+
+def test_whole_array_matmul_verifies_on_the_emulator_with_its_projection(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`test-hw --backend emu` on whole-array matmuls prints the labelled projection beside."""
+    from codegen.kernels import spec_from_params as real_spec
+    from codegen.pipeline import build as build_kernel
+
+    for params in ({"M": "256", "K": "256", "N": "256", "device": "npu1"},
+                   {"M": "128", "K": "320", "N": "512", "tm": "32", "device": "npu2"}):
+        build_kernel(real_spec("matmul", params), tmp_path / "build", target="emu")
+    status = run_test_hw(tmp_path / "build", ["matmul"], "emu", seeds=2, iterations=2,
+                         report=tmp_path / "r.json", junit=None, progress=False)
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert status == 0 and report["verified"] and len(report["results"]) == 2
+    for r in report["results"]:
+        p = r["projection"]
+        assert p["label"] == "cost-model projection, not a measurement"
+        assert p["projected_us"] > 0 and p["device"] in ("npu1", "npu2")
+    assert "model µs" in out and "not NPU time" in out

@@ -1,35 +1,75 @@
 // Tiled int8 matmul with requantisation, the scheme of codegen/kernels/matmul.py.
-// The accumulator is a tile buffer of the design (aie.buffer), not core-static state.
+// Tiles arrive blocked as the MAC loop reads them (the mem tiles' dimensionsToStream): A as
+// [TM/R][TK/S][R][S], B as [TK/S][TN/T][S][T]; the accumulator and C are [TM/R][TN/T][R][T],
+// each R x S, S x T, R x T block contiguous and row-major. The accumulator is a tile buffer of
+// the design (aie.buffer), not core-static state.
 #include <stdint.h>
 
 #include "matmul_params.h"
 #include "npukit_fixed.h"
 
-// acc (+)= a * b for one tm x tk by tk x tn tile pair; k_index 0 starts a new sum.
-extern "C" void matmul_acc_i8(const int8_t *a, const int8_t *b, int32_t *acc, int32_t k_index) {
-  if (k_index == 0)
-    for (int i = 0; i < MM_TM * MM_TN; ++i) acc[i] = 0;
-  for (int i = 0; i < MM_TM; ++i) {
-    int32_t *row = acc + i * MM_TN;
-    for (int k = 0; k < MM_TK; ++k) {
-      const int32_t aik = a[i * MM_TK + k];
-      const int8_t *bk = b + k * MM_TN;
-      for (int j = 0; j < MM_TN; ++j) row[j] += aik * (int32_t)bk[j];
+#if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
+#include "matmul_mac_vector.h"
+#endif
+
+#define MM_RB (MM_TM / MM_R)  // row blocks of A and C
+#define MM_KB (MM_TK / MM_S)  // depth blocks of A and B
+#define MM_NB (MM_TN / MM_T)  // column blocks of B and C
+
+// acc += a * b over one tile pair, block by block: the scalar reference of the vector MAC.
+static void mac_tile_scalar(const int8_t *a, const int8_t *b, int32_t *acc) {
+  for (int ib = 0; ib < MM_RB; ++ib) {
+    for (int jb = 0; jb < MM_NB; ++jb) {
+      int32_t *c = acc + (ib * MM_NB + jb) * MM_R * MM_T;
+      for (int kb = 0; kb < MM_KB; ++kb) {
+        const int8_t *ab = a + (ib * MM_KB + kb) * MM_R * MM_S;
+        const int8_t *bb = b + (kb * MM_NB + jb) * MM_S * MM_T;
+        for (int i = 0; i < MM_R; ++i) {
+          for (int k = 0; k < MM_S; ++k) {
+            const int32_t aik = ab[i * MM_S + k];
+            for (int j = 0; j < MM_T; ++j) c[i * MM_T + j] += aik * (int32_t)bb[k * MM_T + j];
+          }
+        }
+      }
     }
   }
 }
 
-// c = sat(round((acc + bias) * mult >> shift)) for the tile in column-of-tiles n_index.
-extern "C" void matmul_out_i8(const int32_t *acc, int8_t *c, int32_t n_index) {
-  for (int i = 0; i < MM_TM; ++i) {
-    for (int j = 0; j < MM_TN; ++j) {
-      const int col = n_index * MM_TN + j;
-      const int q = MM_PER_COLUMN ? col : 0;
-      int64_t v = acc[i * MM_TN + j];
-#if MM_HAS_BIAS
-      v += mm_bias[col];
+// acc (+)= a * b for one tm x tk by tk x tn tile pair; k_index 0 starts a new sum.
+extern "C" void matmul_acc_i8(const int8_t *a, const int8_t *b, int32_t *acc, int32_t k_index) {
+  if (k_index == 0)
+    for (int i = 0; i < MM_TM * MM_TN; ++i) acc[i] = 0;
+#if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
+  npukit_mac_tile_vector(a, b, acc);
+#else
+  mac_tile_scalar(a, b, acc);
 #endif
-      c[i * MM_TN + j] = npk_sat_i8(npk_round_shift_s64(v * mm_mult[q], mm_shift[q]));
+}
+
+// c = sat(round((acc + bias) * mult >> shift)) for the tile in column-of-tiles n_index.
+static void requant_tile_scalar(const int32_t *acc, int8_t *c, int32_t n_index) {
+  for (int ib = 0; ib < MM_RB; ++ib) {
+    for (int jb = 0; jb < MM_NB; ++jb) {
+      const int base = (ib * MM_NB + jb) * MM_R * MM_T;
+      for (int i = 0; i < MM_R; ++i) {
+        for (int j = 0; j < MM_T; ++j) {
+          const int col = n_index * MM_TN + jb * MM_T + j;
+          const int q = MM_PER_COLUMN ? col : 0;
+          int64_t v = acc[base + i * MM_T + j];
+#if MM_HAS_BIAS
+          v += mm_bias[col];
+#endif
+          c[base + i * MM_T + j] = npk_sat_i8(npk_round_shift_s64(v * mm_mult[q], mm_shift[q]));
+        }
+      }
     }
   }
+}
+
+extern "C" void matmul_out_i8(const int32_t *acc, int8_t *c, int32_t n_index) {
+#if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
+  npukit_requant_tile_vector(acc, c, n_index);
+#else
+  requant_tile_scalar(acc, c, n_index);
+#endif
 }
