@@ -50,6 +50,10 @@ ZERO_OPS = 1
 VECTOR_BLOCK_OPS = 4
 MAX_REPEAT = 64  # the shim BD's repeat (d3) count, NPU_FACTS 2 / mlir-aie's verifier
 STACK = 1024
+# The vector path's frames as the host build of the AIE API subset measures them (vectors and
+# accumulators as arrays; on the core they live in registers): under 2 KiB summed for aie2's
+# 4x8x8 blocks, under 4 KiB for aie2p's 8x8x8.
+VECTOR_STACK = {"aie2": 2048, "aie2p": 4096}
 
 
 # The int8 blocks each core's MAC loop consumes (shared contract with the vector MAC): A as
@@ -123,7 +127,7 @@ class MatmulSpec(KernelSpec):
 
     @property
     def stack_size(self) -> int:
-        return STACK
+        return VECTOR_STACK[arch(self.device)] if self.core_path == "vector" else STACK
 
     @property
     def columns_available(self) -> int:
