@@ -196,8 +196,9 @@ def doctor(c, peano=""):
 
 
 @task(help={"dist": "remove dist/ too"})
+@_friendly
 def clean(c, dist=False):
-    """Remove build outputs."""
+    """Remove build outputs (only directories npukit made: they hold its marker)."""
     from codegen.cli import clean as run_clean
 
     for path in run_clean(dist=dist):

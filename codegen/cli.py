@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from codegen import buildroot
 from codegen.cost import DEVICES, PATHS, Projection, project
 from codegen.kernels import KERNELS, get_kernel
 from codegen.pipeline import Build, BuildResult
@@ -18,7 +18,9 @@ from codegen.spec import SpecError
 from codegen.toolchain import discover, doctor_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where builds go: $NPUKIT_BUILD_DIR (e.g. a scratch disk, or a test's directory), else build/.
 BUILD_ROOT = Path(os.environ.get("NPUKIT_BUILD_DIR") or PROJECT_ROOT / "build")
+DIST_ROOT = PROJECT_ROOT / "dist"
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, str]:
@@ -60,6 +62,7 @@ def build_kernels(kernels: list[str], params: dict[str, str], *, target: str = "
     if params and len(kernels) != 1:
         raise SpecError("--param applies to one kernel; name it instead of --all")
     specs = [get_kernel(k)(params) for k in kernels]
+    buildroot.claim(build_root)
     tc = discover(peano, build_root / ".cache" / "tools.json")
     results = []
     with Progress(console=console, transient=True, disable=len(specs) < 2) as progress:
@@ -127,6 +130,7 @@ def cost_report(kernel: str, params: dict[str, str], console: Console) -> list[P
 
 def doctor(console: Console, peano: str | None = None) -> bool:
     """Print what is installed and what is missing; True when every build target is possible."""
+    buildroot.claim(BUILD_ROOT)
     tc = discover(peano, BUILD_ROOT / ".cache" / "tools.json")
     table = Table(title="npukit doctor", title_justify="left")
     for col in ("tool", "status", "where / how to get it"):
@@ -141,14 +145,12 @@ def doctor(console: Console, peano: str | None = None) -> bool:
     return not tc.missing_for_hw
 
 
-def clean(build_root: Path = BUILD_ROOT, dist: bool = False) -> list[Path]:
-    """Remove build outputs (and dist/ with `dist`); returns what was removed."""
-    removed = []
-    for path in [build_root] + ([PROJECT_ROOT / "dist"] if dist else []):
-        if path.exists():
-            shutil.rmtree(path)
-            removed.append(path)
-    return removed
+def clean(build_root: Path = BUILD_ROOT, dist: bool = False,
+          dist_root: Path = DIST_ROOT) -> list[Path]:
+    """Remove the build directory (and dist/ with `dist`), each only if npukit made it;
+    returns what was removed."""
+    return [path for path in [build_root] + ([dist_root] if dist else [])
+            if buildroot.clean(path)]
 
 
 def _rel(path: Path) -> str:

@@ -26,6 +26,7 @@ from filelock import FileLock
 if TYPE_CHECKING:  # the checks read designs with xDSL: imported only when a stage runs them
     from runtime.emulator.model import Design
 
+from codegen.buildroot import artifact_lock, claim, sweep, sweep_entry_temps
 from codegen.hostcore import HOST_FLAGS, compile_host_core, host_library_name
 from codegen.owned import clear, ensure_dir
 from codegen.render import DESIGN_NAME, HOST_AIE_API, Rendered, render, template_digest
@@ -178,6 +179,7 @@ class _Cache:
         with FileLock(str(final) + ".lock"):
             if final.is_dir() and not force and _entry_intact(final):
                 return final, True
+            sweep_entry_temps(final)
             clear(final)  # a stale entry, or whatever replaced it
             tmp = final.parent / f".tmp-{key[:16]}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -202,6 +204,7 @@ class Build:
         self.spec = spec
         self.root = build_root
         self.cache = _Cache(build_root / ".cache")
+        claim(build_root)
         self.tc = toolchain or discover(peano, build_root / ".cache" / "tools.json")
         self.log: Log = log or (lambda stage, status: None)
         self.force = force
@@ -264,7 +267,8 @@ class Build:
     def run(self) -> BuildResult:
         self.log("validate", "ok")
         ensure_dir(self.artifact_dir.parent, self.root)
-        with FileLock(str(self.artifact_dir) + ".lock"):
+        with artifact_lock(self.artifact_dir):
+            sweep(self.artifact_dir)  # an interrupted build's temporaries, unused under the lock
             current = None if self.force else self._current()
             if current is not None:
                 return BuildResult(self.artifact_dir, current,

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codegen.buildroot import artifact_lock, claim, list_artifacts
+from runtime.atomic import write_atomic
 from runtime.bundle import (
     BUNDLE_INFO_NAME,
     BUNDLE_SUFFIX,
@@ -67,17 +69,25 @@ def report_path(artifact_dir: Path) -> Path:
     return artifact_dir.parent / f"{artifact_dir.name}{REPORT_SUFFIX}"
 
 
-def write_artifact_report(artifact_dir: Path, report: dict[str, Any]) -> Path:
-    """Record `report` as the artifact's latest test-hw result, tied to its current manifest."""
-    manifest = Path(artifact_dir) / MANIFEST_NAME
-    if not manifest.is_file():
-        raise ArtifactError(f"{artifact_dir}: no {MANIFEST_NAME}; not an artifact directory")
-    data = {**report, "manifest_sha256": sha256_file(manifest)}
-    path = report_path(Path(artifact_dir))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+def write_artifact_report(artifact_dir: Path, report: dict[str, Any], *, tested: str) -> Path:
+    """Record `report` as the artifact's latest test-hw result, bound to `tested`: the sha256 of
+    the manifest.json that was loaded to test it (`Manifest.sha256`).
+
+    Written under the artifact's lock, and only while `tested` is still its manifest: a rebuild
+    during the run would otherwise receive a report made for the build it replaced.
+    """
+    artifact_dir = Path(artifact_dir)
+    manifest = artifact_dir / MANIFEST_NAME
+    with artifact_lock(artifact_dir):
+        if not manifest.is_file():
+            raise ArtifactError(f"{artifact_dir}: no {MANIFEST_NAME}; not an artifact directory")
+        if sha256_file(manifest) != tested:
+            raise ArtifactError(
+                f"{artifact_dir}: rebuilt while it was tested ({MANIFEST_NAME} is not the one "
+                "loaded), so its report is not recorded; run `invoke test-hw` again")
+        data = {**report, "manifest_sha256": tested}
+        return write_atomic(report_path(artifact_dir),
+                            json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def project_version(root: Path = PROJECT_ROOT) -> str:
@@ -107,7 +117,7 @@ def _git(root: Path, *args: str) -> str | None:
 
 def find_artifacts(build_root: Path, kernels: Iterable[str] = ()) -> list[Path]:
     """The artifact directories `build_root/<kernel>/<variant>/` of `kernels` (all if none)."""
-    found = sorted(p.parent for p in Path(build_root).glob(f"[!.]*/[!.]*/{MANIFEST_NAME}"))
+    found = list_artifacts(build_root)
     wanted = list(kernels)
     missing = [k for k in wanted if not any(a.parent.name == k for a in found)]
     if missing:
@@ -127,8 +137,7 @@ def verification(artifact_dir: Path, manifest: Manifest) -> tuple[str, str, dict
     name = f"{manifest.kernel}/{manifest.variant}"
     path = report_path(artifact_dir)
     report = _load_report(path)
-    if report is not None and report.get("manifest_sha256") != sha256_file(
-            artifact_dir / MANIFEST_NAME):
+    if report is not None and report.get("manifest_sha256") != manifest.sha256:
         return UNVERIFIED, f"{name}: test-hw report {path} is stale (made for another build)", None
     if manifest.emulation_only:
         return UNVERIFIED, f"{name}: emulation-only artifact (no xclbin)", report
@@ -159,7 +168,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def bundle_info(manifest: Manifest, artifact_dir: Path, version: str, status: str, reason: str,
+def bundle_info(manifest: Manifest, version: str, status: str, reason: str,
                 report: dict[str, Any] | None) -> dict[str, Any]:
     """The `bundle.json` beside the (hashed, untouched) manifest."""
     return {
@@ -167,7 +176,7 @@ def bundle_info(manifest: Manifest, artifact_dir: Path, version: str, status: st
         "kernel": manifest.kernel,
         "variant": manifest.variant,
         "version": version,
-        "manifest_sha256": sha256_file(artifact_dir / MANIFEST_NAME),
+        "manifest_sha256": manifest.sha256,
         "verification": {
             "status": status,
             "reason": reason or None,
@@ -216,24 +225,27 @@ def publish(kernels: Iterable[str] = (), version: str | None = None, out: Path |
         raise PublishError(f"version {version!r} is not a plain version (letters, digits, .+_-)")
     plans = []
     for art in find_artifacts(Path(build_root), kernels):
-        manifest = load_manifest(art, verify=True)
-        plans.append((art, manifest, *verification(art, manifest)))
-    refused = [reason for _, _, status, reason, _ in plans if status != VERIFIED]
+        with artifact_lock(art):  # one consistent artifact: no rebuild between these reads
+            manifest = load_manifest(art, verify=True)
+            status, reason, report = verification(art, manifest)
+            files = _bundle_files(art, manifest)
+            if report is not None:
+                files[REPORT_NAME] = report_path(art).read_bytes()
+        plans.append((manifest, status, reason, report, files))
+    refused = [reason for _, status, reason, _, _ in plans if status != VERIFIED]
     if refused and not allow_unverified:
         raise PublishError(
             f"refusing to publish {len(refused)} unverified artifact(s): {'; '.join(refused)}; "
             "run `invoke test-hw --backend xrt` on an NPU, or pass --allow-unverified")
+    claim(out)
     out.mkdir(parents=True, exist_ok=True)
     sums = _kept_sums(out)
     mtime = source_date_epoch()
     bundles = []
-    for art, manifest, status, reason, report in plans:
+    for manifest, status, reason, report, files in plans:
         stem = f"{manifest.kernel}-{manifest.variant}-{version}"
-        files = _bundle_files(art, manifest)
-        info = bundle_info(manifest, art, version, status, reason, report)
+        info = bundle_info(manifest, version, status, reason, report)
         files[BUNDLE_INFO_NAME] = (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
-        if report is not None:
-            files[REPORT_NAME] = report_path(art).read_bytes()
         path = out / f"{stem}{BUNDLE_SUFFIX}"
         if path.resolve().parent != out.resolve():
             raise PublishError(f"{stem}: kernel and variant names must not leave {out}")
@@ -245,21 +257,19 @@ def publish(kernels: Iterable[str] = (), version: str | None = None, out: Path |
         bundles.append((path, data, digest, manifest, status, reason))
     published = []
     for path, data, digest, manifest, status, reason in bundles:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
         sums[path.name] = digest
         published.append(Published(path, digest, manifest.kernel, manifest.variant, status,
                                    reason))
-    tmp = out / f"{SUMS_NAME}.tmp"
-    tmp.write_text(format_sums(sums))
-    os.replace(tmp, out / SUMS_NAME)
+    write_atomic(out / SUMS_NAME, format_sums(sums))
     return published
 
 
 def _bundle_files(art: Path, manifest: Manifest) -> dict[str, bytes]:
     """The manifest and every file it lists, re-hashed as read so a concurrent rebuild shows."""
     files = {MANIFEST_NAME: (art / MANIFEST_NAME).read_bytes()}
+    if hashlib.sha256(files[MANIFEST_NAME]).hexdigest() != manifest.sha256:
+        raise ArtifactError(f"{art / MANIFEST_NAME}: changed while publishing; rebuild and retry")
     for name, meta in manifest.files.items():
         data = (art / name).read_bytes()
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:

@@ -22,10 +22,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from codegen.buildroot import list_artifacts
 from codegen.publish import write_artifact_report
+from runtime.atomic import write_atomic
 from runtime.errors import ArtifactError, NpukitError
 from runtime.kernel import NpuKernel
-from runtime.manifest import MANIFEST_NAME, load_manifest
+from runtime.manifest import MANIFEST_NAME, load_manifest, sha256_file
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Result:
     # The cost model's projected NPU time for this design (codegen/cost.py), never a measurement.
     projection: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    manifest_sha256: str = ""  # the manifest.json loaded to test it ("" if none could be read)
 
     @property
     def passed(self) -> bool:
@@ -98,14 +101,6 @@ class Result:
                 f"max abs diff {m.max_abs_diff:g}"
             )
         return "; ".join(parts)
-
-
-def find_artifacts(build_dir: Path, kernels: list[str] | None) -> list[Path]:
-    """Artifact directories build/<kernel>/<variant>/ holding a manifest, sorted."""
-    found = sorted(p.parent for p in Path(build_dir).glob(f"*/*/{MANIFEST_NAME}"))
-    if kernels:
-        found = [p for p in found if p.parent.name in kernels]
-    return found
 
 
 def compare(name: str, got: np.ndarray, want: np.ndarray) -> Mismatch | None:
@@ -185,12 +180,16 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
     try:
         manifest = load_manifest(artifact, verify=False)  # NpuKernel.load verifies the hashes
         result.kernel, result.variant = manifest.kernel, manifest.variant
+        result.manifest_sha256 = manifest.sha256
         spec = spec_from_params(manifest.kernel, manifest.params)
         stale = spec.stale_param_files(manifest.source_hashes)
         if stale:
             raise ArtifactError(stale[0])
         with NpuKernel.load(artifact, backend=backend) as kernel:
             result.backend = kernel.backend_name
+            if kernel.manifest.sha256 != manifest.sha256:
+                raise ArtifactError(f"{artifact}: rebuilt while it was being loaded; run "
+                                    "`invoke test-hw` again")
             named = [(f"seed{s}", spec.random_inputs(s)) for s in range(seeds)]
             named += list(spec.edge_inputs())
             kernel(named[0][1])  # warm-up
@@ -252,6 +251,9 @@ def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -
     The child ignores Ctrl-C (the terminal sends it to both): the parent alone answers it, by
     stopping the child, so an interrupted run prints no child traceback.
     """
+    # What a child that dies is reported against: the manifest as it stood when it started.
+    manifest = artifact / MANIFEST_NAME
+    tested = sha256_file(manifest) if manifest.is_file() else ""
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_verify_child, args=(sender, artifact, backend, seeds, iterations),
@@ -271,12 +273,25 @@ def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -
         why = ("killed from outside (out of memory?)" if code == -signal.SIGKILL
                else "the core code crashed")
         return Result(artifact.parent.name, artifact.name, str(artifact), backend,
-                      error=f"the process running it died ({how}): {why}")
+                      error=f"the process running it died ({how}): {why}",
+                      manifest_sha256=tested)
     except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the child before going
         child.terminate()
         child.join()
         raise
     child.join()
+    return result
+
+
+def record(artifact: Path, result: Result) -> Result:
+    """Write `result` as the artifact's report, bound to the manifest it tested; a report for a
+    build that was replaced meanwhile is refused, and the result fails saying so."""
+    if not result.manifest_sha256:
+        return result  # no manifest could be read: nothing to bind a report to
+    try:
+        write_artifact_report(artifact, result.to_json(), tested=result.manifest_sha256)
+    except ArtifactError as e:
+        result.error = str(e)
     return result
 
 
@@ -314,7 +329,7 @@ def run_test_hw(
         # KERNELS.md: verified means several seeded inputs, with outputs that follow them
         err.print(f"test-hw: --seeds {seeds} is too few; verification needs at least 2")
         return 1
-    artifacts = find_artifacts(build_dir, kernels)
+    artifacts = list_artifacts(build_dir, kernels or ())
     built = {a.parent.name for a in artifacts}
     unbuilt = [k for k in kernels or [] if k not in built]
     if unbuilt or not artifacts:
@@ -333,8 +348,7 @@ def run_test_hw(
                 results.append(Result(art.parent.name, art.name, str(art), "xrt", error=no_npu))
             else:
                 check = verify_isolated if isolate else verify
-                results.append(check(art, backend, seeds, iterations))
-                write_artifact_report(art, results[-1].to_json())
+                results.append(record(art, check(art, backend, seeds, iterations)))
             bar.advance(task)
     out.print(summary_table(results))
     for r in results:
@@ -380,7 +394,7 @@ def write_report(path: Path, results: list[Result], settings: dict[str, Any]) ->
         "results": [r.to_json() for r in results],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_junit(path: Path, results: list[Result]) -> None:
@@ -404,4 +418,4 @@ def write_junit(path: Path, results: list[Result]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     root = ET.Element("testsuites")
     root.append(suite)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))

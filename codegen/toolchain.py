@@ -14,11 +14,11 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from codegen.owned import clear, ensure_dir
+from runtime.atomic import write_atomic
 from runtime.errors import ArtifactError, ToolchainError
 from runtime.loader import Schema, load_json
 
@@ -144,15 +144,7 @@ class _VersionCache:
         ensure_dir(self.path.parent, self.path.parent.parent)
         if self.path.is_dir() and not self.path.is_symlink():
             clear(self.path)  # build/.cache is npukit's: a directory here is debris
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 def _which(*names: str) -> Path | None:

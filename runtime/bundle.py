@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import re
 import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 from runtime.errors import ArtifactError
 from runtime.insts import lint_insts
 from runtime.loader import Schema, load_json
-from runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from runtime.manifest import MANIFEST_NAME, Manifest, sha256_file
 from runtime.schemas import BUNDLE_INFO_SCHEMA, REPORT_SCHEMA
 from runtime.xclbin import lint_xclbin
 
@@ -101,7 +101,8 @@ def check_sums(path: Path, digest: str) -> None:
 
 def verify_bundle(path: str | Path, dest: str | Path | None = None, *,
                   allow_unverified: bool = True) -> BundleInfo:
-    """Verify a bundle completely; with `dest`, leave the artifact directory there.
+    """Verify a bundle completely; with `dest` (which must not exist), leave the artifact
+    directory there.
 
     Extraction goes to a temporary directory beside `dest` (or a scratch one) that is renamed to
     `dest` only once every check passed, so a rejected bundle leaves nothing behind. Without
@@ -110,21 +111,27 @@ def verify_bundle(path: str | Path, dest: str | Path | None = None, *,
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such bundle file")
+    target = Path(dest) if dest is not None else None
+    if target is not None:
+        _require_new(target)
     digest = sha256_file(path)
     check_sums(path, digest)
-    parent = Path(dest).parent if dest is not None else None
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
+    parent = target.parent if target is not None else None
+    try:
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
+    except OSError as e:
+        raise _write_error(parent or Path(tempfile.gettempdir()), e) from None
     try:
         _extract(path, tmp)
         manifest, info = _check_contents(path, tmp)
         _lint(path, tmp, manifest)
         if not allow_unverified:
             require_verified(path, info)
-        if dest is None:
+        if target is None:
             return BundleInfo(path, digest, manifest, info, None)
-        target = Path(dest)
+        _require_new(target)
         try:
             os.rename(tmp, target)
         except OSError as e:
@@ -133,6 +140,19 @@ def verify_bundle(path: str | Path, dest: str | Path | None = None, *,
         return BundleInfo(path, digest, manifest, info, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _require_new(target: Path) -> None:
+    """A destination must not exist, not even empty: nothing there is npukit's to replace."""
+    if target.exists() or target.is_symlink():
+        raise ArtifactError(f"{target}: already exists; the bundle is extracted only into a new "
+                            "directory: remove it or choose another destination")
+
+
+def _write_error(where: Path, e: OSError) -> ArtifactError:
+    """A failure writing the destination (a full disk, no permission): not the bundle's fault."""
+    return ArtifactError(f"{where}: cannot write there ({e.strerror or e}); the bundle is not "
+                         "at fault: free some space or choose another destination")
 
 
 def _member_name(bundle: Path, member: tarfile.TarInfo, top: str | None) -> tuple[str, str]:
@@ -155,28 +175,41 @@ def _member_name(bundle: Path, member: tarfile.TarInfo, top: str | None) -> tupl
     return parts[0], parts[1]
 
 
-def _extract(bundle: Path, into: Path) -> None:
-    """Write each regular member as a plain file in `into`, within the limits, or raise."""
+Chunks = Iterator[bytes]
+
+
+def _walk(bundle: Path, consume: Callable[[str, Chunks], None]) -> None:
+    """Check every member within the limits and hand its data to `consume(name, chunks)`.
+
+    The whole gzip stream is read, to its end: its CRC and length trailer are checked even when
+    no SHA256SUMS vouches for the download.
+    """
     count, total, top = 0, 0, None
     seen: set[str] = set()
     try:
-        with gzip.open(bundle, "rb") as gz, tarfile.open(
-                fileobj=_Capped(gz, bundle, MAX_TOTAL_BYTES + MAX_HEADER_BYTES), mode="r|") as tar:
-            for member in tar:
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise ArtifactError(f"{bundle}: more than {MAX_MEMBERS} members")
-                top, name = _member_name(bundle, member, top)
-                if name in seen:
-                    raise ArtifactError(f"{bundle}: member {name!r} appears twice")
-                seen.add(name)
-                if member.size > MAX_MEMBER_BYTES:
-                    raise ArtifactError(f"{bundle}: member {name!r} is {member.size} bytes, "
-                                        f"over the {MAX_MEMBER_BYTES}-byte limit")
-                total += member.size
-                if total > MAX_TOTAL_BYTES:
-                    raise ArtifactError(f"{bundle}: members exceed {MAX_TOTAL_BYTES} bytes")
-                _copy_member(bundle, tar, member, into / name)
+        with gzip.open(bundle, "rb") as gz:
+            capped = _Capped(gz, bundle, MAX_TOTAL_BYTES + MAX_HEADER_BYTES, MAX_HEADER_BYTES)
+            with tarfile.open(fileobj=capped, mode="r|") as tar:
+                for member in tar:
+                    capped.in_data()
+                    count += 1
+                    if count > MAX_MEMBERS:
+                        raise ArtifactError(f"{bundle}: more than {MAX_MEMBERS} members")
+                    top, name = _member_name(bundle, member, top)
+                    if name in seen:
+                        raise ArtifactError(f"{bundle}: member {name!r} appears twice")
+                    seen.add(name)
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise ArtifactError(f"{bundle}: member {name!r} is {member.size} bytes, "
+                                            f"over the {MAX_MEMBER_BYTES}-byte limit")
+                    total += member.size
+                    if total > MAX_TOTAL_BYTES:
+                        raise ArtifactError(f"{bundle}: members exceed {MAX_TOTAL_BYTES} bytes")
+                    consume(name, _chunks(bundle, tar, member))
+                    capped.in_headers()
+                capped.in_data()
+                while capped.read(1 << 16):  # the tar's end padding, then the gzip trailer
+                    pass
     except ArtifactError:
         raise
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
@@ -185,32 +218,89 @@ def _extract(bundle: Path, into: Path) -> None:
         raise ArtifactError(f"{bundle}: empty bundle")
 
 
-class _Capped:
-    """A reader that refuses to decompress past `limit` bytes, whatever the headers claim."""
+def _extract(bundle: Path, into: Path) -> None:
+    """Write each regular member as a plain file in `into`, within the limits, or raise."""
+    _walk(bundle, lambda name, chunks: _write_member(into / name, chunks))
 
-    def __init__(self, raw: gzip.GzipFile, bundle: Path, limit: int) -> None:
+
+def _digests(bundle: Path) -> dict[str, str]:
+    """Each member's sha256, read from the bundle itself (within the same limits), writing
+    nothing."""
+    digests: dict[str, str] = {}
+
+    def digest(name: str, chunks: Chunks) -> None:
+        h = hashlib.sha256()
+        for chunk in chunks:
+            h.update(chunk)
+        digests[name] = h.hexdigest()
+
+    _walk(bundle, digest)
+    return digests
+
+
+# tarfile's stream reads ahead in records, so a header phase may also hold the padding of the
+# previous member and the start of the next one's data.
+_READ_AHEAD = 2 * tarfile.RECORDSIZE
+
+
+class _Capped:
+    """A reader that refuses to decompress past `limit` bytes, whatever the headers claim, and
+    past `header_limit` bytes between one member's data and the next (its tar and pax headers,
+    which tarfile would otherwise read into memory whole)."""
+
+    def __init__(self, raw: gzip.GzipFile, bundle: Path, limit: int, header_limit: int) -> None:
         self.raw, self.bundle, self.limit, self.count = raw, bundle, limit, 0
+        self.header_limit = header_limit
+        self.headers_from: int | None = 0
+
+    def in_headers(self) -> None:
+        self.headers_from = self.count
+
+    def in_data(self) -> None:
+        self.headers_from = None
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
         self.count += len(data)
         if self.count > self.limit:
             raise ArtifactError(f"{self.bundle}: decompresses past {self.limit} bytes")
+        if (self.headers_from is not None
+                and self.count - self.headers_from > self.header_limit + _READ_AHEAD):
+            raise ArtifactError(f"{self.bundle}: a member's tar headers exceed "
+                                f"{self.header_limit} bytes")
         return data
 
 
-def _copy_member(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path) -> None:
+def _chunks(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> Chunks:
     src = tar.extractfile(member)
     if src is None:
         raise ArtifactError(f"{bundle}: member {member.name!r} has no data")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    with src, os.fdopen(os.open(out, flags, 0o644), "wb") as dst:
-        written = 0
+    with src:
+        read = 0
         for chunk in iter(lambda: src.read(1 << 20), b""):
-            written += len(chunk)
-            if written > member.size:
+            read += len(chunk)
+            if read > member.size:
                 raise ArtifactError(f"{bundle}: member {member.name!r} is longer than declared")
-            dst.write(chunk)
+            yield chunk
+
+
+def _write_member(out: Path, chunks: Chunks) -> None:
+    """Write a member as a new plain file; an error writing it names the destination."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(out, flags, 0o644)
+    except OSError as e:
+        raise _write_error(out.parent, e) from None
+    try:
+        for chunk in chunks:  # an error reading the bundle propagates as the bundle's
+            view = memoryview(chunk)
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                except OSError as e:
+                    raise _write_error(out.parent, e) from None
+    finally:
+        os.close(fd)
 
 
 def _check_contents(bundle: Path, root: Path) -> tuple[Manifest, dict[str, Any]]:
@@ -284,11 +374,16 @@ def _lint(bundle: Path, root: Path, manifest: Manifest) -> None:
 
 
 def default_cache_dir() -> Path:
-    """Where loaded bundles are extracted: $NPUKIT_CACHE_DIR, else the user cache directory."""
+    """Where loaded bundles are extracted: $NPUKIT_CACHE_DIR, else $XDG_CACHE_HOME/npukit/bundles,
+    else $HOME/.cache/npukit/bundles (the XDG default); with none of them set, an ArtifactError."""
     env = os.environ.get("NPUKIT_CACHE_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    home = os.environ.get("HOME")
+    base = os.environ.get("XDG_CACHE_HOME") or (Path(home) / ".cache" if home else None)
+    if not base:
+        raise ArtifactError("no directory to extract bundles into: HOME is not set; set "
+                            "NPUKIT_CACHE_DIR to a writable directory")
     return Path(base) / "npukit" / "bundles"
 
 
@@ -296,34 +391,56 @@ def open_bundle(path: str | Path, cache_dir: str | Path | None = None, *,
                 allow_unverified: bool = False) -> Path:
     """A verified artifact directory for bundle `path`, extracted once per bundle sha256.
 
-    A bundle not verified on an NPU is refused unless `allow_unverified`.
+    A cached extraction is used only while it holds exactly the bundle's own members, byte for
+    byte; anything else in its place is extracted again. A bundle not verified on an NPU is
+    refused unless `allow_unverified`.
     """
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such bundle file")
     digest = sha256_file(path)
     check_sums(path, digest)
-    target = Path(cache_dir or default_cache_dir()) / digest
-    if _usable(target):
-        if not allow_unverified:
-            require_verified(path, json.loads((target / BUNDLE_INFO_NAME).read_text()))
-        return target
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = cache / digest
+    if _holds_bundle(path, target):
+        return _checked(path, target, allow_unverified)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(f"{cache}: cannot create the bundle cache there ({e.strerror or e}); "
+                            "set NPUKIT_CACHE_DIR to a writable directory") from None
     shutil.rmtree(target, ignore_errors=True)
     try:
         verify_bundle(path, target, allow_unverified=allow_unverified)
     except ArtifactError:
-        if _usable(target):  # another process extracted the same bundle meanwhile
-            return target
+        if _holds_bundle(path, target):  # another process extracted the same bundle meanwhile
+            return _checked(path, target, allow_unverified)
         raise
     return target
 
 
-def _usable(directory: Path) -> bool:
-    try:
-        load_manifest(directory, verify=True)
-    except ArtifactError:
+def _holds_bundle(bundle: Path, directory: Path) -> bool:
+    """Whether `directory` holds exactly `bundle`'s members, each with its sha256 in the bundle."""
+    if not directory.is_dir():
         return False
-    return (directory / BUNDLE_INFO_NAME).is_file()
+    want = _digests(bundle)
+    try:
+        entries = list(directory.iterdir())
+        if {p.name for p in entries} != set(want):
+            return False
+        return all(p.is_file() and not p.is_symlink() and sha256_file(p) == want[p.name]
+                   for p in entries)
+    except OSError:
+        return False
+
+
+def _checked(bundle: Path, directory: Path, allow_unverified: bool) -> Path:
+    """The same checks as a fresh extraction, on the cached one; the verdict from its files."""
+    manifest, info = _check_contents(bundle, directory)
+    _lint(bundle, directory, manifest)
+    if not allow_unverified:
+        require_verified(bundle, info)
+    return directory
 
 
 def require_verified(path: Path, info: dict[str, Any]) -> None:

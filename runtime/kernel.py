@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,11 @@ TIMINGS_KEPT = 100_000
 
 
 class NpuKernel:
-    """A loaded artifact, callable like a function; holds its backend's resources until close()."""
+    """A loaded artifact, callable like a function; holds its backend's resources until close().
+
+    One kernel has one set of device buffers, so calls from several threads are serialised by a
+    lock: each runs whole, in turn. Outputs from `copy=False` are overwritten by the next call.
+    """
 
     def __init__(self, artifact_dir: Path, manifest: Manifest, backend: Backend) -> None:
         self.artifact_dir = artifact_dir
@@ -49,6 +54,7 @@ class NpuKernel:
             (np.dtype(s.dtype), tuple(s.shape), _c_strides(s.dtype, tuple(s.shape)))
             for s in manifest.inputs
         ]
+        self._lock = threading.Lock()  # one call (or close) at a time on the shared buffers
 
     @classmethod
     def load(
@@ -90,18 +96,19 @@ class NpuKernel:
 
         With `copy=False` the outputs are views of the backend's buffers, valid until the next call.
         """
-        if self.closed:
-            raise RunError(f"{self.artifact_dir}: this kernel was closed; load it again")
-        start = time.perf_counter()
-        arrays: Sequence[np.ndarray] = inputs
-        if named or not self._well_formed(inputs):
-            arrays = self.check_inputs(inputs, named)
-        outputs = self.backend.run(arrays)
-        if copy:
-            outputs = [np.array(o) for o in outputs]
-        self.last_call_s = time.perf_counter() - start
-        self.timings.append(self.last_call_s)
-        return outputs
+        with self._lock:
+            if self.closed:
+                raise RunError(f"{self.artifact_dir}: this kernel was closed; load it again")
+            start = time.perf_counter()
+            arrays: Sequence[np.ndarray] = inputs
+            if named or not self._well_formed(inputs):
+                arrays = self.check_inputs(inputs, named)
+            outputs = self.backend.run(arrays)
+            if copy:
+                outputs = [np.array(o) for o in outputs]
+            self.last_call_s = time.perf_counter() - start
+            self.timings.append(self.last_call_s)
+            return outputs
 
     def _well_formed(self, inputs: tuple[Any, ...]) -> bool:
         """True if `inputs` are exactly the manifest's arrays, in order: nothing to convert."""
@@ -141,9 +148,10 @@ class NpuKernel:
         return [_check(spec, x) for spec, x in zip(specs, inputs, strict=True)]
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.backend.close()
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self.backend.close()
 
     def __enter__(self) -> NpuKernel:
         return self

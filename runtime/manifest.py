@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.atomic import write_atomic
 from runtime.errors import ArtifactError
-from runtime.loader import Schema, check, load_json
+from runtime.loader import Schema, check, parse_json, read_bytes
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -25,6 +25,10 @@ KERNEL_NAME = "MLIR_AIE"
 # (NPU_FACTS 4, from aiecc's kernels.json and AIEDmaToNpu.cpp's arg_idx = 3 + i).
 INSTR_ARG = 1
 FIRST_DATA_ARG = 3
+
+# The manifest's own hash: sha256 of its canonical JSON without this key, so an edit to any field
+# (params, buffers, files, ...) is caught even when cache_key is left intact.
+CONTENT_KEY = "content_sha256"
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ROLES = ("design", "core_source", "host_core", "core_object", "xclbin", "insts", "report")
@@ -52,7 +56,7 @@ BUFFER_SCHEMA: Schema = {
 MANIFEST_SCHEMA: Schema = {
     "type": "object",
     "required": ["schema", "kernel", "variant", "device", "params", "buffers", "files",
-                 "emulation_only"],
+                 "emulation_only", CONTENT_KEY],
     "properties": {
         "schema": {"const": SCHEMA_VERSION},
         "kernel": {"type": "string"},
@@ -175,6 +179,9 @@ class Manifest:
     source_hashes: dict[str, str] = field(default_factory=dict)
     cache_key: str = ""
     notes: list[str] = field(default_factory=list)
+    # sha256 of the manifest.json bytes this was loaded from ("" when made in memory); what a
+    # test-hw report is bound to. Not part of the manifest's JSON.
+    sha256: str = field(default="", compare=False)
 
     @property
     def bo_layout(self) -> dict[str, Any]:
@@ -197,9 +204,11 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["sha256"]
         d["buffers"] = [b.to_json() for b in self.buffers]
         d["bo_layout"] = self.bo_layout
-        return {"schema": SCHEMA_VERSION, **d}
+        body = {"schema": SCHEMA_VERSION, **d}
+        return {**body, CONTENT_KEY: content_digest(body)}
 
     @classmethod
     def from_json(cls, d: Any, where: str = MANIFEST_NAME) -> Manifest:
@@ -212,6 +221,11 @@ class Manifest:
         problem = check(d, MANIFEST_SCHEMA)
         if problem:
             raise ArtifactError(f"{where}: {problem}; {REBUILD}")
+        if d.get(CONTENT_KEY) != content_digest(d):
+            raise ArtifactError(
+                f"{where}: edited after the build (its content no longer matches its "
+                f"{CONTENT_KEY}); {REBUILD}"
+            )
         try:
             buffers = [BufferSpec.from_json(b) for b in d["buffers"]]
         except ArtifactError as e:
@@ -250,6 +264,13 @@ class Manifest:
         return m
 
 
+def content_digest(d: dict[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON (sorted keys, no spaces), its own hash left out."""
+    body = {k: v for k, v in d.items() if k != CONTENT_KEY}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -264,11 +285,8 @@ def file_entry(path: Path, role: str) -> dict[str, Any]:
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
     """Write `manifest.json` atomically into `directory`."""
-    path = directory / MANIFEST_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(directory / MANIFEST_NAME,
+                        json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 def load_manifest(directory: Path, *, verify: bool = True) -> Manifest:
@@ -280,8 +298,10 @@ def load_manifest(directory: Path, *, verify: bool = True) -> Manifest:
             f"{path}: no manifest; is this an artifact directory? build it with `invoke build`"
         )
     # The version first, so an older npukit's manifest says so rather than which key differs.
-    data = load_json(path, {"type": "object"}, fix=REBUILD)
+    raw = read_bytes(path, fix=REBUILD)  # read once: parsed, and hashed for test-hw's binding
+    data = parse_json(raw, {"type": "object"}, fix=REBUILD, name=str(path))
     m = Manifest.from_json(data, where=str(path))
+    m.sha256 = hashlib.sha256(raw).hexdigest()
     if verify:
         verify_files(directory, m)
     return m

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -90,3 +94,34 @@ def fake_toolchain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
     monkeypatch.setenv("FAKE_AIECC_LOG", str(log))
     monkeypatch.delenv("FAKE_AIECC_FAIL", raising=False)
     yield log
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """Make `directory` unwritable for this process: chmod, or, for root (whom modes do not
+    stop), the immutable attribute; skips the test when neither works here."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(directory)],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr +i: cannot make a directory read-only")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
+def run_with_file_size_limit(code: str, limit: int) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` in a child whose writes fail past `limit` bytes a file (RLIMIT_FSIZE:
+    the same EFBIG a full disk's ENOSPC is to a writer), from the project root."""
+    prelude = ("import resource, signal\n"
+               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n")
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)

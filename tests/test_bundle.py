@@ -22,7 +22,7 @@ from runtime import bundle as bundle_mod
 from runtime.bundle import open_bundle, resolve_artifact, verify_bundle
 from runtime.errors import ArtifactError
 from runtime.kernel import NpuKernel
-from runtime.manifest import load_manifest
+from runtime.manifest import CONTENT_KEY, content_digest, load_manifest
 
 VERSION = "1.2.3+gabcdef0"
 TOP = f"attention-default-{VERSION}"
@@ -34,7 +34,8 @@ def good(tmp_path: Path, fake_toolchain: Path) -> Path:
     """A verified hardware bundle in dist/, beside its SHA256SUMS."""
     root = tmp_path / "build"
     art = build(spec_from_params("attention"), root, target="hw").artifact_dir
-    write_artifact_report(art, {"backend": "xrt", "passed": True, "reason": ""})
+    write_artifact_report(art, {"backend": "xrt", "passed": True, "reason": ""},
+                          tested=load_manifest(art).sha256)
     return publish(["attention"], VERSION, tmp_path / "dist", build_root=root)[0].path
 
 
@@ -73,6 +74,7 @@ def edit_manifest(members: list[Member], edit: Callable[[dict], None]) -> list[M
     """Rewrite manifest.json, keeping bundle.json and the report pointing at the new one."""
     manifest = json.loads(data_of(members, "manifest.json"))
     edit(manifest)
+    manifest[CONTENT_KEY] = content_digest(manifest)  # a forger who re-seals it, too
     text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     sha = hashlib.sha256(text).hexdigest()
     members = replace(members, "manifest.json", text)
@@ -269,13 +271,27 @@ def test_decompression_is_capped_whatever_the_headers_claim(
         good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bundle_mod, "MAX_TOTAL_BYTES", 100_000)  # the members hold ~30 KB
     monkeypatch.setattr(bundle_mod, "MAX_HEADER_BYTES", 10_000)
-    members = read_members(good)
-    members[0][0].pax_headers = {"comment": "z" * (1 << 20)}  # 1 MiB of header, tiny on disk
-    bomb = write_members(tmp_path / "bomb.tar.gz", members)
+    tar = gzip.decompress(good.read_bytes())
+    bomb = tmp_path / "bomb.tar.gz"  # 1 MiB of zeros after the archive's end, tiny on disk
+    bomb.write_bytes(gzip.compress(tar + bytes(1 << 20), mtime=0))
     assert bomb.stat().st_size < 64 << 10
     parent = tmp_path / "extract"
     parent.mkdir()
     with pytest.raises(ArtifactError, match=r"decompresses past \d+ bytes"):
+        verify_bundle(bomb, parent / "artifact")
+    assert_nothing_left(parent, [])
+
+
+def test_a_huge_tar_header_is_refused_on_its_own(good: Path, tmp_path: Path) -> None:
+    """Within the total limit, but one member's pax header is 8 MiB: tarfile would read it into
+    memory whole (the probe's 250 MB header cost 884 MB), so headers have their own cap."""
+    members = read_members(good)
+    members[0][0].pax_headers = {"comment": "z" * (8 << 20)}
+    bomb = write_members(tmp_path / "bomb.tar.gz", members)
+    assert bomb.stat().st_size < 128 << 10
+    parent = tmp_path / "extract"
+    parent.mkdir()
+    with pytest.raises(ArtifactError, match=r"a member's tar headers exceed 1048576 bytes"):
         verify_bundle(bomb, parent / "artifact")
     assert_nothing_left(parent, [])
 
@@ -293,7 +309,7 @@ def test_an_occupied_destination_is_left_alone(good: Path, tmp_path: Path) -> No
     dest = tmp_path / "extract" / "out"
     dest.mkdir(parents=True)
     (dest / "mine.txt").write_text("keep")
-    with pytest.raises(ArtifactError, match=r"cannot extract the bundle there"):
+    with pytest.raises(ArtifactError, match=r"out: already exists"):
         verify_bundle(good, dest)
     assert [p.name for p in dest.iterdir()] == ["mine.txt"]
     assert [p.name for p in dest.parent.iterdir()] == ["out"]
@@ -353,3 +369,92 @@ def test_refusing_an_unverified_bundle_extracts_nothing_and_open_bundle_checks_i
         with pytest.raises(ArtifactError, match="intact but unverified"):
             open_bundle(bundle)
         open_bundle(bundle, allow_unverified=True)
+
+
+def test_an_existing_empty_destination_is_refused(good: Path, tmp_path: Path) -> None:
+    """The destination must not exist at all: an empty directory is someone's too."""
+    dest = tmp_path / "extract" / "out"
+    dest.mkdir(parents=True)
+    with pytest.raises(ArtifactError, match=r"out: already exists; the bundle is extracted only"):
+        verify_bundle(good, dest)
+    assert list(dest.iterdir()) == [] and [p.name for p in dest.parent.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8])
+def test_a_truncated_gzip_trailer_is_caught_without_sha256sums(good: Path, tmp_path: Path,
+                                                               cut: int) -> None:
+    """The gzip CRC and length trailer is read even when no SHA256SUMS sits beside the bundle."""
+    alone = tmp_path / "alone" / good.name
+    alone.parent.mkdir()
+    alone.write_bytes(good.read_bytes()[:-cut])
+    with pytest.raises(ArtifactError, match=r"not a readable \.tar\.gz bundle"):
+        verify_bundle(alone)
+
+
+def test_a_cached_extraction_is_reverified_against_the_bundle(
+        tmp_path: Path, fake_toolchain: Path) -> None:
+    """A cached bundle.json edited to "verified" does not let an unverified bundle load, and a
+    corrupt one is extracted again rather than read."""
+    root, cache = tmp_path / "build", tmp_path / "cache"
+    build(spec_from_params("attention"), root, target="hw")
+    (bundle,) = [b.path for b in publish(["attention"], VERSION, tmp_path / "dist",
+                                         build_root=root, allow_unverified=True)]
+    cached = open_bundle(bundle, cache, allow_unverified=True)
+    info_path = cached / "bundle.json"
+    info = json.loads(info_path.read_text())
+    info["verification"] = {"status": "verified", "reason": None, "report": None, "summary": None}
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(ArtifactError, match=r"intact but unverified"):
+        open_bundle(bundle, cache)
+
+    assert open_bundle(bundle, cache, allow_unverified=True) == cached
+    info_path.write_text("{ not json")
+    assert open_bundle(bundle, cache, allow_unverified=True) == cached
+    assert json.loads(info_path.read_text())["verification"]["status"] == "unverified"
+    (cached / "stray.txt").write_text("not from the bundle")
+    assert open_bundle(bundle, cache, allow_unverified=True) == cached
+    assert not (cached / "stray.txt").exists()
+
+
+def test_loading_a_bundle_without_home_is_one_line(good: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NPUKIT_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ArtifactError, match=r"HOME is not set; set NPUKIT_CACHE_DIR"):
+        NpuKernel.load(good, backend="emu")
+
+
+def test_loading_a_bundle_with_an_unwritable_home_is_one_line(
+        good: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import read_only
+
+    monkeypatch.delenv("NPUKIT_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    not_a_dir = tmp_path / "home-file"
+    not_a_dir.write_text("a file where HOME should be")
+    monkeypatch.setenv("HOME", str(not_a_dir))
+    with pytest.raises(ArtifactError, match=r"cannot create the bundle cache there .*set "
+                                            r"NPUKIT_CACHE_DIR to a writable directory"):
+        NpuKernel.load(good, backend="emu")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    with read_only(home), pytest.raises(ArtifactError, match=r"cannot create the bundle cache"):
+        NpuKernel.load(good, backend="emu")
+    assert list(home.iterdir()) == []
+
+
+def test_a_full_destination_is_not_blamed_on_the_bundle(good: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_with_file_size_limit
+
+    dest = tmp_path / "extract" / "artifact"
+    proc = run_with_file_size_limit(
+        "from runtime.bundle import verify_bundle\n"
+        "from runtime.errors import ArtifactError\n"
+        f"try:\n    verify_bundle({str(good)!r}, {str(dest)!r})\n"
+        "except ArtifactError as e:\n    print(e)\n", limit=2000)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{dest.parent}/.bundle-" in proc.stdout
+    assert "cannot write there (File too large); the bundle is not at fault" in proc.stdout
+    assert "not a readable" not in proc.stdout
+    assert list(dest.parent.iterdir()) == []

@@ -90,3 +90,53 @@ def test_publish_and_verify_bundle_from_the_command_line(tmp_path: Path) -> None
     for bad in (["bench", "--calls", "0"], ["test-hw", "--seeds", "abc"]):
         proc = invoke(*bad, build_dir=build_dir)
         assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out
+    assert message in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_clean_deletes_only_a_build_directory_npukit_made(tmp_path: Path) -> None:
+    """NPUKIT_BUILD_DIR naming a user's directory (here a checkout with .git) is refused."""
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / "notes.txt").write_text("mine")
+    _one_line_error(invoke("clean", build_dir=checkout),
+                    f"error: {checkout}: not a directory npukit made (no .npukit-build-root")
+    assert sorted(p.name for p in checkout.iterdir()) == [".git", "notes.txt"]
+
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+
+    made = tmp_path / "build"
+    build(spec_from_params("gelu", {"length": "256"}), made, target="emu")
+    proc = invoke("clean", build_dir=made)
+    assert proc.returncode == 0 and "removed build/" in proc.stdout, proc.stdout + proc.stderr
+    assert not made.exists()
+
+
+def test_clean_of_a_read_only_build_directory_is_one_line(tmp_path: Path) -> None:
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+    from tests.conftest import read_only
+
+    made = tmp_path / "build"
+    build(spec_from_params("gelu", {"length": "256"}), made, target="emu")
+    with read_only(made):
+        _one_line_error(invoke("clean", build_dir=made), f"error: {made}: cannot delete")
+    assert (made / ".npukit-build-root").is_file()  # the marker goes last: clean can be rerun
+    assert invoke("clean", build_dir=made).returncode == 0 and not made.exists()
+
+
+def test_clean_dist_only_when_publish_made_it(tmp_path: Path) -> None:
+    from codegen.buildroot import CleanError
+    from codegen.cli import clean
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "keep.tar.gz").write_text("someone else's")
+    with pytest.raises(CleanError, match="not a directory npukit made"):
+        clean(tmp_path / "no-build", dist=True, dist_root=dist)
+    assert (dist / "keep.tar.gz").is_file()

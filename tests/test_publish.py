@@ -24,11 +24,16 @@ from codegen.publish import (
     write_artifact_report,
 )
 from runtime.bundle import read_sums, verify_bundle
-from runtime.manifest import load_manifest
+from runtime.manifest import CONTENT_KEY, content_digest, load_manifest
 
 VERSION = "1.2.3+gabcdef0"
 PASSED = {"backend": "xrt", "passed": True, "reason": "", "cases": [{}, {}, {}],
           "timing": {"median_us": 120.0}}
+
+
+def record(art: Path, report: dict[str, Any]) -> Path:
+    """`report` written as test-hw does: bound to the manifest loaded to make it."""
+    return write_artifact_report(art, report, tested=load_manifest(art, verify=False).sha256)
 
 
 def hw_artifact(root: Path, params: dict[str, str] | None = None,
@@ -36,7 +41,7 @@ def hw_artifact(root: Path, params: dict[str, str] | None = None,
     """A hardware artifact (fake aiecc) under `root`, with `report` as its test-hw result."""
     art = build(spec_from_params("attention", params or {}), root, target="hw").artifact_dir
     if report is not None:
-        write_artifact_report(art, report)
+        record(art, report)
     return art
 
 
@@ -138,7 +143,7 @@ def test_sha256sums_lists_every_bundle(hw_build: Path, tmp_path: Path) -> None:
 def test_emulation_only_artifacts_are_refused(tmp_path: Path) -> None:
     root = tmp_path / "build"
     art = build(spec_from_params("attention"), root, target="emu").artifact_dir
-    write_artifact_report(art, {"backend": "emu", "passed": True})
+    record(art, {"backend": "emu", "passed": True})
     dist = tmp_path / "dist"
     with pytest.raises(PublishError, match=r"default: emulation-only .*--allow-unverified"):
         publish(["attention"], VERSION, dist, build_root=root)
@@ -151,15 +156,15 @@ def test_emulation_only_artifacts_are_refused(tmp_path: Path) -> None:
 
 
 def _failed(art: Path) -> None:
-    write_artifact_report(art, {"backend": "xrt", "passed": False, "reason": "2/6 cases differ"})
+    record(art, {"backend": "xrt", "passed": False, "reason": "2/6 cases differ"})
 
 
 def _emu(art: Path) -> None:
-    write_artifact_report(art, {"backend": "emu", "passed": True})
+    record(art, {"backend": "emu", "passed": True})
 
 
 def _stale(art: Path) -> None:
-    path = write_artifact_report(art, dict(PASSED))
+    path = record(art, dict(PASSED))
     data = json.loads(path.read_text())
     data["manifest_sha256"] = "0" * 64  # made for an earlier build of this variant
     path.write_text(json.dumps(data))
@@ -192,7 +197,7 @@ def test_unverified_artifacts_are_refused(hw_build: Path, tmp_path: Path, spoil:
 
 def test_write_artifact_report_ties_the_report_to_the_manifest(hw_build: Path) -> None:
     art = hw_build / "attention" / "default"
-    path = write_artifact_report(art, {"backend": "xrt", "passed": True})
+    path = record(art, {"backend": "xrt", "passed": True})
     assert path == hw_build / "attention" / "default.test-hw.json"
     data = json.loads(path.read_text())
     assert data["manifest_sha256"] == hashlib.sha256(
@@ -254,7 +259,21 @@ def test_a_published_version_is_not_silently_replaced(hw_build: Path, tmp_path: 
     art = hw_build / "attention" / "default"
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["notes"] = ["rebuilt differently"]
+    manifest[CONTENT_KEY] = content_digest(manifest)
     (art / "manifest.json").write_text(json.dumps(manifest))
-    write_artifact_report(art, PASSED)
+    record(art, PASSED)
     with pytest.raises(PublishError, match=r"exists with other content: version 1\.0 was already"):
         publish(["attention"], "1.0", out, build_root=hw_build)
+
+
+def test_a_failed_bundle_write_leaves_no_temporary_behind(hw_build: Path, tmp_path: Path) -> None:
+    """A full disk (here: a file-size limit) fails publish, and no `*.tmp` stays in dist/."""
+    from tests.conftest import run_with_file_size_limit
+
+    dist = tmp_path / "dist"
+    proc = run_with_file_size_limit(
+        "from pathlib import Path\nfrom codegen.publish import publish\n"
+        f"publish(['attention'], {VERSION!r}, Path({str(dist)!r}), "
+        f"build_root=Path({str(hw_build)!r}))\n", limit=2000)
+    assert proc.returncode != 0 and "File too large" in proc.stderr
+    assert [p.name for p in dist.iterdir() if not p.name.startswith(".npukit")] == []

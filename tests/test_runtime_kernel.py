@@ -103,3 +103,34 @@ def test_a_closed_kernel_refuses_calls(tmp_path: Path) -> None:
     kernel.close()
     with pytest.raises(RunError, match="this kernel was closed; load it again"):
         kernel(x)
+
+
+def test_calls_from_several_threads_each_get_their_own_result(kernel: NpuKernel) -> None:
+    """One kernel, one set of buffers: concurrent calls are serialised, never interleaved."""
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    problems: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(30):
+            x = rng.integers(-128, 128, N, dtype=np.int8)
+            try:
+                (out,) = kernel(x)
+            except Exception as e:  # any error is a failure of this test
+                problems.append(f"thread {seed}: {e!r}")
+                return
+            if not np.array_equal(out, (x.astype(np.int16) + 1).astype(np.int8)):
+                problems.append(f"thread {seed}: another call's output")
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert problems == []

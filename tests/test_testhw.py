@@ -217,6 +217,9 @@ def test_a_crashing_core_fails_its_artifact_not_the_run(tmp_path: Path) -> None:
     assert code == 1
     assert results["length256"]["passed"]
     assert "died (signal SIGABRT)" in results["length512"]["error"]
+    # the crash is the latest verdict on that build: recorded, not an older report left standing
+    crashed = json.loads((tmp_path / "gelu" / "length512.test-hw.json").read_text())
+    assert "died (signal SIGABRT)" in crashed["error"]
 
 
 def test_a_failed_submit_is_reported_as_such_not_as_a_crash(
@@ -250,3 +253,57 @@ def test_whole_array_matmul_verifies_on_the_emulator_with_its_projection(
         assert p["label"] == "cost-model projection, not a measurement"
         assert p["projected_us"] > 0 and p["device"] in ("npu1", "npu2")
     assert "model µs" in out and "not NPU time" in out
+
+
+def test_a_report_is_bound_to_the_manifest_it_tested(fake: ModuleType, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild during the run must not receive the passing report of the build it replaced."""
+    import codegen.testhw as testhw
+    from codegen.publish import report_path
+
+    root = tmp_path / "build"
+    art = build(root, "good")
+    tested = testhw.verify
+
+    def verify_then_rebuild(*args: Any, **kwargs: Any) -> testhw.Result:
+        result = tested(*args, **kwargs)
+        build(root, "good", params={"rebuilt": 1})  # another manifest in its place meanwhile
+        return result
+
+    monkeypatch.setattr(testhw, "verify", verify_then_rebuild)
+    status, report, _ = test_hw(root, tmp_path)
+    assert status == 1
+    (r,) = report["results"]
+    assert "rebuilt while it was tested" in r["error"] and not r["passed"]
+    assert not report_path(art).exists()
+
+
+def test_leftovers_of_interrupted_builds_are_not_artifacts_and_are_swept(tmp_path: Path) -> None:
+    """`.default.tmp-PID` / `.default.old-PID` are never verified as variants; the next build of
+    the variant removes them (and a stage's temporaries) under its lock."""
+    import shutil
+
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import Build
+    from codegen.pipeline import build as build_kernel
+
+    spec = spec_from_params("gelu", {"length": "256"})
+    art = build_kernel(spec, tmp_path, target="emu").artifact_dir
+    leftovers = [art.parent / f".{art.name}.tmp-4242", art.parent / f".{art.name}.old-4243"]
+    for p in leftovers:
+        shutil.copytree(art, p)
+    report_tmp = art.parent / f".{art.name}.test-hw.json.4244-0123abcd.tmp"
+    report_tmp.write_text("{")
+    key = Build(spec, tmp_path, target="emu").keys["render"]
+    stage_tmp = tmp_path / ".cache" / "render" / f".tmp-{key[:16]}-4245"
+    stage_tmp.mkdir()
+    code = run_test_hw(tmp_path, None, "emu", seeds=2, iterations=0,
+                       report=tmp_path / "report.json", junit=None, progress=False)
+    results = json.loads((tmp_path / "report.json").read_text())["results"]
+    assert [r["path"] for r in results] == [str(art)] and code == 0
+    Build(spec, tmp_path, target="emu", force=True).run()
+    assert not any(p.exists() for p in [*leftovers, report_tmp, stage_tmp])
+    kept = art.parent / f".{art.name}x.tmp-1"  # not this variant's pattern: left alone
+    kept.mkdir()
+    Build(spec, tmp_path, target="emu").run()
+    assert kept.is_dir()
