@@ -223,7 +223,7 @@ def test_a_malformed_report_is_refused_not_published_as_unverified(
 
     root = tmp_path / "build"
     art = build(spec_from_params("gelu", GELU), root, target="emu").artifact_dir
-    written = write_artifact_report(art, report)
+    written = write_artifact_report(art, report, tested=load_manifest(art).sha256)
     with pytest.raises(PublishError) as e:
         publish([], "1.0.0", tmp_path / "dist", allow_unverified=True, build_root=root)
     assert str(e.value).startswith(f"{written}: {message}; rerun `invoke test-hw`")
