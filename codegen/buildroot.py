@@ -15,6 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from runtime.atomic import write_atomic
 from runtime.errors import NpukitError
 from runtime.manifest import MANIFEST_NAME
 
@@ -32,7 +33,7 @@ def claim(root: Path) -> None:
     if root.exists() or root.is_symlink():
         return
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text(MARKER_TEXT)
+    write_atomic(root / MARKER, MARKER_TEXT)
 
 
 def owned(root: Path) -> bool:
