@@ -185,12 +185,14 @@ class Projection:
                 f"({self.tops:.2f} TOPS), bound by {self.bound}")
 
 
-def project(workload: Workload, device: str, path: str | None = None) -> Projection:
+def project(workload: Workload, device: str, path: str | None = None,
+            model: DeviceModel | None = None) -> Projection:
     """The projected time of `workload` on `device`'s family (npu1 or npu2), a model figure.
 
-    `path` overrides the workload's MAC path (to compare scalar and vector for one design).
+    `path` overrides the workload's MAC path (to compare scalar and vector for one design);
+    `model` replaces the family's assumptions (a what-if, e.g. a measured MAC rate).
     """
-    model = DEVICES[device_family(device)]
+    model = model or DEVICES[device_family(device)]
     path = path or workload.path
     if path not in PATHS:
         raise SpecError(f"path {path!r} is not one of {', '.join(PATHS)}")
