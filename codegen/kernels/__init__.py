@@ -10,10 +10,12 @@ from codegen.kernels.gelu import GeluSpec
 from codegen.kernels.layernorm import LayerNormSpec
 from codegen.kernels.matmul import MatmulSpec
 from codegen.kernels.mel import MelSpec
+from codegen.kernels.mha import MhaSpec
 from codegen.spec import KernelSpec, SpecError
 
 KERNELS: dict[str, type[KernelSpec]] = {
-    spec.name: spec for spec in (AttentionSpec, GeluSpec, LayerNormSpec, MatmulSpec, MelSpec)
+    spec.name: spec
+    for spec in (AttentionSpec, GeluSpec, LayerNormSpec, MatmulSpec, MelSpec, MhaSpec)
 }
 
 

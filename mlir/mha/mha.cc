@@ -1,0 +1,122 @@
+// Whole-sequence multi-head attention, one query block per core: the online softmax of
+// codegen/kernels/mha.py. Scalar C++: the reference path for Peano (aie2) and the host alike.
+// The state buffer holds [query start row, m[TQ], l[TQ]] as int64; acc is [TQ][D] int64.
+#include <stdint.h>
+
+#include "mha_params.h"
+#include "npukit_fixed.h"
+
+#define MHA_NONE INT64_MIN
+
+// The part of Q/K element e (one K tile's bytes of the pass's Q rows) that is block r's.
+extern "C" void mha_load_q(const int8_t *elem, int8_t *q, int32_t e, int32_t r) {
+  const int32_t elem_bytes = MHA_TK * MHA_D;
+  const int32_t lo = r * MHA_TQ * MHA_D, hi = lo + MHA_TQ * MHA_D;
+  const int32_t from = e * elem_bytes, to = from + elem_bytes;
+  for (int32_t i = (lo > from ? lo : from); i < (hi < to ? hi : to); ++i) q[i - lo] = elem[i - from];
+}
+
+// A new pass g on block r: the block's first query row, empty rows.
+extern "C" void mha_begin(int64_t *state, int64_t *acc, int32_t g, int32_t r) {
+  const int32_t i = g % MHA_PASSES_PER_HEAD;
+  const int32_t first = i * MHA_PASS_ROWS < MHA_SEQ_Q - MHA_PASS_ROWS ? i * MHA_PASS_ROWS
+                                                                       : MHA_SEQ_Q - MHA_PASS_ROWS;
+  state[0] = first + r * MHA_TQ;
+  for (int i2 = 0; i2 < MHA_TQ; ++i2) {
+    state[1 + i2] = MHA_NONE;
+    state[1 + MHA_TQ + i2] = 0;
+  }
+  for (int i2 = 0; i2 < MHA_TQ * MHA_D; ++i2) acc[i2] = 0;
+}
+
+// QK^T for one query row against a tile: score[j] = q . k_j (the swappable vector product).
+static inline void mha_qk_row(const int8_t *qi, const int8_t *k, int32_t *score) {
+  for (int j = 0; j < MHA_TK; ++j) {
+    const int8_t *kj = k + j * MHA_D;
+    int32_t s = 0;
+    for (int d = 0; d < MHA_D; ++d) s += (int32_t)qi[d] * (int32_t)kj[d];
+    score[j] = s;
+  }
+}
+
+// PV for one query row: acc[d] += sum_j p_j v_jd (the swappable vector product).
+static inline void mha_pv_row(const uint32_t *p, const int8_t *v, int64_t *acc) {
+  for (int j = 0; j < MHA_TK; ++j) {
+    const int64_t pj = p[j];
+    if (pj == 0) continue;
+    const int8_t *vj = v + j * MHA_D;
+    for (int d = 0; d < MHA_D; ++d) acc[d] += pj * (int64_t)vj[d];
+  }
+}
+
+// One K/V tile (tile t of the head) into every row of the block.
+extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int64_t *state,
+                         int64_t *acc, int32_t t) {
+  const int32_t ks = t * MHA_TK < MHA_SEQ_K - MHA_TK ? t * MHA_TK : MHA_SEQ_K - MHA_TK;
+  // Keys below t*TK in the last tile repeat keys of earlier tiles: zero weight.
+  const int32_t first_key = t * MHA_TK - ks;
+  int32_t x[MHA_TK];
+  uint32_t p[MHA_TK];
+  const int32_t q0 = (int32_t)state[0];
+  for (int i = 0; i < MHA_TQ; ++i) {
+    // Causal: key ks + j is visible to query q0 + i when ks + j <= q0 + i + (SEQ_K - SEQ_Q).
+    int32_t last_key = MHA_TK;
+    if (MHA_CAUSAL) {
+      const int32_t lim = q0 + i + (MHA_SEQ_K - MHA_SEQ_Q) - ks + 1;
+      last_key = lim < MHA_TK ? lim : MHA_TK;
+    }
+    if (last_key <= first_key) continue;
+    mha_qk_row(q + i * MHA_D, k, x);
+    int64_t mt = MHA_NONE;
+    for (int j = first_key; j < last_key; ++j) {
+      const int64_t xj = ((int64_t)x[j] * MHA_LOGIT_MULT + ((int64_t)1 << (MHA_LOGIT_SHIFT - 1))) >>
+                         MHA_LOGIT_SHIFT;
+      x[j] = (int32_t)xj;
+      if (xj > mt) mt = xj;
+    }
+    int64_t *m = state + 1 + i, *l = state + 1 + MHA_TQ + i, *ai = acc + i * MHA_D;
+    if (*m == MHA_NONE) {
+      *m = mt;
+    } else if (mt > *m) {
+      const int64_t u = mt - *m;
+      const int64_t g = ((int64_t)mha_exp2_table[u & ((1 << MHA_EXP2_FRAC_BITS) - 1)] +
+                         ((int64_t)1 << (MHA_P_BITS - MHA_RESCALE_BITS - 1))) >>
+                        (MHA_P_BITS - MHA_RESCALE_BITS);
+      const int64_t sh = MHA_RESCALE_BITS + (u >> MHA_EXP2_FRAC_BITS);
+      if (sh <= MHA_MAX_SHIFT) {
+        *l = npk_round_shift_s64(*l * g, (int)sh);
+        for (int d = 0; d < MHA_D; ++d) ai[d] = npk_round_shift_s64(ai[d] * g, (int)sh);
+      } else {
+        *l = 0;
+        for (int d = 0; d < MHA_D; ++d) ai[d] = 0;
+      }
+      *m = mt;
+    }
+    int64_t sum = 0;
+    for (int j = 0; j < MHA_TK; ++j) {
+      uint32_t pj = 0;
+      if (j >= first_key && j < last_key) {
+        const int64_t tt = *m - x[j];
+        const int64_t whole = tt >> MHA_EXP2_FRAC_BITS;
+        if (whole < 32) {
+          const uint32_t e = mha_exp2_table[tt & ((1 << MHA_EXP2_FRAC_BITS) - 1)];
+          pj = (uint32_t)(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole);
+        }
+      }
+      p[j] = pj;
+      sum += pj;
+    }
+    *l += sum;
+    mha_pv_row(p, v, ai);
+  }
+}
+
+// The block's output: o = round(acc * round(Mo * 2^32 / l) / 2^48), saturated.
+extern "C" void mha_end(const int64_t *state, const int64_t *acc, int8_t *o) {
+  for (int i = 0; i < MHA_TQ; ++i) {
+    const int64_t l = state[1 + MHA_TQ + i];  // >= 2^24: the row maximum contributes 2^24
+    const int64_t r = ((MHA_OUT_MULT << MHA_ROW_MULT_SHIFT) + l / 2) / l;
+    for (int d = 0; d < MHA_D; ++d)
+      o[i * MHA_D + d] = npk_sat_i8(npk_round_shift_s64(acc[i * MHA_D + d] * r, MHA_OUT_SHIFT));
+  }
+}
