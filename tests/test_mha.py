@@ -232,11 +232,11 @@ def test_adversarial_one_dominant_key_among_1500() -> None:
 
 @pytest.mark.parametrize(("params", "message"), [
     ({"columns": "5"}, "columns 5 is more than device npu1 has (4)"),
-    ({"tq": "40"}, "rows·tq must be a multiple of tk 64"),
+    ({"tq": "40", "tk": "64"}, "rows·tq must be a multiple of tk 64"),
     ({"tq": "64", "tk": "64"}, "tile buffers need"),
     ({"tq": "256", "rows": "4", "tk": "128"}, "exceeds the 1023-row d1 wrap"),
-    ({"seq_k": "32"}, "tk 64 is more than seq_k 32"),
-    ({"seq_q": "100"}, "rows·tq = 128 query rows per pass is more than seq_q 100"),
+    ({"seq_k": "32", "tk": "64"}, "tk 64 is more than seq_k 32"),
+    ({"seq_q": "100", "rows": "4", "tq": "32"}, "128 query rows per pass is more than seq_q 100"),
     ({"heads": "1", "seq_q": "256", "columns": "4"}, "more than the 2 pass(es) of work"),
     ({"causal": "1", "seq_q": "1500", "seq_k": "448"}, "causal needs seq_q <= seq_k"),
     ({"o_scale": "1e5"}, "the output multiplier"),
@@ -247,6 +247,21 @@ def test_a_split_that_breaks_a_limit_names_it(params: dict[str, str], message: s
     with pytest.raises(SpecError, match=None) as err:
         mha(params)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("params", "split"), [
+    ({}, (32, 64, 4, 4)),
+    ({"seq_q": "64", "seq_k": "64", "heads": "2"}, (16, 64, 4, 2)),
+    ({"seq_q": "10", "seq_k": "6", "heads": "1", "device": "npu1_1col"}, (2, 4, 4, 1)),
+    ({"seq_q": "448", "seq_k": "1500", "device": "npu2"}, (32, 64, 4, 8)),
+    ({"seq_q": "1500", "seq_k": "1500", "tq": "16"}, (16, 64, 4, 4)),
+])
+def test_split_left_at_zero_is_chosen_to_fit(params: dict[str, str],
+                                             split: tuple[int, int, int, int]) -> None:
+    """The encoder passes only the shape: any shape gets a split that validates."""
+    spec = mha(params)
+    assert (spec.tq, spec.tk, spec.rows, spec.columns) == split
+    assert spec.params["tq"] == int(params.get("tq", 0))
 
 
 def test_passes_cover_every_query_row_of_every_head() -> None:

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from codegen.cost import Workload
 from codegen.spec import (
     CORE_MEMORY,
     DEVICE_COLUMNS,
@@ -86,6 +87,11 @@ CORE_BDS = 16
 MEM_BDS = 48
 MAX_D1 = 1023  # the 10-bit d1 wrap of an ND shim transfer
 STACK_MARGIN = 1024
+# Scalar-unit operations of the softmax per (query row, key) in mha_tile (scaling, maximum,
+# table lookup, rounding shift, sum) and per output element in mha_end: estimates read off the
+# core code, for the cost model.
+SOFTMAX_OPS_PER_KEY = 8
+END_OPS_PER_ELEMENT = 4
 
 
 def exp2_table() -> np.ndarray:
@@ -119,10 +125,13 @@ class MhaSpec(KernelSpec):
         scale_param("k_scale", WHISPER_ACT_SCALE, "scale of K"),
         scale_param("v_scale", WHISPER_ACT_SCALE, "scale of V"),
         scale_param("o_scale", 1.0 / 127.0, "scale of the output O"),
-        Param("tq", int, 32, "query rows a core holds", 1, 256),
-        Param("tk", int, 64, "keys per K/V tile", 4, 256, multiple_of=4),
-        Param("columns", int, 4, "columns of cores (passes dealt to them in turn)", 1, 8),
-        Param("rows", int, 4, "cores per column sharing each pass's K/V stream", 1, CORE_ROWS),
+        Param("tq", int, 0, "query rows a core holds (0: chosen, 32 where it fits)", 0, 256),
+        Param("tk", int, 0, "keys per K/V tile (0: chosen, 64 where it fits)", 0, 256,
+              multiple_of=4),
+        Param("columns", int, 0, "columns of cores, passes dealt to them in turn (0: all the "
+              "device has)", 0, 8),
+        Param("rows", int, 0, "cores per column sharing each pass's K/V stream (0: chosen, "
+              f"{CORE_ROWS} where it fits)", 0, CORE_ROWS),
         fifo_depth_param(),
         Param("device", str, "npu1", "target device", choices=tuple(DEVICE_COLUMNS)),
     )
@@ -201,7 +210,28 @@ class MhaSpec(KernelSpec):
         return round(self.v_scale / self.o_scale * (1 << OUT_MULT_BITS))
 
     # -- validation ---------------------------------------------------------------------
+    def _choose_split(self) -> None:
+        """Fill in the split parameters left at 0: the largest key tile up to 64 that fits
+        seq_k, then the most rows (up to 4) and the largest query block (up to 32) whose pass
+        fits seq_q and fills whole K tiles, then every column the device has, up to the passes.
+        The chosen values shadow the 0s (`self.tq` etc.); `params` keeps what was asked."""
+        given = {n: self.params[n] for n in ("tq", "tk", "rows", "columns")}
+        tks = [given["tk"]] if given["tk"] else [t for t in (64, 32, 16, 8, 4) if t <= self.seq_k]
+        rows = [given["rows"]] if given["rows"] else list(range(CORE_ROWS, 0, -1))
+        tqs = [given["tq"]] if given["tq"] else [32, 24, 16, 8, 4, 2, 1]
+        choice = next(((tk, r, tq) for tk in tks or [4] for r in rows for tq in tqs
+                       if r * tq <= self.seq_q and (r * tq) % tk == 0), None)
+        if choice is None:  # nothing fits: keep the first candidates, so validation names why
+            choice = ((tks or [4])[0], rows[0], tqs[0])
+        tk, r, tq = choice
+        self.__dict__.update(tk=tk, rows=r, tq=tq)
+        if not given["columns"]:
+            self.__dict__["columns"] = max(1, min(DEVICE_COLUMNS[self.device], self.n_passes))
+        else:
+            self.__dict__["columns"] = given["columns"]
+
     def validate(self) -> None:
+        self._choose_split()
         if self.causal and self.seq_q > self.seq_k:
             raise SpecError(f"causal needs seq_q <= seq_k (got {self.seq_q} > {self.seq_k}): "
                             "query 0 would see no key")
@@ -299,6 +329,10 @@ class MhaSpec(KernelSpec):
             cols.append({"index": c, "passes": passes})
         return {
             **self.params,
+            "tq": self.tq,
+            "tk": self.tk,
+            "rows": self.rows,
+            "columns": self.columns,
             "kernel": self.name,
             "object": self.object_name,
             "cols": cols,
@@ -326,6 +360,55 @@ class MhaSpec(KernelSpec):
             "out_shift": ROW_MULT_SHIFT + OUT_MULT_BITS,
             "max_shift": MAX_SHIFT,
         }
+
+    # -- cost model -----------------------------------------------------------------------
+    def _tile_rows(self, first_row: int) -> int:
+        """(row, tile) pairs of one block that the core computes: a causal row skips the tiles
+        wholly beyond its last key."""
+        if not self.causal:
+            return self.tq * self.k_tiles
+        rows = first_row + np.arange(self.tq)[:, None]
+        starts = np.array([self.key_tile_start(t) for t in range(self.k_tiles)])
+        firsts = np.arange(self.k_tiles) * self.tk
+        last = rows + (self.seq_k - self.seq_q)
+        return int(np.count_nonzero(last >= firsts[None, :]) if starts.size else 0)
+
+    def workload(self) -> Workload:
+        """Per invocation: each core's MACs (QKᵀ and PV over whole tiles, duplicates included)
+        and softmax work, and the bytes on every shim, mem-tile and core channel."""
+        d = self.head_dim
+        macs: dict[str, int] = {}
+        scalar: dict[str, int] = {}
+        shim: dict[str, int] = {}
+        mem: dict[str, int] = {}
+        core_bytes: dict[str, int] = {}
+        kv = self.k_tiles * self.kv_tile_bytes
+        for c in range(self.columns):
+            passes = self.passes_of(c)
+            n = len(passes)
+            shim[f"shim({c}) MM2S @qk{c}"] = n * (self.pass_rows * d + kv)
+            shim[f"shim({c}) MM2S @v{c}"] = n * kv
+            shim[f"shim({c}) S2MM @o{c}"] = n * self.pass_rows * d
+            mem[f"mem({c}) MM2S @qkb{c} (broadcast)"] = n * (self.pass_rows * d + kv)
+            mem[f"mem({c}) MM2S @vb{c} (broadcast)"] = n * kv
+            mem[f"mem({c}) MM2S @o{c}"] = n * self.pass_rows * d
+            for r in range(self.rows):
+                core = f"core({c}, {2 + r})"
+                pairs = sum(self._tile_rows(self.pass_head_start(g)[1] + r * self.tq)
+                            for g in passes)
+                macs[core] = 2 * pairs * self.tk * d
+                scalar[core] = (pairs * self.tk * SOFTMAX_OPS_PER_KEY
+                                + n * self.q_bytes * END_OPS_PER_ELEMENT)
+                core_bytes[f"{core} S2MM @qkb{c}"] = n * (self.pass_rows * d + kv)
+                core_bytes[f"{core} S2MM @vb{c}"] = n * kv
+                core_bytes[f"{core} MM2S @o{c}_{r}"] = n * self.q_bytes
+        notes = (
+            f"{self.n_passes} passes of {self.pass_rows} query rows; each K/V byte crosses a "
+            f"shim once per pass, i.e. once per {self.rows} cores",
+            "MACs count whole tiles (the last tile's repeated keys and masked keys included)",
+        )
+        return Workload(self.name, self.device, "scalar", macs, shim, mem, core_bytes, scalar,
+                        bds=self.n_passes * self.transfers_per_pass, notes=notes)
 
     # -- data ---------------------------------------------------------------------------
     def _heads(self, x: np.ndarray, seq: int) -> np.ndarray:
