@@ -291,7 +291,7 @@ class MhaSpec(KernelSpec):
         ]
 
     def core_data(self) -> list[MemoryItem]:
-        return [MemoryItem("exp2 table", 4 << EXP2_FRAC_BITS)]
+        return [MemoryItem("exp2 table (uint32)", 4 << EXP2_FRAC_BITS, kind="static")]
 
     def memory_plan(self) -> list[TilePlan]:
         depth = self.fifo_depth
@@ -303,7 +303,7 @@ class MhaSpec(KernelSpec):
             MemoryItem("row state (int64)", 8 * (1 + 2 * self.tq)),
             MemoryItem("accumulator (int64)", 8 * self.tq * self.head_dim),
             *self.core_data(),
-            MemoryItem("stack", self.stack_size),
+            MemoryItem("stack", self.stack_size, kind="stack"),
         ]
         mem = [
             MemoryItem("Q/K in + broadcast", self.kv_tile_bytes, 2 * depth),
