@@ -27,8 +27,10 @@ Fixed-point online softmax (the core code and `golden` do exactly this, per quer
    half away from zero, saturated to [-128, 127]. l >= 2^24 (the maximum key contributes 2^24),
    |acc·r| < 2^62.
 
-Padding: the key tiles start at t·tk, except the last, which starts at seq_k - tk when tk does
-not divide seq_k; its first keys repeat keys already seen and get zero weight. Likewise a pass
+Padding: when tk does not divide seq_k, the K/V tiles come in two runs of `k_half` tiles, one
+from key 0 and one ending at the last key, so one 4-D transfer (a repeat of 2 with a stride)
+reads them all inside the buffer; keys of the second run below k_half·tk repeat keys of the
+first and get zero weight, whatever the tile buffer holds there. Likewise a pass
 covers rows·tq consecutive query rows, the last pass of a head starting at seq_q - rows·tq: its
 overlapped rows are computed again, bit for bit the same, and written with the same bytes, so
 every transfer stays inside the host buffers and no row beyond seq_q exists to be written.
@@ -157,7 +159,18 @@ class MhaSpec(KernelSpec):
 
     @property
     def k_tiles(self) -> int:
-        return -(-self.seq_k // self.tk)
+        """K/V tiles per pass: seq_k / tk, or when tk does not divide seq_k, two runs of
+        `k_half` tiles, one from key 0 and one ending at the last key (they overlap)."""
+        if not self.k_padded:
+            return self.seq_k // self.tk
+        return 2 * self.k_half
+
+    @property
+    def k_half(self) -> int:
+        """Tiles in each of the two runs when padded (else all of them)."""
+        if not self.k_padded:
+            return self.seq_k // self.tk
+        return -(-self.seq_k // (2 * self.tk))
 
     @property
     def k_padded(self) -> bool:
@@ -186,7 +199,14 @@ class MhaSpec(KernelSpec):
         return h, min(i * self.pass_rows, self.seq_q - self.pass_rows)
 
     def key_tile_start(self, t: int) -> int:
-        return min(t * self.tk, self.seq_k - self.tk)
+        """The first key of tile t (as the DMA reads it)."""
+        if t < self.k_half:
+            return t * self.tk
+        return self.seq_k - (self.k_tiles - t) * self.tk
+
+    def key_tile_fresh(self, t: int) -> int:
+        """The first key of tile t not seen in an earlier tile: keys below it get zero weight."""
+        return min(t, self.k_half) * self.tk
 
     @property
     def frame_bytes(self) -> int:
@@ -278,8 +298,8 @@ class MhaSpec(KernelSpec):
 
     @property
     def transfers_per_pass(self) -> int:
-        """Shim transfers of one pass: Q, K and V (two each when the last tile overlaps), O."""
-        return 2 + 2 * (2 if self.k_padded else 1)
+        """Shim transfers of one pass: Q, K, V and O, one BD each."""
+        return 4
 
     # -- buffers and memory ------------------------------------------------------------
     def buffers(self) -> list[BufferSpec]:
@@ -341,7 +361,8 @@ class MhaSpec(KernelSpec):
             "passes_per_head": self.passes_per_head,
             "q_elements": self.q_elements,
             "k_tiles": self.k_tiles,
-            "k_full": self.seq_k // self.tk,
+            "k_half": self.k_half,
+            "k_second": self.seq_k - self.k_half * self.tk,
             "k_padded": self.k_padded,
             "q_bytes": self.q_bytes,
             "kv_tile": self.kv_tile_bytes,
@@ -446,7 +467,7 @@ class MhaSpec(KernelSpec):
         for t in range(self.k_tiles):
             ks = self.key_tile_start(t)
             keys = ks + np.arange(self.tk)[None, :]
-            allowed = np.broadcast_to(keys >= t * self.tk, (h, nq, self.tk))
+            allowed = np.broadcast_to(keys >= self.key_tile_fresh(t), (h, nq, self.tk))
             if self.causal:
                 allowed = allowed & (keys <= rows + (self.seq_k - self.seq_q))
             kt, vt = k[:, ks : ks + self.tk], v[:, ks : ks + self.tk]

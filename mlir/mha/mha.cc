@@ -52,9 +52,10 @@ static inline void mha_pv_row(const uint32_t *p, const int8_t *v, int64_t *acc) 
 // One K/V tile (tile t of the head) into every row of the block.
 extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int64_t *state,
                          int64_t *acc, int32_t t) {
-  const int32_t ks = t * MHA_TK < MHA_SEQ_K - MHA_TK ? t * MHA_TK : MHA_SEQ_K - MHA_TK;
-  // Keys below t*TK in the last tile repeat keys of earlier tiles: zero weight.
-  const int32_t first_key = t * MHA_TK - ks;
+  const int32_t ks = t < MHA_KH ? t * MHA_TK : MHA_SEQ_K - (MHA_NT - t) * MHA_TK;
+  // Keys below KH*TK in the second run repeat keys of the first: zero weight.
+  const int32_t fresh = (t < MHA_KH ? t : MHA_KH) * MHA_TK - ks;
+  const int32_t first_key = fresh > 0 ? fresh : 0;
   int32_t x[MHA_TK];
   uint32_t p[MHA_TK];
   const int32_t q0 = (int32_t)state[0];
