@@ -6,8 +6,11 @@ import math
 import time
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codegen.hostcore import HostCore
 from codegen.kernels import spec_from_params
@@ -119,6 +122,18 @@ def test_host_core_matches_golden_bit_for_bit(host_builds: dict[str, BuildResult
         want = spec.golden(inputs)[0]
         bad = np.argwhere(got != want)
         assert bad.size == 0, f"{name} {case}: {len(bad)} bytes differ, first at {bad[0]}"
+
+
+@pytest.mark.parametrize("name", ["rescale", "rescale-causal"])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_host_core_matches_golden_on_arbitrary_bytes(host_builds: dict[str, BuildResult],
+                                                     name: str, data: st.DataObject) -> None:
+    spec = mha(HOST_CASES[name])
+    inputs = [data.draw(hnp.arrays(np.int8, b.shape, elements=st.integers(-128, 127)))
+              for b in spec.inputs()]
+    np.testing.assert_array_equal(run_host_core(spec, host_builds[name], inputs),
+                                  spec.golden(inputs)[0])
 
 
 def test_rescale_inputs_exercise_every_path() -> None:
@@ -244,6 +259,7 @@ def test_adversarial_one_dominant_key_among_1500() -> None:
     ({"o_scale": "1e5"}, "the output multiplier"),
     ({"q_scale": "1e-30"}, "logit shift"),
     ({"fifo_depth": "4", "rows": "4"}, "needs more BDs than a tile has"),
+    ({"head_dim": "128", "tq": "256", "tk": "256", "rows": "3"}, "a mem tile has 524,288"),
 ])
 def test_a_split_that_breaks_a_limit_names_it(params: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=None) as err:
