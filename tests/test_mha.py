@@ -258,7 +258,6 @@ def test_adversarial_one_dominant_key_among_1500() -> None:
     ({"causal": "1", "seq_q": "1500", "seq_k": "448"}, "causal needs seq_q <= seq_k"),
     ({"o_scale": "1e5"}, "the output multiplier"),
     ({"q_scale": "1e-30"}, "logit shift"),
-    ({"fifo_depth": "4", "rows": "4"}, "needs more BDs than a tile has"),
     ({"head_dim": "128", "tq": "256", "tk": "256", "rows": "3"}, "a mem tile has 524,288"),
 ])
 def test_a_split_that_breaks_a_limit_names_it(params: dict[str, str], message: str) -> None:
@@ -331,3 +330,23 @@ def test_logit_scale_folds_the_softmax_scale() -> None:
     mult, shift = spec.logit_multiplier()
     c = spec.q_scale * spec.k_scale / math.sqrt(spec.head_dim) * math.log2(math.e)
     assert mult / 2**shift == pytest.approx(c * 2**EXP2_FRAC_BITS, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["small", "causal"])
+def test_workload_counts_what_the_emulator_moves(host_builds: dict[str, BuildResult],
+                                                 name: str) -> None:
+    """The cost model's bytes per shim channel and BDs are the emulated design's."""
+    from runtime import emulator
+
+    spec, result = mha(HOST_CASES[name]), host_builds[name]
+    art = result.artifact_dir
+    libraries = {n: art / so for n, so in result.manifest.host_libraries.items()}
+    design = emulator.load_design(art / "aie.mlir", libraries=libraries)
+    buffers = [np.asarray(x) for x in spec.random_inputs(0)]
+    buffers.append(np.zeros(spec.buffers()[3].shape, dtype=np.int8))
+    stats = design.run(buffers)
+    work = spec.workload()
+    moved = {f"@{ch.fifo.name}": ch.bytes for ch in design.channels.values()}
+    assert {k.split()[-1]: v for k, v in work.shim_bytes.items()} == moved
+    assert stats["transfers"] == work.bds
+    np.testing.assert_array_equal(buffers[3], spec.golden(buffers[:3])[0])

@@ -292,7 +292,9 @@ class MhaSpec(KernelSpec):
         if 2 * self.transfers_per_pass > SHIM_BDS:
             raise SpecError(f"{self.transfers_per_pass} shim transfers per pass, double-buffered,"
                             f" need {2 * self.transfers_per_pass} BDs; a shim tile has {SHIM_BDS}")
-        if 3 * self.fifo_depth > CORE_BDS or (6 + 2 * self.rows) * self.fifo_depth > MEM_BDS:
+        # Each FIFO end takes `fifo_depth` BDs of its tile: a core has @qkb, @vb and @o; the
+        # mem tile @qk, @qkb, @v, @vb, one @o part per core and the joined @o.
+        if 3 * self.fifo_depth > CORE_BDS or (5 + self.rows) * self.fifo_depth > MEM_BDS:
             raise SpecError(f"fifo_depth {self.fifo_depth} needs more BDs than a tile has "
                             f"(core {CORE_BDS}, mem tile {MEM_BDS})")
 
@@ -384,15 +386,15 @@ class MhaSpec(KernelSpec):
 
     # -- cost model -----------------------------------------------------------------------
     def _tile_rows(self, first_row: int) -> int:
-        """(row, tile) pairs of one block that the core computes: a causal row skips the tiles
-        wholly beyond its last key."""
-        if not self.causal:
-            return self.tq * self.k_tiles
-        rows = first_row + np.arange(self.tq)[:, None]
+        """(row, tile) pairs of one block the core computes: it skips a tile holding no key the
+        row may see (a tile of repeated keys only, or causal: wholly beyond the row's last key)."""
         starts = np.array([self.key_tile_start(t) for t in range(self.k_tiles)])
-        firsts = np.arange(self.k_tiles) * self.tk
-        last = rows + (self.seq_k - self.seq_q)
-        return int(np.count_nonzero(last >= firsts[None, :]) if starts.size else 0)
+        first = np.maximum(starts, [self.key_tile_fresh(t) for t in range(self.k_tiles)])
+        useful = first < starts + self.tk
+        if not self.causal:
+            return self.tq * int(np.count_nonzero(useful))
+        last = first_row + np.arange(self.tq)[:, None] + (self.seq_k - self.seq_q)
+        return int(np.count_nonzero((last >= first[None, :]) & useful[None, :]))
 
     def workload(self) -> Workload:
         """Per invocation: each core's MACs (QKᵀ and PV over whole tiles, duplicates included)
