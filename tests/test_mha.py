@@ -69,7 +69,7 @@ def run_host_core(spec: MhaSpec, result: BuildResult, inputs: list[np.ndarray],
         for r in range(spec.rows):
             qb = np.zeros(spec.q_bytes, dtype=np.int8)
             for e in range(spec.q_elements):
-                core.call("mha_load_q", np.ascontiguousarray(elems[e]), qb, e, r)
+                core.call("mha_load_q", np.ascontiguousarray(elems[e]), qb, e, g, r)
             state = np.zeros(1 + 2 * spec.tq, dtype=np.int64)
             acc = np.zeros(spec.tq * d, dtype=np.int64)
             core.call("mha_begin", state, acc, g, r)
@@ -84,7 +84,7 @@ def run_host_core(spec: MhaSpec, result: BuildResult, inputs: list[np.ndarray],
                 core.call("mha_tile", qb, kt, vt, state, acc, t)
             ob = np.zeros(spec.q_bytes, dtype=np.int8)
             core.call("mha_end", state, acc, ob)
-            row = start + r * spec.tq
+            row = spec.block_start(g, r)
             out[row : row + spec.tq, cols] = ob.reshape(spec.tq, d)
     return out
 

@@ -37,10 +37,12 @@ every transfer stays inside the host buffers and no row beyond seq_q exists to b
 
 Parallel split: `columns` x `rows` cores. A pass is (head, rows·tq consecutive query rows);
 passes are dealt to columns in turn, and the `rows` cores of a column share one pass, each with
-its own tq rows. The column's shim sends the pass's Q rows and then its K tiles on one channel,
-V tiles on the other; the mem tile broadcasts both to every core of the column, so each K/V byte
-crosses the shim once per pass of rows·tq queries, and the rows' outputs are joined back into one
-transfer.
+its own tq rows. For a causal mask's sake, odd heads take their passes in reverse order and every
+other pass of a column hands its blocks to the rows in reverse order, so no core gets only the
+late (long) query rows. The column's shim sends the pass's Q rows and then its K tiles on one
+channel, V tiles on the other; the mem tile broadcasts both to every core of the column, so each
+K/V byte crosses the shim once per pass of rows·tq queries, and the rows' outputs are joined
+back into one element.
 """
 
 from __future__ import annotations
@@ -194,9 +196,22 @@ class MhaSpec(KernelSpec):
         return list(range(column, self.n_passes, self.columns))
 
     def pass_head_start(self, g: int) -> tuple[int, int]:
-        """(head, first query row) of global pass g."""
+        """(head, first query row) of global pass g. Odd heads take their passes in reverse
+        order, so a column dealt pass i of one head gets a late pass of the next: with a causal
+        mask, early and late query rows (light and heavy passes) are mixed on every column."""
         h, i = divmod(g, self.passes_per_head)
+        if h % 2:
+            i = self.passes_per_head - 1 - i
         return h, min(i * self.pass_rows, self.seq_q - self.pass_rows)
+
+    def block_of(self, g: int, r: int) -> int:
+        """The block (0..rows-1) of pass g that the core on row r holds: reversed on every other
+        pass of a column, so each row alternates early and late blocks (causal balance)."""
+        return self.rows - 1 - r if (g // self.columns) % 2 else r
+
+    def block_start(self, g: int, r: int) -> int:
+        """The first query row the core on row r holds during pass g."""
+        return self.pass_head_start(g)[1] + self.block_of(g, r) * self.tq
 
     def key_tile_start(self, t: int) -> int:
         """The first key of tile t (as the DMA reads it)."""
@@ -300,8 +315,23 @@ class MhaSpec(KernelSpec):
 
     @property
     def transfers_per_pass(self) -> int:
-        """Shim transfers of one pass: Q, K, V and O, one BD each."""
+        """Shim BDs one pass holds at a time: Q, K, V and O (its output parts reuse one BD, each
+        waited on before the next is issued)."""
         return 4
+
+    def output_parts(self, g: int) -> list[tuple[int, int]]:
+        """(first row, rows) of each output transfer of pass g, in the order the mem tile's
+        joined element holds them (core row 0 first): the whole pass in one transfer, or on a
+        pass whose blocks are reversed (`block_of`), one transfer per block."""
+        start = self.pass_head_start(g)[1]
+        if self.block_of(g, 0) == 0:
+            return [(start, self.pass_rows)]
+        return [(self.block_start(g, r), self.tq) for r in range(self.rows)]
+
+    @property
+    def n_transfers(self) -> int:
+        """Shim transfers of one invocation."""
+        return sum(3 + len(self.output_parts(g)) for g in range(self.n_passes))
 
     # -- buffers and memory ------------------------------------------------------------
     def buffers(self) -> list[BufferSpec]:
@@ -347,7 +377,8 @@ class MhaSpec(KernelSpec):
             passes = []
             for g in self.passes_of(c):
                 h, start = self.pass_head_start(g)
-                passes.append({"g": g, "head": h, "start": start})
+                passes.append({"g": g, "head": h, "start": start,
+                               "parts": self.output_parts(g)})
             cols.append({"index": c, "passes": passes})
         return {
             **self.params,
@@ -417,8 +448,7 @@ class MhaSpec(KernelSpec):
             mem[f"mem({c}) MM2S @o{c}"] = n * self.pass_rows * d
             for r in range(self.rows):
                 core = f"core({c}, {2 + r})"
-                pairs = sum(self._tile_rows(self.pass_head_start(g)[1] + r * self.tq)
-                            for g in passes)
+                pairs = sum(self._tile_rows(self.block_start(g, r)) for g in passes)
                 macs[core] = 2 * pairs * self.tk * d
                 scalar[core] = (pairs * self.tk * SOFTMAX_OPS_PER_KEY
                                 + n * self.q_bytes * END_OPS_PER_ELEMENT)
@@ -431,7 +461,7 @@ class MhaSpec(KernelSpec):
             "MACs count whole tiles (the last tile's repeated keys and masked keys included)",
         )
         return Workload(self.name, self.device, "scalar", macs, shim, mem, core_bytes, scalar,
-                        bds=self.n_passes * self.transfers_per_pass, notes=notes)
+                        bds=self.n_transfers, notes=notes)
 
     # -- data ---------------------------------------------------------------------------
     def _heads(self, x: np.ndarray, seq: int) -> np.ndarray:

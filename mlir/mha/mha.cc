@@ -8,20 +8,29 @@
 
 #define MHA_NONE INT64_MIN
 
-// The part of Q/K element e (one K tile's bytes of the pass's Q rows) that is block r's.
-extern "C" void mha_load_q(const int8_t *elem, int8_t *q, int32_t e, int32_t r) {
+// The block of pass g the core on row r holds: reversed on every other pass of a column, so
+// each row alternates early and late query rows (the balance of a causal mask).
+static inline int32_t mha_block(int32_t g, int32_t r) {
+  return (g / MHA_COLUMNS) % 2 ? MHA_ROWS - 1 - r : r;
+}
+
+// The part of Q/K element e (one K tile's bytes of the pass's Q rows) that is this core's.
+extern "C" void mha_load_q(const int8_t *elem, int8_t *q, int32_t e, int32_t g, int32_t r) {
   const int32_t elem_bytes = MHA_TK * MHA_D;
-  const int32_t lo = r * MHA_TQ * MHA_D, hi = lo + MHA_TQ * MHA_D;
+  const int32_t lo = mha_block(g, r) * MHA_TQ * MHA_D, hi = lo + MHA_TQ * MHA_D;
   const int32_t from = e * elem_bytes, to = from + elem_bytes;
   for (int32_t i = (lo > from ? lo : from); i < (hi < to ? hi : to); ++i) q[i - lo] = elem[i - from];
 }
 
-// A new pass g on block r: the block's first query row, empty rows.
+// A new pass g on the core of row r: its block's first query row, empty rows. Odd heads take
+// their passes in reverse order (codegen/kernels/mha.py, pass_head_start).
 extern "C" void mha_begin(int64_t *state, int64_t *acc, int32_t g, int32_t r) {
-  const int32_t i = g % MHA_PASSES_PER_HEAD;
+  const int32_t h = g / MHA_PASSES_PER_HEAD;
+  const int32_t i = h % 2 ? MHA_PASSES_PER_HEAD - 1 - g % MHA_PASSES_PER_HEAD
+                          : g % MHA_PASSES_PER_HEAD;
   const int32_t first = i * MHA_PASS_ROWS < MHA_SEQ_Q - MHA_PASS_ROWS ? i * MHA_PASS_ROWS
                                                                        : MHA_SEQ_Q - MHA_PASS_ROWS;
-  state[0] = first + r * MHA_TQ;
+  state[0] = first + mha_block(g, r) * MHA_TQ;
   for (int i2 = 0; i2 < MHA_TQ; ++i2) {
     state[1 + i2] = MHA_NONE;
     state[1 + MHA_TQ + i2] = 0;
