@@ -24,7 +24,7 @@ from codegen.kernels.mha import (
     dominant_key,
 )
 from codegen.pipeline import BuildResult, build
-from codegen.spec import SpecError, accuracy_figures
+from codegen.spec import SpecError, accuracy_figures, mean_error
 from runtime.kernel import NpuKernel
 
 #: one core, 8x8 tiles, 51 keys (the last tile overlaps), so every rescale path fits in 7 tiles
@@ -215,11 +215,13 @@ def test_accuracy_against_float64_on_every_family(shape: str) -> None:
     for family in FAMILIES:
         for seed in range(2):
             inputs = activations(spec, family, seed)
-            p, within1, worst = accuracy_figures(spec.golden(inputs)[0],
-                                                 spec.reference(inputs)[0])
+            golden, reference = spec.golden(inputs)[0], spec.reference(inputs)[0]
+            p, within1, worst = accuracy_figures(golden, reference)
+            bias = mean_error(golden, reference)
             print(f"mha {shape} {family} seed {seed}: within 1 LSB {within1:.4%}, "
-                  f"max diff {worst} LSB, pearson {p:.6f}")
-            assert within1 >= 0.999 and worst <= 1, (family, seed)
+                  f"max diff {worst} LSB, mean error {bias:+.4f} LSB, pearson {p:.6f}")
+            assert within1 >= 0.999 and worst <= 1 and abs(bias) <= 0.05, (family, seed)
+            assert spec.accuracy_problems(inputs) == []
 
 
 def test_accuracy_with_poorly_calibrated_scales() -> None:

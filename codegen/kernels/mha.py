@@ -118,7 +118,7 @@ class MhaSpec(KernelSpec):
     summary = "int8 multi-head attention over whole sequences, online softmax, multi-core"
     CORE_SOURCES = ("mha.cc",)
     CORE_SYMBOLS = ("mha_load_q", "mha_begin", "mha_tile", "mha_end")
-    ACCURACY = Accuracy(min_pearson=0.99, min_within_1=0.999, max_diff=1)
+    ACCURACY = Accuracy(min_pearson=None, min_within_1=0.999, max_diff=1, max_bias=0.05)
     PARAMS = (
         Param("seq_q", int, 1500, "query positions", 4, 32767),
         Param("seq_k", int, 1500, "key/value positions", 4, 32767),
