@@ -260,7 +260,8 @@ def test_adversarial_one_dominant_key_among_1500() -> None:
     ({"causal": "1", "seq_q": "1500", "seq_k": "448"}, "causal needs seq_q <= seq_k"),
     ({"o_scale": "1e5"}, "the output multiplier"),
     ({"q_scale": "1e-30"}, "logit shift"),
-    ({"head_dim": "128", "tq": "256", "tk": "256", "rows": "3"}, "a mem tile has 524,288"),
+    ({"head_dim": "128", "tq": "256", "tk": "256", "rows": "3", "fifo_depth": "4"},
+     "a mem tile has 524,288"),
 ])
 def test_a_split_that_breaks_a_limit_names_it(params: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=None) as err:

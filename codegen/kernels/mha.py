@@ -357,10 +357,11 @@ class MhaSpec(KernelSpec):
             *self.core_data(),
             MemoryItem("stack", self.stack_size, kind="stack"),
         ]
+        # A link through the mem tile keeps one set of buffers, its whole FIFO's: the incoming
+        # Q/K and V elements (broadcast from there) and the joined O element (written in parts).
         mem = [
-            MemoryItem("Q/K in + broadcast", self.kv_tile_bytes, 2 * depth),
-            MemoryItem("V in + broadcast", self.kv_tile_bytes, 2 * depth),
-            MemoryItem("O parts", self.q_bytes, self.rows * depth),
+            MemoryItem("Q/K elements", self.kv_tile_bytes, depth),
+            MemoryItem("V elements", self.kv_tile_bytes, depth),
             MemoryItem("O joined", self.q_bytes * self.rows, depth),
         ]
         plans = []
