@@ -5,6 +5,7 @@ Tests and benchmarks build small hardware artifacts with these instead of runnin
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -44,7 +45,11 @@ def make_artifact(
     (directory / "aie.mlir").write_text(design)
     libs = {}
     for link_name, so in (host_libraries or {}).items():
-        shutil.copy(so, directory / so.name)
+        # a new file renamed into place, never rewritten in place: a process that has the old
+        # library loaded (a kernel still open) keeps its mapping intact instead of crashing
+        staged = directory / f".{so.name}.tmp"
+        shutil.copy(so, staged)
+        os.replace(staged, directory / so.name)
         libs[link_name] = so.name
         files[so.name] = "host_core"
     n_words = None
