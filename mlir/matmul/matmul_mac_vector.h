@@ -17,7 +17,7 @@
 
 namespace npukit_mm {
 
-using Mmul = aie::mmul<MM_R, MM_S, MM_T, int8, int8, aie::acc32>;
+using Mmul = aie::mmul<MM_R, MM_S, MM_T, int8, int8, acc32>;
 constexpr unsigned kMB = MM_TM / MM_R, kKB = MM_TK / MM_S, kNB = MM_TN / MM_T;
 static_assert(MM_TM % MM_R == 0 && MM_TK % MM_S == 0 && MM_TN % MM_T == 0,
               "tile sizes must be multiples of the mmul block");

@@ -16,7 +16,7 @@ void conv_mul(const int32_t *a, const int32_t *b, int shift, int rounding, int s
               int out_bits, int32_t *out) {
   aie::set_rounding(static_cast<aie::rounding_mode>(rounding));
   aie::set_saturation(static_cast<aie::saturation_mode>(saturation));
-  const aie::accum<aie::acc64, L> acc = aie::mul(aie::load_v<L>(a), aie::load_v<L>(b));
+  const aie::accum<acc64, L> acc = aie::mul(aie::load_v<L>(a), aie::load_v<L>(b));
   for (unsigned i = 0; i < L; ++i) {
     if (out_bits == 8) out[i] = acc.to_vector<int8>(shift).get(i);
     else if (out_bits == 16) out[i] = acc.to_vector<int16>(shift).get(i);
@@ -40,7 +40,7 @@ void mac_mul(const int32_t *a, const int32_t *b, const int32_t *c, const int32_t
 void from_vector_acc32(const int32_t *v, int shift, int32_t *out) {
   aie::set_rounding(aie::rounding_mode::floor);
   aie::set_saturation(aie::saturation_mode::none);
-  aie::accum<aie::acc32, L> acc;
+  aie::accum<acc32, L> acc;
   acc.from_vector(aie::load_v<L>(v), shift);
   aie::store_v(out, acc.to_vector<int32>(0));
 }
@@ -66,12 +66,12 @@ void load_store(const int8_t *src, int8_t *dst, int offset) {
   void mmul_##R##x##S##x##T(const int8_t *a, const int8_t *b, const int8_t *a2,               \
                             const int8_t *b2, const int32_t *init, int from_vector, int twice, \
                             int32_t *c) {                                                      \
-    using M = aie::mmul<R, S, T, int8, int8, aie::acc32>;                                      \
+    using M = aie::mmul<R, S, T, int8, int8, acc32>;                                      \
     M m = from_vector ? M(aie::load_v<M::size_C>(init)) : M();                                 \
     if (from_vector) m.mac(aie::load_v<M::size_A>(a), aie::load_v<M::size_B>(b));              \
     else m.mul(aie::load_v<M::size_A>(a), aie::load_v<M::size_B>(b));                          \
     if (twice) m.mac(aie::load_v<M::size_A>(a2), aie::load_v<M::size_B>(b2));                  \
-    const aie::accum<aie::acc32, M::size_C> acc = m.to_accum();                                \
+    const aie::accum<acc32, M::size_C> acc = m.to_accum();                                \
     aie::store_v(c, M(acc).template to_vector<int32>());                                       \
   }
 
@@ -81,7 +81,7 @@ NPK_MMUL_ENTRY(8, 8, 8)
 // mul() after earlier results overwrites them ("Data is overwritten regardless how it was
 // initialised").
 void mmul_mul_overwrites(const int8_t *a, const int8_t *b, const int32_t *init, int32_t *c) {
-  using M = aie::mmul<4, 8, 8, int8, int8, aie::acc32>;
+  using M = aie::mmul<4, 8, 8, int8, int8, acc32>;
   M m(aie::load_v<M::size_C>(init));
   m.mul(aie::load_v<M::size_A>(a), aie::load_v<M::size_B>(b));
   aie::store_v(c, m.to_vector<int32>());

@@ -29,6 +29,11 @@ using int8 = int8_t;
 using int16 = int16_t;
 using int32 = int32_t;
 
+// Accumulator Element Types: the tags acc32 ("at least 32 bit per element") and acc64, declared
+// at global scope as the guide declares them (aie::accum<acc32, 16>, not aie::acc32).
+struct acc32 { static constexpr unsigned bits = 32; };
+struct acc64 { static constexpr unsigned bits = 64; };
+
 namespace aie {
 
 // --- Configuration: rounding_mode, saturation_mode, set/get_rounding, set/get_saturation ------
@@ -130,10 +135,6 @@ class vector {
   }
   T data_[Elems] = {};
 };
-
-// --- Accumulator Element Types: acc32, acc64 ---------------------------------------------------
-struct acc32 { static constexpr unsigned bits = 32; };
-struct acc64 { static constexpr unsigned bits = 64; };
 
 // --- Basic Types: aie::accum<Tag, Elems> -------------------------------------------------------
 // AIE-ML and XDNA2 accumulate acc32 in 32 bits and acc64 in 64 bits (Basic Types, "Supported
