@@ -118,6 +118,13 @@ def test_build_job_caches_on_the_content_hash(ci: dict[str, Any]) -> None:
     assert key.count("hashFiles(") == 1
 
 
+def test_build_job_builds_the_vector_path(ci: dict[str, Any]) -> None:
+    """The vector path is compiled by Peano with the pinned wheels, and its manifest checked."""
+    runs = _steps_text(ci["jobs"]["build"])
+    assert "invoke build matmul --target hw -p path=vector" in runs
+    assert "build/matmul/pathvector/manifest.json" in runs and '"aie_api headers"' in runs
+
+
 def test_hardware_job_needs_the_npu(ci: dict[str, Any]) -> None:
     job = ci["jobs"]["hardware"]
     assert job["runs-on"] == NPU_LABELS
