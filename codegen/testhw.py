@@ -7,11 +7,14 @@ inputs and the edge cases, with outputs that are neither constant nor independen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import signal
+import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -258,11 +261,8 @@ def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_verify_child, args=(sender, artifact, backend, seeds, iterations),
                         daemon=True)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child's Python
-    try:
+    with _sigint_ignored():  # inherited by the child's Python, which then keeps ignoring it
         child.start()
-    finally:
-        signal.signal(signal.SIGINT, previous)
     sender.close()
     try:
         result: Result = receiver.recv()
@@ -293,6 +293,19 @@ def record(artifact: Path, result: Result) -> Result:
     except ArtifactError as e:
         result.error = str(e)
     return result
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored for the block; only the main thread may change it (elsewhere, a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def probe_npu() -> str:
