@@ -20,7 +20,7 @@ from runtime import hostops
 from runtime.errors import ArtifactError, RunError
 from runtime.kernel import NpuKernel
 from runtime.loader import load_json
-from runtime.manifest import sha256_file
+from runtime.manifest import load_manifest, sha256_file
 
 log = logging.getLogger("npukit.runtime")
 SCHEMA = "npukit-model/1"
@@ -118,6 +118,12 @@ class ModelRunner:
 
     def _open(self, backend: str) -> None:
         # Each context's kernel variants are opened once; the ops bind them by artifact.
+        if backend == "auto" and all(
+                load_manifest(self.directory / rel, verify=False).emulation_only
+                for c in self.manifest["contexts"] for rel in c["artifacts"]):
+            log.warning("%s: its kernels are emulation-only builds: running on the emulator",
+                        self.directory)
+            backend = "emu"
         for context in self.manifest["contexts"]:
             self.contexts.opened.append(context["name"])
             self.contexts.kernels_per_context[context["name"]] = len(context["artifacts"])

@@ -18,6 +18,7 @@ from codegen.models.artifact import ModelBuild, build_encoder, load_graph
 from codegen.models.audio import write_wav
 from codegen.models.checkpoint import load_checkpoint
 from codegen.models.cli import encode
+from codegen.models.quantise import CalibrationError
 from codegen.models.whisper import window
 from runtime.encoder import AudioInputError, NpuWhisperEncoder
 from runtime.errors import ArtifactError
@@ -104,6 +105,15 @@ def test_bad_audio_gets_one_line(model: tuple[Path, Path, ModelBuild], tmp_path:
         f"error: checkpoint {tmp_path / 'nope.pt'}: no such file (give the path of a whisper .pt)"]
 
 
+def test_saturating_calibration_refused(model: tuple[Path, Path, ModelBuild],
+                                        tmp_path: Path) -> None:
+    ckpt, root, _ = model
+    wav = write_wav(tmp_path / "clip.wav", np.zeros(16000, np.int16))
+    with pytest.raises(CalibrationError, match=r"clips .*% of its values"):
+        encode(str(wav), str(ckpt), backend="emu", percentile=60.0, build_root=root,
+               console=Console(record=True))
+
+
 def test_encode_front_door(model: tuple[Path, Path, ModelBuild], tmp_path: Path) -> None:
     ckpt, root, built = model
     dims = load_checkpoint(ckpt).dims
@@ -112,10 +122,10 @@ def test_encode_front_door(model: tuple[Path, Path, ModelBuild], tmp_path: Path)
     console = Console(record=True, width=160)
     calibration = [str(write_wav(tmp_path / f"cal{i}.wav", c))
                    for i, c in enumerate(es.calibration_clips(dims))]
-    features = encode(str(wav), str(ckpt), backend="emu", out=str(tmp_path / "enc.npy"),
+    features = encode(str(wav), str(ckpt), backend="auto", out=str(tmp_path / "enc.npy"),
                       report=True, calibrate=calibration, build_root=root, console=console)
     text = console.export_text()
-    assert "model " in text and "up to date" in text  # the same clips: the fixture's build
+    assert "on emu" in text  # auto: emulation-only kernels run on the emulator
     assert "2 hardware context(s)" in text and "int8 vs the float encoder" in text
     np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), features)
     with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
