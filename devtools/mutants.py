@@ -100,3 +100,20 @@ MUTANTS += [
            "30 * self.eps / self.in_scale**2 * self.d**2",
            LN_ACCURACY, "layernorm adds eps (1e-5) to the variance, golden and core alike"),
 ]
+
+XRT = ("tests/test_runtime_xrt.py",)
+
+MUTANTS += [
+    # -- the XRT backend's baseline layout (NPU_FACTS 5) ----------------------------------------
+    Mutant("xrt-groups-swapped", "xrt", "runtime/xrt.py",
+           "groups = tuple(FIRST_DATA_ARG + i for i in range(n_buffers))",
+           "groups = tuple(FIRST_DATA_ARG + (i + 1) % n_buffers for i in range(n_buffers))", XRT,
+           "data BO i is allocated in the group of argument 3+i"),
+    Mutant("xrt-bank-tag", "xrt", "runtime/xrt.py",
+           "if info.mem_banks[bank] != tag:", "if False:", XRT,
+           "the xclbin must connect instr to SRAM and every data buffer to HOST"),
+    Mutant("xrt-instr-group", "xrt", "runtime/xrt.py",
+           'return BoLayout("baseline", INSTR_ARG, groups)',
+           'return BoLayout("baseline", 2, groups)', XRT,
+           "the instruction BO is allocated in the group of argument 1"),
+]

@@ -353,3 +353,27 @@ def test_a_multi_kernel_xclbin_runs_its_named_kernel(fake: ModuleType, tmp_path:
     k = NpuKernel.load(art, backend="xrt")
     assert fake.messages == []  # no argument was found in the wrong bank, so nothing cloned
     np.testing.assert_array_equal(k(X)[0], X + 1)
+
+
+def test_each_data_bo_is_allocated_in_its_own_arguments_group(fake: ModuleType,
+                                                              tmp_path: Path) -> None:
+    """With one HOST bank per argument, each group id is distinct: a BO allocated in another
+    argument's group is in the wrong bank (XRT would clone it), and the layout check says so."""
+    art = make_standin(tmp_path / "banks", host_banks=2)
+    with NpuKernel.load(art, backend="xrt") as k:
+        be = xrt_of(k)
+        assert be.kernel.group_id(3) != be.kernel.group_id(4)
+        assert [bo.group for bo in be.bos] == [be.kernel.group_id(3), be.kernel.group_id(4)]
+        (out,) = k(X)
+        np.testing.assert_array_equal(out, X + 1)
+    assert fake.messages == []  # no clone warning: every BO is in its argument's bank
+
+
+def test_an_xclbin_whose_banks_are_tagged_the_other_way_is_refused(fake: ModuleType,
+                                                                  tmp_path: Path) -> None:
+    """Data arguments connected to an SRAM-tagged bank (and instr to HOST) are a build defect,
+    though every group would still match its connection."""
+    art = make_standin(tmp_path / "tags", xclbin_tags=("SRAM", "HOST"))
+    with pytest.raises(ArtifactError, match=r"argument 1 \(instr\) in bank 1 \(HOST\), "
+                                            r"expected SRAM"):
+        NpuKernel.load(art, backend="xrt")

@@ -38,6 +38,8 @@ def make_artifact(
     emulation_only: bool = False,
     n_data_args: int | None = None,
     other_kernels: tuple[str, ...] = (),
+    host_banks: int = 1,
+    xclbin_tags: tuple[str, str] = ("HOST", "SRAM"),
 ) -> Path:
     """Write a complete artifact directory (design, host libraries, xclbin, insts, manifest)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,8 @@ def make_artifact(
     n_words = None
     if not emulation_only:
         axlf.write_xclbin(directory / "final.xclbin", n_data_args or len(buffers),
-                          other_kernels=other_kernels)
+                          other_kernels=other_kernels, host_banks=host_banks,
+                          tags=xclbin_tags)
         insts = write_insts(directory / "insts.bin")
         n_words = insts.stat().st_size // 4
         files.update({"final.xclbin": "xclbin", "insts.bin": "insts"})

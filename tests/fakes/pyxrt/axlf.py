@@ -64,21 +64,28 @@ def npu_args(n_data: int) -> tuple[KernelArg, ...]:
 
 
 def write_xclbin(
-    path: Path, n_data: int = 5, kernel_name: str = "MLIR_AIE", other_kernels: tuple[str, ...] = ()
+    path: Path, n_data: int = 5, kernel_name: str = "MLIR_AIE", other_kernels: tuple[str, ...] = (),
+    host_banks: int = 1, tags: tuple[str, str] = ("HOST", "SRAM"),
 ) -> Path:
     """An xclbin whose kernel has `n_data` data BOs: instr in bank 1 (SRAM), data in bank 0.
 
     `other_kernels` come first, each an instance of its own whose connections (instr in bank
     0, data in bank 1) follow the kernel's: a reader that merged them would get it wrong.
+    With `host_banks` > 1 the topology has that many HOST banks (0, then 2, 3, ...) and data
+    argument i is connected to the (i mod host_banks)-th: each argument's group is then its
+    own, so a BO allocated in another argument's group lands in the wrong bank. `tags` names
+    banks 0 and 1 (swapped, the data buffers sit in an SRAM-tagged bank: a defect to catch).
     """
     args = npu_args(n_data)
-    banks = ("HOST", "SRAM")
+    banks = (*tags, *("HOST",) * (host_banks - 1))
     topology = struct.pack("<i4x", len(banks)) + b"".join(
         MEM_DATA.pack(MEM_DRAM, 1, 0, 0, tag.encode()) for tag in banks
     )
+    host = [0, *range(2, host_banks + 1)]
     names = (*other_kernels, kernel_name)
     own = len(other_kernels)
-    conns = [(a.index, own, 1 if a.name == "instr" else 0) for a in args if a.pointer]
+    conns = [(a.index, own, 1 if a.name == "instr" else host[(a.index - 3) % host_banks])
+             for a in args if a.pointer]
     for ip in range(own):
         conns += [(a.index, ip, 0 if a.name == "instr" else 1) for a in args if a.pointer]
     connectivity = struct.pack("<i", len(conns)) + b"".join(CONNECTION.pack(*c) for c in conns)
