@@ -117,3 +117,29 @@ MUTANTS += [
            'return BoLayout("baseline", 2, groups)', XRT,
            "the instruction BO is allocated in the group of argument 1"),
 ]
+
+BUNDLE = ("tests/test_bundle.py", "-k", "rejected or longer")
+
+MUTANTS += [
+    # -- bundle verification (runtime/bundle.py; README "What verification checks") ------------
+    Mutant("bundle-failing-report", "bundles", "runtime/bundle.py",
+           'not (report.get("passed") is True', 'not (True', BUNDLE,
+           "verified needs a report that passed"),
+    Mutant("bundle-report-backend", "bundles", "runtime/bundle.py",
+           'and report.get("backend") == "xrt")', ")", BUNDLE,
+           "verified needs a report from the NPU (xrt), not the emulator"),
+    Mutant("bundle-emulation-only", "bundles", "runtime/bundle.py",
+           "if status == VERIFIED and manifest.emulation_only:", "if False:", BUNDLE,
+           "an emulation-only artifact is never verified"),
+    Mutant("bundle-report-manifest", "bundles", "runtime/bundle.py",
+           'if report.get("manifest_sha256") != manifest_sha:', "if False:", BUNDLE,
+           "the report is for this very manifest"),
+    Mutant("bundle-duplicates", "bundles", "runtime/bundle.py",
+           "if name in seen:", "if False:", BUNDLE, "no member name appears twice"),
+    Mutant("bundle-report-presence", "bundles", "runtime/bundle.py",
+           'if has_report != (verification.get("report") == REPORT_NAME):', "if False:", BUNDLE,
+           "the report is in the bundle exactly when bundle.json names it"),
+    Mutant("bundle-longer", "bundles", "runtime/bundle.py",
+           "if read > member.size:", "if False:", BUNDLE,
+           "no member yields more data than its header declares"),
+]

@@ -169,6 +169,43 @@ def marked_verified_without_report(members: list[Member]) -> list[Member]:
     return [(m, d) for m, d in members if not m.name.endswith("/test-hw.json")]
 
 
+def edit_report(members: list[Member], edit: Callable[[dict], None]) -> list[Member]:
+    report = json.loads(data_of(members, "test-hw.json"))
+    edit(report)
+    return replace(members, "test-hw.json", json.dumps(report).encode())
+
+
+def failing_report(members: list[Member]) -> list[Member]:
+    return edit_report(members, lambda r: r.update(passed=False))
+
+
+def emulator_report(members: list[Member]) -> list[Member]:
+    return edit_report(members, lambda r: r.update(backend="emu"))
+
+
+def report_for_another_manifest(members: list[Member]) -> list[Member]:
+    return edit_report(members, lambda r: r.update(manifest_sha256="0" * 64))
+
+
+def emulation_only_marked_verified(members: list[Member]) -> list[Member]:
+    return edit_manifest(members, lambda m: m.update(emulation_only=True))
+
+
+def duplicate_member(members: list[Member]) -> list[Member]:
+    first = next((m, d) for m, d in members if m.name.endswith("/insts.bin"))
+    return [*members, file_member(first[0].name, first[1])]
+
+
+def report_not_named_in_bundle_json(members: list[Member]) -> list[Member]:
+    info = json.loads(data_of(members, "bundle.json"))
+    info["verification"]["report"] = None
+    return replace(members, "bundle.json", json.dumps(info).encode())
+
+
+def report_named_but_missing(members: list[Member]) -> list[Member]:
+    return [(m, d) for m, d in members if not m.name.endswith("/test-hw.json")]
+
+
 REJECTED = {
     "flipped-byte": (flip_byte, r"final\.xclbin does not match its manifest hash"),
     "missing-file": (drop_insts, r"insts\.bin is listed in the manifest but missing"),
@@ -185,6 +222,17 @@ REJECTED = {
     "bundle-json": (other_manifest_in_bundle_json, r"bundle\.json describes another manifest"),
     "schema": (bad_schema, r"manifest\.json: schema 99 is not 1"),
     "no-report": (marked_verified_without_report, r"marked verified without a hardware report"),
+    "failing-report": (failing_report, r"marked verified without a passing hardware report"),
+    "emulator-report": (emulator_report, r"marked verified without a passing hardware report"),
+    "report-other-manifest": (report_for_another_manifest,
+                              r"test-hw\.json is for another manifest"),
+    "emulation-only-verified": (emulation_only_marked_verified,
+                                r"an emulation-only artifact is marked verified"),
+    "duplicate-member": (duplicate_member, r"member 'insts\.bin' appears twice"),
+    "report-unnamed": (report_not_named_in_bundle_json,
+                       r"test-hw\.json presence disagrees with bundle\.json"),
+    "report-missing": (report_named_but_missing,
+                       r"test-hw\.json presence disagrees with bundle\.json"),
 }
 
 
@@ -458,3 +506,19 @@ def test_a_full_destination_is_not_blamed_on_the_bundle(good: Path, tmp_path: Pa
     assert "cannot write there (File too large); the bundle is not at fault" in proc.stdout
     assert "not a readable" not in proc.stdout
     assert list(dest.parent.iterdir()) == []
+
+
+def test_a_member_longer_than_its_header_is_refused(tmp_path: Path) -> None:
+    """The reader stops at the size the tar header declares: more data is refused, not kept."""
+
+    class Lying:
+        def extractfile(self, member: tarfile.TarInfo) -> io.BytesIO:
+            return io.BytesIO(b"x" * (member.size + 1))
+
+    member = tarfile.TarInfo(f"{TOP}/insts.bin")
+    member.size = 16
+    with pytest.raises(ArtifactError, match=r"'.*insts\.bin' is longer than declared"):
+        b"".join(bundle_mod._chunks(tmp_path / "b.tar.gz", Lying(), member))  # type: ignore[arg-type]
+    exact = b"".join(bundle_mod._chunks(tmp_path / "b.tar.gz", type("T", (), {
+        "extractfile": lambda self, m: io.BytesIO(b"y" * m.size)})(), member))
+    assert exact == b"y" * 16
