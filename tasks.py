@@ -253,6 +253,18 @@ def bench(c, calls="3000"):
         raise Exit(code=code)
 
 
+@task(help={"only": "comma-separated mutant ids or areas (keys, numerics, accuracy, manifest, "
+                    "bundles, xrt)", "list_mutants": "list the mutants instead of running them"})
+@_friendly
+def mutate(c, only="", list_mutants=False):
+    """The mutation sweep: each hand-picked bug applied to a copy of the tree, its tests run."""
+    from devtools.mutation import main as sweep
+
+    code = sweep([*(["--only", only] if only else []), *(["--list"] if list_mutants else [])])
+    if code:
+        raise Exit(code=code)
+
+
 @task(
     help={
         "kernel": "publish only this kernel's builds (default: every build)",

@@ -143,3 +143,44 @@ MUTANTS += [
            "if read > member.size:", "if False:", BUNDLE,
            "no member yields more data than its header declares"),
 ]
+
+MHA_CORE = ("tests/test_mha.py", "-k", "bit_for_bit or rescale or padding or causal_first")
+
+MUTANTS += [
+    # -- more core numerics: host core vs golden of the other kernels --------------------------
+    Mutant("mm-requant-floor", "numerics", "mlir/matmul/matmul.cc",
+           "npk_sat_i8(npk_round_shift_s64(v * mm_mult[q], mm_shift[q]))",
+           "npk_sat_i8((v * mm_mult[q]) >> mm_shift[q])",
+           ("tests/test_matmul.py", "tests/test_core_path.py"),
+           "matmul requantises with round half away from zero"),
+    Mutant("ln-xhat-floor", "numerics", "mlir/layernorm/layernorm.cc",
+           "npk_round_shift_s64(c * rinv, k + 3)", "((c * rinv) >> (k + 3))",
+           ("tests/test_core_equivalence.py", "-k", "layernorm"),
+           "layernorm's normalised value is rounded half away from zero"),
+    Mutant("mha-rescale-acc", "numerics", "mlir/mha/mha.cc",
+           "ai[d] = npk_round_shift_s64(ai[d] * g, (int)sh);",
+           "ai[d] = (ai[d] * g) >> (int)sh;", MHA_CORE,
+           "the online softmax rescales the accumulator with rounding when the maximum grows"),
+    Mutant("mha-weight-trunc", "numerics", "mlir/mha/mha.cc",
+           "(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole)",
+           "((uint64_t)e >> whole)", MHA_CORE, "mha's softmax weights are rounded to nearest"),
+    # -- the manifest's own integrity and the cache's ----------------------------------------
+    Mutant("manifest-content-hash", "manifest", "runtime/manifest.py",
+           "if d.get(CONTENT_KEY) != content_digest(d):", "if False:",
+           ("tests/test_manifest.py",), "an edited manifest.json is refused (its own hash)"),
+    Mutant("cache-entry-trusted", "keys", "codegen/pipeline.py",
+           "return bool(recorded == _entry_sums(entry))", "return True",
+           ("tests/test_pipeline.py",),
+           "a cache entry is used only if its files still have their recorded hashes"),
+    # -- more of the XRT backend ---------------------------------------------------------------
+    Mutant("xrt-ninstr-bytes", "xrt", "runtime/xrt.py",
+           "self.run_handle.set_arg(2, self.n_words)",
+           "self.run_handle.set_arg(2, self.n_words * 4)", XRT,
+           "ninstr is passed in 32-bit words (NPU_FACTS 5)"),
+    Mutant("xrt-state-unchecked", "xrt", "runtime/xrt.py",
+           "if int(state) != COMPLETED:", "if False:", XRT,
+           "any state but COMPLETED fails before outputs are read"),
+    Mutant("xrt-no-sync-back", "xrt", "runtime/xrt.py",
+           "            bo.sync(self._from_device, nbytes, 0)", "            pass", XRT,
+           "outputs are synced from the device before they are read"),
+]
