@@ -1,8 +1,15 @@
 """Elementwise GELU, int8 -> int8, through a 256-entry table made at render time.
 
 table[q + 128] = sat(round_half_away(gelu(q · in_scale) / out_scale)) with the exact erf GELU,
-gelu(x) = x/2 · (1 + erf(x/√2)); the core looks each byte up. Every entry equals the float
-reference rounded, so golden, core and reference agree bit for bit by construction.
+gelu(x) = x/2 · (1 + erf(x/√2)); the core looks each byte up. The float reference computes the
+same function by another path, x · Φ(x) with Φ(x) = erfc(-x/√2)/2 (libm's erfc, not its erf),
+so "golden = reference" is a check, not a tautology; the tests also hold the table against
+PyTorch's erf GELU.
+
+A length is refused when its largest tile that divides it is below MIN_TILE bytes (or
+max_tile when that is smaller), e.g. 4·4099, a prime times 4: 4-byte tiles, 4,099 FIFO
+handshakes a call. The host buffer is the user's, so npukit does not pad it silently; the
+message names the nearest lengths that tile.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from codegen.spec import (
     Accuracy,
     MemoryItem,
     Param,
+    SpecError,
     device_param,
     fifo_depth_param,
     round_half_away,
@@ -25,12 +33,19 @@ from codegen.spec import (
 from codegen.stream import StreamSpec
 
 WORD = 4  # the shim DMA moves 32-bit words: int8 lengths are multiples of 4 (NPU_FACTS 2)
+MIN_TILE = 256  # bytes: below this, per-tile FIFO and DMA handshakes dominate the call
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """The exact erf GELU in float64."""
     erf = np.vectorize(math.erf, otypes=[np.float64])
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def gelu_by_erfc(x: np.ndarray) -> np.ndarray:
+    """The same GELU through the normal CDF from erfc: x · erfc(-x/√2) / 2."""
+    erfc = np.vectorize(math.erfc, otypes=[np.float64])
+    return 0.5 * x * erfc(-x / math.sqrt(2.0))
 
 
 class GeluSpec(StreamSpec):
@@ -80,6 +95,14 @@ class GeluSpec(StreamSpec):
         return [MemoryItem("gelu table", 256, kind="static")]
 
     def validate(self) -> None:
+        step = min(MIN_TILE, self.max_tile - self.max_tile % WORD)
+        if self.n_tiles > 1 and self.tile < step:
+            below, above = self.length // step * step, -(-self.length // step) * step
+            raise SpecError(
+                f"length {self.length}: its largest tile that divides it and is at most "
+                f"max_tile {self.max_tile} is {self.tile} bytes, {self.n_tiles:,} tiles a call "
+                f"(below {step} bytes each the handshakes dominate); pad the data to a "
+                f"length that tiles, e.g. {below:,} or {above:,} (multiples of {step})")
         self.check_memory()
 
     def table(self) -> np.ndarray:
@@ -100,4 +123,4 @@ class GeluSpec(StreamSpec):
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = np.asarray(inputs[0], dtype=np.float64) * self.in_scale
-        return [saturate_i8(round_half_away(gelu(x) / self.out_scale))]
+        return [saturate_i8(round_half_away(gelu_by_erfc(x) / self.out_scale))]

@@ -2,9 +2,11 @@
 
 Fixed-point scheme (the core code and `golden` do exactly this), per row x of length d:
 1. sum = Σx, sumsq = Σx² (int32); D = d·sumsq - sum² (int64) = d²·var in input units.
-2. D' = D + E with E = max(1, round(eps / in_scale² · d²)), so D' = d²·(var + eps) exactly
-   up to E's rounding.
-3. s = isqrt(D' · 2^22) (so s = √D' · 2^11), k = floor(log2 s), R = floor(2^(30+k) / s).
+2. D' = D·2^22 + E with E = max(1, round(eps / in_scale² · d² · 2^22)): D' = d²·(var + eps)
+   in Q22, so epsilon keeps 22 fraction bits (a whole-number E was off by up to 0.5 of D, which
+   on short near-constant rows, where D is a few units, moved outputs by several LSB); E >= 1
+   keeps s > 0 on constant rows at eps 0.
+3. s = isqrt(D') (so s = √(D'/2^22) · 2^11), k = floor(log2 s), R = floor(2^(30+k) / s).
 4. x̂ = (d·x - sum) · R / 2^(k+3), rounded half away from zero: x̂ = (x - mean)/√(var+eps)
    in Q16.
 5. y = (x̂ · G_j + B_j) / 2^28 rounded half away from zero, saturated to int8, with
@@ -102,8 +104,8 @@ class LayerNormSpec(StreamSpec):
         if np.abs(beta / self.out_scale).max() >= 1 << 20:
             raise SpecError(f"|beta|/out_scale reaches {np.abs(beta / self.out_scale).max():.4g}, "
                             "at most 2^20: the int64 beta term overflows")
-        # d·Σx² - (Σx)² + E, shifted left by 2·SQRT_SHIFT, must stay below 2^63 in the core.
-        if self.d * self.d * (128 * 128) + self.eps_term() >= 1 << (62 - 2 * SQRT_SHIFT):
+        # (d·Σx² - (Σx)²)·2^(2·SQRT_SHIFT) + E must stay below 2^63 in the core.
+        if (self.d * self.d * (128 * 128) << (2 * SQRT_SHIFT)) + self.eps_term() >= 1 << 62:
             raise SpecError(f"eps/in_scale^2 = {self.eps / self.in_scale**2:.4g} is too large for "
                             f"d {self.d}: the variance term overflows 64 bits; raise in_scale")
         self.check_memory()
@@ -118,7 +120,8 @@ class LayerNormSpec(StreamSpec):
         return g, b
 
     def eps_term(self) -> int:
-        return max(1, round(self.eps / self.in_scale**2 * self.d**2))
+        """E of step 2: eps in Q22 units of D (d² times the variance in input units)."""
+        return max(1, round(self.eps / self.in_scale**2 * self.d**2 * (1 << 2 * SQRT_SHIFT)))
 
     def extra_context(self) -> dict[str, Any]:
         g, b = self.fixed_affine()
@@ -143,8 +146,8 @@ class LayerNormSpec(StreamSpec):
         x = np.asarray(inputs[0], dtype=np.int64).reshape(self.rows, self.d)
         d = self.d
         total = x.sum(axis=1)
-        big_d = d * (x * x).sum(axis=1) - total * total + self.eps_term()
-        s = np.array([math.isqrt(int(v) << (2 * SQRT_SHIFT)) for v in big_d], dtype=np.int64)
+        big_d = ((d * (x * x).sum(axis=1) - total * total) << (2 * SQRT_SHIFT)) + self.eps_term()
+        s = np.array([math.isqrt(int(v)) for v in big_d], dtype=np.int64)
         k = np.array([int(v).bit_length() - 1 for v in s], dtype=np.int64)
         r = np.array([(1 << (30 + int(kk))) // int(ss) for kk, ss in zip(k, s, strict=True)],
                      dtype=np.int64)
@@ -155,11 +158,20 @@ class LayerNormSpec(StreamSpec):
         return [saturate_i8(y).reshape(-1)]
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = np.asarray(inputs[0], dtype=np.float64).reshape(self.rows, self.d) * self.in_scale
-        mean = x.mean(axis=1, keepdims=True)
-        var = x.var(axis=1, keepdims=True)
+        """(x - mean)/√(var + eps)·gamma + beta in float64, the row statistics taken exactly
+        (d·x - Σx and d·Σx² - (Σx)² are integers of the quantised row): the same value as the
+        textbook formula, but defined at eps 0, where a constant row is 0/0 (taken as 0, so
+        y = beta) instead of a rounding residue divided by another."""
+        x = np.asarray(inputs[0], dtype=np.int64).reshape(self.rows, self.d)
+        d = self.d
+        total = x.sum(axis=1, keepdims=True)
+        centred = (d * x - total).astype(np.float64)  # d·(x - mean), exact
+        spread = (d * (x * x).sum(axis=1, keepdims=True) - total * total).astype(np.float64)
+        denominator = np.sqrt(spread + self.eps / self.in_scale**2 * d * d)  # d·√(var + eps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xhat = np.where(centred == 0, 0.0, centred / denominator)
         gamma, beta = self.affine()
-        y = (x - mean) / np.sqrt(var + self.eps) * gamma + beta
+        y = xhat * gamma + beta
         return [saturate_i8(round_half_away(y / self.out_scale)).reshape(-1)]
 
 

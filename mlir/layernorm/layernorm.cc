@@ -13,8 +13,8 @@ extern "C" void layernorm_i8(const int8_t *x, int8_t *y) {
       sum += xr[j];
       sumsq += (int32_t)xr[j] * xr[j];
     }
-    const int64_t dvar = (int64_t)LN_D * sumsq - (int64_t)sum * sum + LN_EPS_TERM;
-    const uint64_t s = npk_isqrt_u64((uint64_t)dvar << (2 * LN_SQRT_SHIFT));
+    const int64_t dvar = (int64_t)LN_D * sumsq - (int64_t)sum * sum;
+    const uint64_t s = npk_isqrt_u64(((uint64_t)dvar << (2 * LN_SQRT_SHIFT)) + LN_EPS_TERM);
     const int k = npk_log2_u64(s);
     const int64_t rinv = (int64_t)(((uint64_t)1 << (30 + k)) / s);
     for (int j = 0; j < LN_D; ++j) {

@@ -54,8 +54,8 @@ static void mel_one_frame(const int16_t *x, int16_t *y) {
       s += k;
       s -= s >= MEL_NFFT ? MEL_NFFT : 0;
     }
-    const int64_t r = npk_round_shift_s64(re, 15 + MEL_XW_FRAC);
-    const int64_t i = npk_round_shift_s64(im, 15 + MEL_XW_FRAC);
+    const int64_t r = npk_round_shift_s64(re, MEL_COS_BITS + MEL_XW_FRAC);
+    const int64_t i = npk_round_shift_s64(im, MEL_COS_BITS + MEL_XW_FRAC);
     power[k] = r * r + i * i;
   }
   for (int m = 0; m < MEL_NMELS; ++m) {
