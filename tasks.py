@@ -224,10 +224,12 @@ def test(c, args=""):
         "iterations": "timed calls per build",
         "report": "write a JSON report here",
         "junit": "write a JUnit XML file here",
+        "strict": "fail a build whose int8 outputs saturate above the limit (default: warn)",
     },
 )
 @_friendly
-def test_hw(c, kernel="", backend="auto", seeds="4", iterations="50", report="", junit=""):
+def test_hw(c, kernel="", backend="auto", seeds="4", iterations="50", report="", junit="",
+            strict=False):
     """Verify every build bit for bit against its golden model, on the NPU or the emulator."""
     from codegen.cli import BUILD_ROOT
     from codegen.testhw import run_test_hw
@@ -235,7 +237,7 @@ def test_hw(c, kernel="", backend="auto", seeds="4", iterations="50", report="",
     n_seeds, n_iterations = _count("seeds", seeds, 2, 1000), _count("iterations", iterations, 0)
     code = run_test_hw(BUILD_ROOT, [kernel] if kernel else None, backend, n_seeds, n_iterations,
                        _output_file("report", report), _output_file("junit", junit),
-                       isolate=True)
+                       isolate=True, strict=strict)
     if code:
         raise Exit(code=code)
 

@@ -80,6 +80,8 @@ def build_kernels(kernels: list[str], params: dict[str, str], *, target: str = "
             state = "up to date" if result.up_to_date else "built"
             console.print(f"[green]{spec.name}[/green] {state}: "
                           f"{_rel(result.artifact_dir)} ({kind} artifact)")
+            for note in spec.notes():
+                console.print(f"[yellow]{spec.name}: {note}[/yellow]", soft_wrap=True)
             progress.advance(task)
     for note in sorted({r.missing_line for r in results if r.missing_line}):
         console.print(f"[yellow]{note}[/yellow]", soft_wrap=True)

@@ -461,7 +461,7 @@ class Build:
                            "host_aie_api": host_api_digest(),
                            **{f"param:{k}": v for k, v in spec.param_files().items()}},
             cache_key=self.keys["manifest"],
-            notes=[self.note] if self.note else [],
+            notes=[*spec.notes(), *([self.note] if self.note else [])],
         )
         write_manifest(tmp, manifest)
         old = self.artifact_dir.parent / f".{spec.variant}.old-{os.getpid()}"

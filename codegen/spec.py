@@ -336,6 +336,10 @@ class KernelSpec(ABC):
         """Data the core code keeps in each core's memory that the design does not declare."""
         return []
 
+    def notes(self) -> list[str]:
+        """What the build should tell its user about these parameters (kept in the manifest)."""
+        return []
+
     def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
         """Named edge cases: zeros and the int8 extremes, in input-buffer order."""
         cases = []

@@ -3,6 +3,10 @@
 "Verified" (KERNELS.md) means the backend returns the golden model's bytes for several seeded
 inputs and the edge cases, with outputs that are neither constant nor independent of the input
 (NPU_FACTS 6.1: validation that cannot fail is the commonest mistake).
+
+Every int8 kernel saturates silently, so a calibration that pins most outputs to -128/127 would
+still verify bit for bit: test-hw reports each int8 output's saturated fraction on the seeded
+realistic inputs and warns above SATURATION_LIMIT (with `strict`, fails the build instead).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from runtime.atomic import write_atomic
 from runtime.errors import ArtifactError, NpukitError
 from runtime.kernel import NpuKernel
 from runtime.manifest import MANIFEST_NAME, load_manifest, sha256_file
+
+#: share of an int8 output at -128 or 127 on realistic inputs above which test-hw warns (one
+#: output in 20: a calibrated int8 tensor clips a few in a thousand)
+SATURATION_LIMIT = 0.05
 
 
 @dataclass
@@ -68,6 +76,8 @@ class Result:
     backend: str = ""
     cases: list[Case] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)  # constant / input-independent outputs
+    warnings: list[str] = field(default_factory=list)  # e.g. outputs that mostly saturate
+    saturation: dict[str, float] = field(default_factory=dict)  # int8 output -> share at rails
     error: str = ""
     timing: dict[str, float] = field(default_factory=dict)
     # The cost model's projected NPU time for this design (codegen/cost.py), never a measurement.
@@ -157,6 +167,23 @@ def _is_constant(a: np.ndarray) -> bool:
     return flat.size > 1 and bool((flat == flat[0]).all())
 
 
+def saturation(outputs: list[list[np.ndarray]], names: list[str]) -> dict[str, float]:
+    """Share of each int8 output's elements at -128 or 127, over the given cases' outputs."""
+    shares = {}
+    for k, name in enumerate(names):
+        arrays = [case[k] for case in outputs if case[k].dtype == np.int8]
+        if arrays:
+            flat = np.concatenate([a.reshape(-1) for a in arrays])
+            shares[name] = float(np.mean((flat == -128) | (flat == 127)))
+    return shares
+
+
+def saturation_problems(shares: dict[str, float]) -> list[str]:
+    return [f"output {name!r} saturates: {share:.1%} of its values are -128 or 127 on realistic "
+            f"inputs (limit {SATURATION_LIMIT:.0%}); the scales clip, recalibrate them"
+            for name, share in shares.items() if share > SATURATION_LIMIT]
+
+
 def timing_stats(samples: list[float], tiles: int | None) -> dict[str, float]:
     """Per-call statistics in microseconds, and per tile when the kernel has a `tiles` param."""
     us = np.asarray(samples) * 1e6
@@ -174,8 +201,10 @@ def timing_stats(samples: list[float], tiles: int | None) -> dict[str, float]:
     return stats
 
 
-def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
-    """Load one artifact once, check it against its golden model, then time it."""
+def verify(artifact: Path, backend: str, seeds: int, iterations: int,
+           strict: bool = False) -> Result:
+    """Load one artifact once, check it against its golden model, then time it; with `strict`,
+    outputs that saturate above SATURATION_LIMIT fail it instead of warning."""
     from codegen.kernels import spec_from_params
 
     start = time.perf_counter()
@@ -207,6 +236,10 @@ def verify(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
                 result.cases.append(case)
                 runs.append((name, got, want))
             result.flags = input_flags(runs, [b.name for b in manifest.outputs])
+            result.saturation = saturation([got for _, got, _ in runs[:seeds]],
+                                           [b.name for b in manifest.outputs])
+            (result.flags if strict else result.warnings).extend(
+                saturation_problems(result.saturation))
             # KERNELS.md "verified" 1: the golden model meets its targets for these parameters.
             for problem in spec.accuracy_problems(named[0][1]):
                 result.flags.append(f"the golden model misses its accuracy target: {problem}")
@@ -239,8 +272,9 @@ def projection_of(spec: Any) -> dict[str, Any]:
             "path": p.path, "projected_us": p.seconds * 1e6, "tops": p.tops, "bound": p.bound}
 
 
-def _verify_child(conn: Connection, art: Path, backend: str, seeds: int, iterations: int) -> None:
-    result = verify(art, backend, seeds, iterations)
+def _verify_child(conn: Connection, art: Path, backend: str, seeds: int, iterations: int,
+                  strict: bool) -> None:
+    result = verify(art, backend, seeds, iterations, strict)
     try:
         conn.send(result)
     except OSError:  # the parent is gone (killed): there is no one left to tell, so say nothing
@@ -248,7 +282,8 @@ def _verify_child(conn: Connection, art: Path, backend: str, seeds: int, iterati
     conn.close()
 
 
-def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -> Result:
+def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int,
+                    strict: bool = False) -> Result:
     """`verify` in a child process; a child that dies becomes a failed Result naming how.
 
     The child ignores Ctrl-C (the terminal sends it to both): the parent alone answers it, by
@@ -259,8 +294,8 @@ def verify_isolated(artifact: Path, backend: str, seeds: int, iterations: int) -
     tested = sha256_file(manifest) if manifest.is_file() else ""
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_verify_child, args=(sender, artifact, backend, seeds, iterations),
-                        daemon=True)
+    child = ctx.Process(target=_verify_child,
+                        args=(sender, artifact, backend, seeds, iterations, strict), daemon=True)
     with _sigint_ignored():  # inherited by the child's Python, which then keeps ignoring it
         child.start()
     sender.close()
@@ -329,6 +364,7 @@ def run_test_hw(
     junit: Path | None,
     progress: bool = True,
     isolate: bool = False,
+    strict: bool = False,
 ) -> int:
     """Verify every artifact under `build_dir`; exit status 0 iff every one verified.
 
@@ -361,13 +397,15 @@ def run_test_hw(
                 results.append(Result(art.parent.name, art.name, str(art), "xrt", error=no_npu))
             else:
                 check = verify_isolated if isolate else verify
-                results.append(record(art, check(art, backend, seeds, iterations)))
+                results.append(record(art, check(art, backend, seeds, iterations, strict)))
             bar.advance(task)
     out.print(summary_table(results))
     for r in results:
+        for warning in r.warnings:
+            out.print(f"WARN {r.kernel}/{r.variant}: {warning}", soft_wrap=True, markup=False)
         if not r.passed:
             out.print(f"FAIL {r.kernel}/{r.variant}: {r.reason()}", soft_wrap=True, markup=False)
-    settings = {"backend": backend, "seeds": seeds, "iterations": iterations}
+    settings = {"backend": backend, "seeds": seeds, "iterations": iterations, "strict": strict}
     if report:
         write_report(report, results, settings)
     if junit:
@@ -381,15 +419,17 @@ def summary_table(results: list[Result]) -> Table:
                if emulated else "")
     table = Table(title="test-hw", caption=caption + "model µs: the cost model's projected NPU "
                   "time (invoke cost), a projection, not a measurement")
-    for col in ("kernel", "variant", "backend", "result", "cases", "mean µs", "p99 µs", "µs/tile",
-                "model µs"):
+    for col in ("kernel", "variant", "backend", "result", "cases", "saturated", "mean µs",
+                "p99 µs", "µs/tile", "model µs"):
         table.add_column(col)
     for r in results:
         t = r.timing
+        sat = max(r.saturation.values(), default=None)
         table.add_row(
             r.kernel, r.variant, r.backend or "-",
             "[green]verified[/]" if r.passed else "[red]FAIL[/]",
             f"{sum(c.passed for c in r.cases)}/{len(r.cases)}",
+            "-" if sat is None else f"{sat:.1%}" + (" !" if sat > SATURATION_LIMIT else ""),
             _us(t.get("mean_us")), _us(t.get("p99_us")), _us(t.get("mean_us_per_tile")),
             _us(r.projection.get("projected_us")),
         )

@@ -23,6 +23,8 @@ REPORT_SCHEMA: Schema = {
         "reason": {"type": "string"},
         "error": {"type": "string"},
         "flags": {"type": "array", "items": {"type": "string"}},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "saturation": {"type": "object", "additionalProperties": {"type": "number"}},
         "cases": {"type": "array", "items": {"type": "object"}},
         "timing": {"type": "object", "additionalProperties": {"type": "number"}},
         "seconds": {"type": "number"},

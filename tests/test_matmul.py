@@ -142,3 +142,31 @@ def test_grid_defaults_to_the_largest_that_divides(params: dict[str, str],
     spec = spec_from_params("matmul", params)
     assert isinstance(spec, MatmulSpec)
     assert spec.grid == grid
+
+
+def test_a_column_whose_multiplier_underflows_does_not_refuse_the_build(tmp_path: Path) -> None:
+    """Column 3's scale is below 2^-63 (exactly 0, as the reference rounds it) and column 5's
+    keeps only a few bits at shift 62; the other columns are unchanged, and the emulated
+    design still equals the golden model."""
+    from runtime.kernel import NpuKernel
+
+    scales = np.full(64, 0.1 / 127)
+    scales[3], scales[5] = 1e-25, 1e-17
+    path = tmp_path / "scales.npy"
+    np.save(path, scales)
+    spec = spec_from_params("matmul", {"b_scales": str(path)})
+    assert isinstance(spec, MatmulSpec)
+    mults, shifts = spec.requant()
+    assert (mults[3], shifts[3]) == (0, 62) and shifts[5] == 62 and 0 < mults[5] < 1 << 30
+    (note,) = spec.notes()
+    assert "2 column(s) (first 3)" in note and "1 of them are exactly 0" in note
+    a, b = spec.random_inputs(0)
+    golden, ref = spec.golden([a, b])[0], spec.reference([a, b])[0]
+    assert np.all(golden[:, 3] == 0) and np.abs(golden.astype(int) - ref).max() <= 1
+    result = build(spec, tmp_path / "build", target="emu")
+    assert note in result.manifest.notes
+    with NpuKernel.load(result.artifact_dir, backend="emu") as kernel:
+        np.testing.assert_array_equal(kernel([a, b])[0], golden)
+    # One scale for the whole tensor that small still refuses: every output would be 0.
+    with pytest.raises(SpecError, match=r"outside 1\.\.62"):
+        spec_from_params("matmul", {"b_scale": "1e-25"})

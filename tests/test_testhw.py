@@ -307,3 +307,26 @@ def test_leftovers_of_interrupted_builds_are_not_artifacts_and_are_swept(tmp_pat
     kept.mkdir()
     Build(spec, tmp_path, target="emu").run()
     assert kept.is_dir()
+
+
+def test_saturated_outputs_warn_and_fail_under_strict(tmp_path: Path) -> None:
+    """v_scale/o_scale = 100 verifies bit for bit, yet pins most outputs to -128/127: reported,
+    warned about, and with strict a failure. A calibrated build reports its (small) share."""
+    from codegen.kernels import spec_from_params
+    from codegen.pipeline import build
+    from codegen.testhw import SATURATION_LIMIT, verify
+
+    small = {"n_queries": "8", "n_keys": "16", "head_dim": "16", "fifo_depth": "1"}
+    good = build(spec_from_params("attention", small), tmp_path, target="emu")
+    clipped = build(spec_from_params("attention", {**small, "o_scale": str(4 / 127 / 100)}),
+                    tmp_path, target="emu")
+    ok = verify(good.artifact_dir, "emu", seeds=2, iterations=0)
+    assert ok.passed and ok.warnings == [] and ok.saturation["out"] <= SATURATION_LIMIT
+    warned = verify(clipped.artifact_dir, "emu", seeds=2, iterations=0)
+    print(f"attention o_scale/100: saturated {warned.saturation['out']:.1%} of outputs")
+    assert warned.passed and warned.saturation["out"] > 0.5
+    (warning,) = warned.warnings
+    assert "output 'out' saturates" in warning and "limit 5%" in warning
+    strict = verify(clipped.artifact_dir, "emu", seeds=2, iterations=0, strict=True)
+    assert not strict.passed and "output 'out' saturates" in strict.reason()
+    assert strict.to_json()["saturation"] == warned.saturation

@@ -6,6 +6,11 @@ in the blocked order of the MAC loop, and join the C tiles back into row-major b
 Requantisation per output column j (one shared value when per-tensor):
   c = sat(round_half_away((acc + bias_j) · mult_j / 2^shift_j)),
   mult_j · 2^-shift_j = a_scale · b_scale_j / c_scale, mult_j a 31-bit multiplier.
+A per-column scale so small that its shift passes 62 (the int64 shift's limit) does not refuse
+the build: that column keeps what survives at shift 62, mult_j = round(scale · 2^62) (fewer
+bits, off by at most |acc| · 2^-63 < 2^-31 of an LSB), and where nothing survives (mult_j 0)
+the column is exactly 0, as the float reference rounds it; the build notes each such column.
+A per-tensor scale that small (every output 0) is still refused.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ MULT_BITS = 31
 SCALAR_OUT_OPS = 9
 ZERO_OPS = 1
 VECTOR_BLOCK_OPS = 4
+MAX_SHIFT = 62  # the core rounds acc·mult (int64) by a shift of at most 62
 MAX_REPEAT = 64  # the shim BD's repeat (d3) count, NPU_FACTS 2 / mlir-aie's verifier
 STACK = 1024
 # The vector path's frames as the host build of the AIE API subset measures them (vectors and
@@ -211,10 +217,14 @@ class MatmulSpec(KernelSpec):
         if rows * self.tm > MAX_WRAP:
             raise SpecError(f"rows·tm = {rows * self.tm} C rows per mem-tile element, more "
                             f"than the shim BD's {MAX_WRAP}-row wrap; lower tm or rows")
-        for m, shift in zip(*self.requant(), strict=True):
-            if not 1 <= shift <= 62:
+        mults, shifts = self.requant()
+        for m, shift in zip(mults, shifts, strict=True):
+            if not 1 <= shift <= MAX_SHIFT:
                 raise SpecError(f"a_scale·b_scale/c_scale gives a shift of {shift} (multiplier "
-                                f"{m}), outside 1..62: the scales are out of range")
+                                f"{m}), outside 1..{MAX_SHIFT}: the scales are out of range")
+        if not any(mults):
+            raise SpecError("every column's a_scale·b_scale/c_scale is below 2^-63: every "
+                            "output would be 0; the scales are out of range")
         self.bias_values()  # read and checked now, not first at render time
         for t_ in (t for t in self.transfers() if "wait" not in t):
             problems = check_dma(t_["offsets"], t_["sizes"], t_["strides"], 1, t_["elems"])
@@ -237,9 +247,28 @@ class MatmulSpec(KernelSpec):
         return load_int_vector(self.bias, self.N, "bias", 32)
 
     def requant(self) -> tuple[list[int], list[int]]:
-        pairs = [quantize_multiplier(self.a_scale * s / self.c_scale, MULT_BITS, "requant scale")
-                 for s in self.scales()]
-        return [m for m, _ in pairs], [s for _, s in pairs]
+        """(mult_j, shift_j) per column (one pair per tensor); see the module docstring for a
+        per-column scale whose shift would pass MAX_SHIFT."""
+        mults, shifts = [], []
+        for s in self.scales():
+            real = self.a_scale * s / self.c_scale
+            m, shift = quantize_multiplier(real, MULT_BITS, "requant scale")
+            if shift > MAX_SHIFT and self.per_column:
+                m, shift = int(np.floor(real * 2.0**MAX_SHIFT + 0.5)), MAX_SHIFT
+            mults.append(m)
+            shifts.append(shift)
+        return mults, shifts
+
+    def notes(self) -> list[str]:
+        mults, shifts = self.requant()
+        reduced = [j for j, (m, s) in enumerate(zip(mults, shifts, strict=True))
+                   if self.per_column and s == MAX_SHIFT and m < 1 << (MULT_BITS - 1)]
+        if not reduced:
+            return []
+        zero = [j for j in reduced if mults[j] == 0]
+        return [f"b_scales: {len(reduced)} column(s) (first {reduced[0]}) scale below the 31-bit "
+                f"multiplier's range at shift {MAX_SHIFT}: kept with fewer bits; {len(zero)} of "
+                "them are exactly 0 (as the float reference rounds them)"]
 
     def buffers(self) -> list[BufferSpec]:
         return [
