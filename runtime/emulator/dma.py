@@ -25,7 +25,9 @@ MAX_WRAP = 1023
 #   verifier of the March 2026 sources rejects a contiguous [1, 1, 2, 32768] on an i8 buffer.
 # - "contiguous": also any contiguous row-major scan on a shim NOC tile, which
 #   `NpuDmaMemcpyNdOp::verify` exempts and aie-dma-to-npu lowers in linear mode (after #2924's
-#   canonicalization; the verifier of the mid-2026 sources of the 1.4 line).
+#   canonicalization of March 2026; so by mid-2026: mlir-air #1627 of May 2026 matches it, and
+#   mlir-aie #3392 of July 2026 names contiguous transfers as the ones that fold to linear mode).
+#   1.4.2 follows the 1.3.2 development wheels of June 2026, so it has this rule.
 MLIR_AIE_RELEASE = "1.4.2"
 WRAP_EXEMPTIONS = {"linear": "the linear form [n, 1, 1, len][s, 0, 0, 1]",
                    "contiguous": "linear and contiguous row-major transfers"}
