@@ -78,7 +78,8 @@ MUTANTS += [
 
 ATT_ACCURACY = ("tests/test_attention_accuracy.py", "tests/test_kernels.py", "-k",
                 "accuracy and attention")
-LN_ACCURACY = ("tests/test_kernels.py", "-k", "accuracy and layernorm")
+LN_ACCURACY = ("tests/test_layernorm_accuracy.py", "tests/test_kernels.py", "-k",
+               "accuracy and layernorm or near_constant")
 
 MUTANTS += [
     # -- golden and core changed together: only the accuracy targets can catch these ----------
