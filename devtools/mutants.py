@@ -158,10 +158,9 @@ MUTANTS += [
            "npk_round_shift_s64(c * rinv, k + 3)", "((c * rinv) >> (k + 3))",
            ("tests/test_core_equivalence.py", "-k", "layernorm"),
            "layernorm's normalised value is rounded half away from zero"),
-    Mutant("mha-rescale-acc", "numerics", "mlir/mha/mha.cc",
-           "ai[d] = npk_round_shift_s64(ai[d] * g, (int)sh);",
-           "ai[d] = (ai[d] * g) >> (int)sh;", MHA_CORE,
-           "the online softmax rescales the accumulator with rounding when the maximum grows"),
+    # Not listed: flooring mha's accumulator rescale (ai[d] * g >> sh). One unit of that
+    # Q24-weighted accumulator is 2^-24 LSB of the output, so no output can show it but an exact
+    # tie: a sweep found it surviving every output-level test, as it must.
     Mutant("mha-weight-trunc", "numerics", "mlir/mha/mha.cc",
            "(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole)",
            "((uint64_t)e >> whole)", MHA_CORE, "mha's softmax weights are rounded to nearest"),
