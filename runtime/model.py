@@ -19,7 +19,7 @@ import numpy as np
 from runtime import hostops
 from runtime.errors import ArtifactError, RunError
 from runtime.kernel import NpuKernel
-from runtime.loader import load_json
+from runtime.loader import load_json, load_npy
 from runtime.manifest import load_manifest, sha256_file
 
 log = logging.getLogger("npukit.runtime")
@@ -48,6 +48,12 @@ class Contexts:
     buffers_allocated: int = 0
 
 
+#: tensor names are file names of weights/*.npy: no path separators, no leading dot
+TENSOR_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.]*$"
+DTYPES = ("int8", "int16", "int32", "float32")
+MAX_WEIGHT_BYTES = 256 << 20  # far above any Whisper layer's weights (large-v3 fc1: 6.5 MB)
+
+
 MANIFEST_SCHEMA = {
     "type": "object",
     "required": ["schema", "ops", "tensors", "files", "contexts", "input", "output", "dims",
@@ -58,7 +64,15 @@ MANIFEST_SCHEMA = {
                                            "required": ["name", "kind", "fn", "inputs",
                                                         "outputs"]}},
         "tensors": {"type": "array", "items": {"type": "object",
-                                               "required": ["name", "dtype", "shape"]}},
+                                               "required": ["name", "dtype", "shape",
+                                                            "constant"],
+                                               "properties": {
+                                                   "name": {"type": "string",
+                                                            "pattern": TENSOR_NAME},
+                                                   "dtype": {"enum": list(DTYPES)},
+                                                   "shape": {"type": "array", "items": {
+                                                       "type": "integer", "minimum": 1}},
+                                                   "constant": {"type": "boolean"}}}},
         "files": {"type": "object"},
         "contexts": {"type": "array", "items": {"type": "object",
                                                 "required": ["name", "artifacts"]}},
@@ -89,6 +103,23 @@ def verify_model(directory: Path) -> dict[str, Any]:
     return data
 
 
+def load_constants(directory: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The constant tensors (weights, packed per-layer values), each from weights/<name>.npy
+    checked against its tensor entry's dtype and shape before its data is read."""
+    out = {}
+    for t in manifest["tensors"]:
+        if not t["constant"]:
+            continue
+        path = Path(directory) / "weights" / f"{t['name']}.npy"
+        a = load_npy(path, f"weight {t['name']}", shape=t["shape"], kinds="iuf",
+                     max_bytes=MAX_WEIGHT_BYTES)
+        if a.dtype != np.dtype(t["dtype"]):
+            raise ArtifactError(f"{path}: holds {a.dtype}, the model manifest says "
+                                f"{t['dtype']}; {REBUILD}")
+        out[t["name"]] = np.ascontiguousarray(a)
+    return out
+
+
 class ModelRunner:
     """A loaded model artifact; `run(input)` executes every op and returns all tensors."""
 
@@ -96,8 +127,7 @@ class ModelRunner:
         self.directory = Path(directory)
         self.manifest = verify_model(self.directory)
         self.tensors = {t["name"]: t for t in self.manifest["tensors"]}
-        with np.load(self.directory / "weights.npz", allow_pickle=False) as z:
-            self.constants = {k: np.ascontiguousarray(z[k]) for k in z.files}
+        self.constants = load_constants(self.directory, self.manifest)
         self.ops = self.manifest["ops"]
         self.contexts = Contexts()
         self.kernels: dict[str, NpuKernel] = {}

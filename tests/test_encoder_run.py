@@ -130,3 +130,25 @@ def test_encode_front_door(model: tuple[Path, Path, ModelBuild], tmp_path: Path)
     np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), features)
     with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
         np.testing.assert_array_equal(encoder(clip), features)
+
+
+def test_weight_file_of_the_wrong_shape_refused(model: tuple[Path, Path, ModelBuild],
+                                                tmp_path: Path) -> None:
+    """A weight rewritten with another shape (and the manifest hash matched to it) is refused
+    by the loader naming the file, before its data is used."""
+    import json
+    import shutil
+
+    from runtime.manifest import sha256_file
+
+    _, _, built = model
+    copy = tmp_path / "tiny"
+    shutil.copytree(built.directory, copy)
+    victim = copy / "weights" / "conv1.B.npy"
+    np.save(victim, np.zeros((3, 3), dtype=np.int8))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["weights/conv1.B.npy"] = {"sha256": sha256_file(victim),
+                                                 "bytes": victim.stat().st_size}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"weight conv1\.B .*conv1\.B\.npy: expected shape"):
+        NpuWhisperEncoder.load(copy, backend="emu")

@@ -4,7 +4,8 @@ Layout of `build/models/<name>/`:
   manifest.json      schema npukit-model/1: dims, tensors (dtype, shape, scale), ops in order
                      (kernel ops name their artifact), the hardware-context plan, and the size
                      and sha256 of every file below
-  weights.npz        the int8 constant tensors (weights, positional embedding)
+  weights/<t>.npy    each constant tensor: int8 weights, positional embedding, packed
+                     per-layer values (read back through runtime/loader.py)
   params/*.npy       per-column scales, int32 biases, layernorm gamma/beta the kernels take
   calibration.json   the calibration report (per tensor: range seen, range covered, clipped)
   kernels/<k>/<v>/   each kernel variant's artifact, as `invoke build` makes it
@@ -102,7 +103,9 @@ def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[n
     store = build_root / "models" / ".params" / key[:24]
     graph, constants = plan.plan_encoder(ckpt, scales, store)
     shutil.copytree(store / "params", staging / "params")
-    np.savez(staging / "weights.npz", **constants)
+    (staging / "weights").mkdir()
+    for tname, value in constants.items():
+        np.save(staging / "weights" / f"{tname}.npy", np.ascontiguousarray(value))
     (staging / "calibration.json").write_text(json.dumps(
         {"tensors": [s.to_json() for s in scales.values()], "report": report_lines(scales)},
         indent=1) + "\n")
@@ -165,11 +168,16 @@ def _files(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def _read(directory: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
+    """The model manifest through the validated loader; None if there is none we made."""
+    from runtime.errors import ArtifactError
+    from runtime.model import read_model_manifest
+
+    if not (directory / MANIFEST).is_file():
         return None
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+    try:
+        return read_model_manifest(directory)
+    except ArtifactError:
+        return None
 
 
 def _graph_from(manifest: dict[str, Any]) -> tuple[Graph, None]:
@@ -187,7 +195,7 @@ def load_graph(directory: Path) -> tuple[Graph, dict[str, np.ndarray]]:
     manifest = _read(directory)
     if manifest is None:
         raise ModelBuildError(f"{directory}: not an npukit model artifact")
+    from runtime.model import load_constants
+
     graph, _ = _graph_from(manifest)
-    with np.load(directory / "weights.npz", allow_pickle=False) as z:
-        constants = {k: z[k] for k in z.files}
-    return graph, constants
+    return graph, load_constants(directory, manifest)
