@@ -106,6 +106,25 @@ def scale_param(name: str, default: float, help: str) -> Param:
     return Param(name, float, default, help, positive=True)
 
 
+def runtime_params_param() -> Param:
+    """RTPARAMS: 1 moves the per-layer values into an input buffer, one build for every layer."""
+    return Param("runtime_params", int, 0, "1: per-layer values (scales, bias, ...) come in an "
+                 "input buffer at run time, so one build serves every layer of this shape",
+                 choices=(0, 1))
+
+
+def refuse_runtime_values(spec: KernelSpec, names: tuple[str, ...], buffer: str) -> None:
+    """With runtime_params=1 the value parameters `names` are per-call data in input `buffer`:
+    one set away from its default is refused (the manifest records defaults, so those pass)."""
+    if not spec.params.get("runtime_params"):
+        return
+    defaults = {p.name: p.default for p in spec.PARAMS}
+    for name in names:
+        if spec.params[name] != defaults[name]:
+            raise SpecError(f"{name} is a per-call value with runtime_params=1: pass it in the "
+                            f"{buffer} input (see spec.pack_params)")
+
+
 CORE_PATHS = ("scalar", "vector")
 
 
