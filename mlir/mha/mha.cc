@@ -1,6 +1,8 @@
 // Whole-sequence multi-head attention, one query block per core: the online softmax of
 // codegen/kernels/mha.py. Scalar C++: the reference path for Peano (aie2) and the host alike.
 // The state buffer holds [query start row, m[TQ], l[TQ]] as int64; acc is [TQ][D] int64.
+// With runtime parameters (MHA_RUNTIME_PARAMS) the state then holds the three scale-derived
+// constants, copied from the params element once per invocation by mha_params.
 #include <stdint.h>
 
 #include "mha_params.h"
@@ -13,6 +15,28 @@
 static inline int32_t mha_block(int32_t g, int32_t r) {
   return (g / MHA_COLUMNS) % 2 ? MHA_ROWS - 1 - r : r;
 }
+
+#ifdef MHA_RUNTIME_PARAMS
+// Little-endian int32 word w of the params element (codegen/kernels/mha.py, P_LAYOUT).
+static inline int64_t mha_word(const int8_t *elem, int w) {
+  const uint8_t *b = (const uint8_t *)elem + 4 * w;
+  return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                   (uint32_t)b[3] << 24);
+}
+
+// The params element: logit multiplier, logit shift, output multiplier into the state.
+extern "C" void mha_params(const int8_t *elem, int64_t *state) {
+  for (int w = 0; w < 3; ++w) state[MHA_PRM + w] = mha_word(elem, w);
+}
+
+static inline int64_t mha_logit_mult(const int64_t *state) { return state[MHA_PRM]; }
+static inline int32_t mha_logit_shift(const int64_t *state) { return (int32_t)state[MHA_PRM + 1]; }
+static inline int64_t mha_out_mult(const int64_t *state) { return state[MHA_PRM + 2]; }
+#else
+static inline int64_t mha_logit_mult(const int64_t *) { return MHA_LOGIT_MULT; }
+static inline int32_t mha_logit_shift(const int64_t *) { return MHA_LOGIT_SHIFT; }
+static inline int64_t mha_out_mult(const int64_t *) { return MHA_OUT_MULT; }
+#endif
 
 // The part of Q/K element e (one K tile's bytes of the pass's Q rows) that is this core's.
 extern "C" void mha_load_q(const int8_t *elem, int8_t *q, int32_t e, int32_t g, int32_t r) {
@@ -68,6 +92,8 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
   int32_t x[MHA_TK];
   uint32_t p[MHA_TK];
   const int32_t q0 = (int32_t)state[0];
+  const int64_t lmult = mha_logit_mult(state);
+  const int32_t lshift = mha_logit_shift(state);
   for (int i = 0; i < MHA_TQ; ++i) {
     // Causal: key ks + j is visible to query q0 + i when ks + j <= q0 + i + (SEQ_K - SEQ_Q).
     int32_t last_key = MHA_TK;
@@ -79,8 +105,7 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
     mha_qk_row(q + i * MHA_D, k, x);
     int64_t mt = MHA_NONE;
     for (int j = first_key; j < last_key; ++j) {
-      const int64_t xj = ((int64_t)x[j] * MHA_LOGIT_MULT + ((int64_t)1 << (MHA_LOGIT_SHIFT - 1))) >>
-                         MHA_LOGIT_SHIFT;
+      const int64_t xj = ((int64_t)x[j] * lmult + ((int64_t)1 << (lshift - 1))) >> lshift;
       x[j] = (int32_t)xj;
       if (xj > mt) mt = xj;
     }
@@ -123,9 +148,10 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
 
 // The block's output: o = round(acc * round(Mo * 2^32 / l) / 2^48), saturated.
 extern "C" void mha_end(const int64_t *state, const int64_t *acc, int8_t *o) {
+  const int64_t mo = mha_out_mult(state);
   for (int i = 0; i < MHA_TQ; ++i) {
     const int64_t l = state[1 + MHA_TQ + i];  // >= 2^24: the row maximum contributes 2^24
-    const int64_t r = ((MHA_OUT_MULT << MHA_ROW_MULT_SHIFT) + l / 2) / l;
+    const int64_t r = ((mo << MHA_ROW_MULT_SHIFT) + l / 2) / l;
     for (int d = 0; d < MHA_D; ++d)
       o[i * MHA_D + d] = npk_sat_i8(npk_round_shift_s64(acc[i * MHA_D + d] * r, MHA_OUT_SHIFT));
   }
