@@ -164,6 +164,10 @@ MUTANTS += [
     Mutant("mha-weight-trunc", "numerics", "mlir/mha/mha.cc",
            "(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole)",
            "((uint64_t)e >> whole)", MHA_CORE, "mha's softmax weights are rounded to nearest"),
+    Mutant("mha-params-word", "numerics", "mlir/mha/mha.cc",
+           "(const uint8_t *)elem + 4 * w;", "(const uint8_t *)elem + w;",
+           ("tests/test_mha_runtime.py", "-k", "host_core or serves"),
+           "mha's core reads P's constants as the int32 words pack_params writes"),
     # -- the manifest's own integrity and the cache's ----------------------------------------
     Mutant("manifest-content-hash", "manifest", "runtime/manifest.py",
            "if d.get(CONTENT_KEY) != content_digest(d):", "if False:",

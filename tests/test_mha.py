@@ -58,7 +58,7 @@ def run_host_core(spec: MhaSpec, result: BuildResult, inputs: list[np.ndarray],
     random bytes before each call: they must not matter.
     """
     core = HostCore(result.artifact_dir / result.manifest.host_libraries[spec.object_name])
-    q, k, v = (np.asarray(x, dtype=np.int8) for x in inputs)
+    q, k, v = (np.asarray(x, dtype=np.int8) for x in inputs[:3])
     d, width = spec.head_dim, spec.width
     out = np.zeros((spec.seq_q, width), dtype=np.int8)
     for g in range(spec.n_passes):
@@ -70,7 +70,9 @@ def run_host_core(spec: MhaSpec, result: BuildResult, inputs: list[np.ndarray],
             qb = np.zeros(spec.q_bytes, dtype=np.int8)
             for e in range(spec.q_elements):
                 core.call("mha_load_q", np.ascontiguousarray(elems[e]), qb, e, g, r)
-            state = np.zeros(1 + 2 * spec.tq, dtype=np.int64)
+            state = np.zeros(spec.state_len, dtype=np.int64)
+            if spec.runtime_params:  # once per invocation, before the passes
+                core.call("mha_params", np.ascontiguousarray(inputs[3], dtype=np.int8), state)
             acc = np.zeros(spec.tq * d, dtype=np.int64)
             core.call("mha_begin", state, acc, g, r)
             for t in range(spec.k_tiles):

@@ -620,7 +620,7 @@ class MhaSpec(KernelSpec):
         if not self.runtime_params:
             return (*self.logit_multiplier(), self.out_multiplier())
         p = self.unpack_params(inputs[3])
-        return p["logit_mult"], p["logit_shift"], p["out_mult"]
+        return int(p["logit_mult"]), int(p["logit_shift"]), int(p["out_mult"])
 
     def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         constants = self._constants(inputs)
