@@ -28,11 +28,23 @@ class EmuBackend:
         self._inputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "in"]
         self._outputs = [i for i, b in enumerate(manifest.buffers) if b.direction == "out"]
 
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        for i, x in zip(self._inputs, inputs, strict=True):
-            np.copyto(self.buffers[i], x)
-        self.design.run(self.buffers)
-        return [self.buffers[i] for i in self._outputs]
+    def bind(self, values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Private copies of `values` (buffer index -> array), made once, passed as they are."""
+        return {i: np.array(x, dtype=self.buffers[i].dtype, copy=True) for i, x in values.items()}
+
+    def run(self, inputs: Sequence[np.ndarray],
+            bound: dict[int, np.ndarray] | None = None) -> list[np.ndarray]:
+        """Run once; `inputs` are the inputs not in `bound` (from bind), in manifest order."""
+        if not bound:
+            for i, x in zip(self._inputs, inputs, strict=True):
+                np.copyto(self.buffers[i], x)
+            self.design.run(self.buffers)
+            return [self.buffers[i] for i in self._outputs]
+        buffers = [bound.get(i, b) for i, b in enumerate(self.buffers)]
+        for i, x in zip([i for i in self._inputs if i not in bound], inputs, strict=True):
+            np.copyto(buffers[i], x)
+        self.design.run(buffers)
+        return [buffers[i] for i in self._outputs]
 
     def close(self) -> None:
         self.buffers = []

@@ -166,12 +166,14 @@ def _with_fix(error: RunError) -> RunError:
     return type(error)(f"{error}; the kernel is marked failed, reload it")
 
 
-def check_xclbin(info: Any, manifest: Manifest) -> None:
-    """The xclbin declares the kernel and connects every argument the host will bind."""
-    if info.kernel_name != manifest.kernel_name:
+def check_xclbin(info: Any, manifest: Manifest, kernel_name: str | None = None) -> None:
+    """The xclbin declares the kernel (`kernel_name`, default the manifest's) and connects every
+    argument the host will bind."""
+    wanted_name = kernel_name or manifest.kernel_name
+    if info.kernel_name != wanted_name:
         found = ", ".join(repr(k) for k in info.kernel_names) or "none"
         raise ArtifactError(
-            f"the xclbin has no kernel {manifest.kernel_name!r}, which the manifest names "
+            f"the xclbin has no kernel {wanted_name!r}, which the manifest names "
             f"(it has {found}); rebuild the artifact"
         )
     wanted = [(INSTR_ARG, "instr", "SRAM")]
@@ -191,42 +193,62 @@ def check_xclbin(info: Any, manifest: Manifest) -> None:
             )
 
 
-class XrtBackend:
-    """One artifact on the NPU: device, xclbin, context, kernel, BOs and run, all made once."""
+def insts_words(insts_path: Path, manifest: Manifest) -> int:
+    """The instruction stream's length in 32-bit words (ninstr), checked against the manifest."""
+    from runtime.insts import read_insts
 
-    name = "xrt"
+    n_words = int(read_insts(insts_path).n_words)
+    if manifest.n_insts_words not in (None, n_words):
+        raise ArtifactError(
+            f"{insts_path}: {n_words} words, the manifest says {manifest.n_insts_words}"
+        )
+    return n_words
+
+
+def open_hw_context(xrt: Any, device: Any, xclbin_path: Path) -> Any:
+    """Register the xclbin and open ONE hardware context on it (a device-wide, scarce slot)."""
+    xb = xrt.xclbin(str(xclbin_path))
+    device.register_xclbin(xb)  # NPU_FACTS 5: load_xclbin is the FPGA path
+    try:
+        return xrt.hw_context(device, xb.get_uuid())
+    except Exception as e:
+        raise RunError(
+            f"could not create a hardware context ({e}); the NPU allows {HWCTX_LIMITS}, "
+            "shared device-wide, and other processes may hold them: close other kernels "
+            "or check `xrt-smi examine`"
+        ) from None
+
+
+class XrtKernelRun:
+    """One kernel of an open hardware context: its instruction BO, data BOs and one reusable
+    run, all made once. A context artifact holds several, one per kernel name of its xclbin."""
 
     def __init__(
         self,
+        xrt: Any,
+        device: Any,
+        context: Any,
         artifact_dir: Path,
         manifest: Manifest,
+        xclbin_path: Path,
         *,
-        layout: str | BoLayout = "baseline",
+        kernel_name: str | None = None,
+        layout: BoLayout,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
-        device_index: int = 0,
     ) -> None:
-        from runtime.insts import read_insts
         from runtime.xclbin import read_xclbin
 
+        self._xrt, self.device, self.context = xrt, device, context
         self.manifest = manifest
+        self.kernel_name = kernel_name or manifest.kernel_name
         self.timeout_ms = timeout_ms
-        if not isinstance(layout, BoLayout):
-            layout = layout_for(layout, len(manifest.buffers))
         self.layout = layout
         self._failed = ""
-        xclbin_path = artifact_dir / _listed(manifest, "xclbin")
         insts_path = artifact_dir / _listed(manifest, "insts")
-        info = read_xclbin(xclbin_path, kernel=manifest.kernel_name)
-        check_xclbin(info, manifest)
-        self.n_words = int(read_insts(insts_path).n_words)
-        if manifest.n_insts_words not in (None, self.n_words):
-            raise ArtifactError(
-                f"{insts_path}: {self.n_words} words, the manifest says {manifest.n_insts_words}"
-            )
-
-        self._xrt = import_pyxrt()
-        self.device = open_device(self._xrt, device_index)
-        self.context, self.kernel = self._open(xclbin_path)
+        info = read_xclbin(xclbin_path, kernel=self.kernel_name)
+        check_xclbin(info, manifest, self.kernel_name)
+        self.n_words = insts_words(insts_path, manifest)
+        self.kernel = xrt.kernel(context, self.kernel_name)
         self._check_groups(info)
         self.instr_bo = self._load_instructions(insts_path)
         self.bos = [
@@ -238,35 +260,23 @@ class XrtBackend:
             bo_view(bo, b.dtype, b.shape) for bo, b in zip(self.bos, manifest.buffers, strict=True)
         ]
         # per call only these are touched: (view, BO, bytes) of each input and output
-        self._to_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
-        self._from_device = self._xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE
+        self._to_device = xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_TO_DEVICE
+        self._from_device = xrt.xclBOSyncDirection.XCL_BO_SYNC_BO_FROM_DEVICE
         slots = [(v, bo, v.nbytes) for v, bo in zip(self.views, self.bos, strict=True)]
         self._in = [s for s, b in zip(slots, manifest.buffers, strict=True) if b.direction == "in"]
+        self._in_index = [i for i, b in enumerate(manifest.buffers) if b.direction == "in"]
         self._out = [s for s, b in zip(slots, manifest.buffers, strict=True)
                      if b.direction == "out"]
         self._out_views = [view for view, _, _ in self._out]
 
         # NPU_FACTS 5: one reusable run, arguments set once; ninstr in 32-bit words
-        self.run_handle = self._xrt.run(self.kernel)
+        self.run_handle = xrt.run(self.kernel)
         self.run_handle.set_arg(0, OPCODE)
         self.run_handle.set_arg(INSTR_ARG, self.instr_bo)
         self.run_handle.set_arg(2, self.n_words)
         for b, bo in zip(manifest.buffers, self.bos, strict=True):
             self.run_handle.set_arg(b.arg_index, bo)
-
-    def _open(self, xclbin_path: Path) -> tuple[Any, Any]:
-        """Register the xclbin and open its hardware context and kernel, once."""
-        xb = self._xrt.xclbin(str(xclbin_path))
-        self.device.register_xclbin(xb)  # NPU_FACTS 5: load_xclbin is the FPGA path
-        try:
-            context = self._xrt.hw_context(self.device, xb.get_uuid())
-        except Exception as e:
-            raise RunError(
-                f"could not create a hardware context ({e}); the NPU allows {HWCTX_LIMITS}, "
-                "shared device-wide, and other processes may hold them: close other kernels "
-                "or check `xrt-smi examine`"
-            ) from None
-        return context, self._xrt.kernel(context, self.manifest.kernel_name)
+        self._bound: dict[int, Any] = {}  # buffer index -> the bound BO its argument holds now
 
     def _load_instructions(self, insts_path: Path) -> Any:
         """The instruction BO, filled from insts.bin once and synced to the device."""
@@ -306,10 +316,41 @@ class XrtBackend:
             "clone and results would not reach the caller"
         )
 
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def bind(self, values: dict[int, np.ndarray]) -> dict[int, Any]:
+        """BOs holding `values` (buffer index -> array), allocated in the group of their
+        argument, filled and synced once: `run(..., bound=)` passes them without a copy."""
+        bound = {}
+        for i, x in values.items():
+            b = self.manifest.buffers[i]
+            bo = self._alloc(f"bound BO {b.name!r}", b.nbytes, self.layout.data_flags,
+                             self.layout.data_groups[i])
+            np.copyto(bo_view(bo, b.dtype, b.shape), x)
+            bo.sync(self._to_device, b.nbytes, 0)
+            bound[i] = bo
+        return bound
+
+    def _set_bound(self, bound: dict[int, Any]) -> None:
+        """Point each input argument at its bound BO, or back at this kernel's own."""
+        for i in self._in_index:
+            want = bound.get(i)
+            if self._bound.get(i) is not want:
+                self.run_handle.set_arg(self.manifest.buffers[i].arg_index,
+                                        want if want is not None else self.bos[i])
+        self._bound = dict(bound)
+
+    def run(self, inputs: Sequence[np.ndarray],
+            bound: dict[int, Any] | None = None) -> list[np.ndarray]:
+        """Run once. `inputs` are the inputs not in `bound` (buffer index -> BO from bind),
+        in manifest order."""
         if self._failed:
             raise RunError(f"an earlier run ended in {self._failed}; reload the kernel")
-        for (view, bo, nbytes), x in zip(self._in, inputs, strict=True):
+        slots = self._in
+        if bound or self._bound:
+            self._set_bound(bound or {})
+            if bound:
+                slots = [s for s, i in zip(self._in, self._in_index, strict=True)
+                         if i not in bound]
+        for (view, bo, nbytes), x in zip(slots, inputs, strict=True):
             np.copyto(view, x)
             bo.sync(self._to_device, nbytes, 0)
         handle = self.run_handle
@@ -348,10 +389,39 @@ class XrtBackend:
 
     def close(self) -> None:
         """Drop the run, BOs, kernel and context in that order: the context frees a slot."""
-        for attr in ("_in", "_out", "_out_views", "views", "run_handle", "bos", "instr_bo",
-                     "kernel", "context", "device"):
+        for attr in ("_in", "_out", "_out_views", "views", "_bound", "run_handle", "bos",
+                     "instr_bo", "kernel", "context", "device"):
             if hasattr(self, attr):
                 setattr(self, attr, None)
+
+
+class XrtBackend(XrtKernelRun):
+    """One artifact on the NPU: device, xclbin, context, kernel, BOs and run, all made once."""
+
+    name = "xrt"
+
+    def __init__(
+        self,
+        artifact_dir: Path,
+        manifest: Manifest,
+        *,
+        layout: str | BoLayout = "baseline",
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        device_index: int = 0,
+    ) -> None:
+        from runtime.xclbin import read_xclbin
+
+        if not isinstance(layout, BoLayout):
+            layout = layout_for(layout, len(manifest.buffers))
+        xclbin_path = artifact_dir / _listed(manifest, "xclbin")
+        # the checks that need no device first: a bad artifact is refused before XRT is asked
+        check_xclbin(read_xclbin(xclbin_path, kernel=manifest.kernel_name), manifest)
+        insts_words(artifact_dir / _listed(manifest, "insts"), manifest)
+        xrt = import_pyxrt()
+        device = open_device(xrt, device_index)
+        context = open_hw_context(xrt, device, xclbin_path)
+        super().__init__(xrt, device, context, artifact_dir, manifest, xclbin_path,
+                         layout=layout, timeout_ms=timeout_ms)
 
 
 class BoView(np.ndarray):

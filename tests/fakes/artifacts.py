@@ -314,3 +314,97 @@ def make_xclbin(
     out += b"\0" * (data_at - len(out)) + blob
     assert len(out) == total
     return out
+
+
+# ------------------------------------------------------ multi-kernel xclbin ----
+
+
+def _multi_partition(column_width: int, start_columns: Sequence[int],
+                     kernel_ids: Sequence[int]) -> bytes:
+    """struct aie_partition with one aie_pdi per kernel, each with one PRIMARY cdo_group
+    naming that kernel's id, as aiecc's --xclbin-input appends one PDI per chained design."""
+    n = len(kernel_ids)
+    name_at = 184
+    name = _pad8(b"QoS\0")
+    starts_at = name_at + len(name)
+    starts = _pad8(struct.pack(f"<{len(start_columns)}H", *start_columns))
+    pdis_at = starts_at + len(starts)
+    groups_at = pdis_at + 96 * n
+    tail_at = groups_at + 96 * n  # per PDI: image, group name, ids, pre groups
+    pdis = groups = tail = b""
+    for i, kid in enumerate(kernel_ids):
+        image_at = tail_at + len(tail)
+        tail += _pad8(b"\0" * 16 + f"npukit fake PDI image {i}\0".encode())
+        image_len = tail_at + len(tail) - image_at
+        group_name_at = tail_at + len(tail)
+        tail += _pad8(b"DPU\0")
+        ids_at = tail_at + len(tail)
+        tail += struct.pack("<Q", kid)
+        pre_at = tail_at + len(tail)
+        tail += _pad8(struct.pack("<I", 0xC1))
+        pdi_uuid = uuidlib.uuid5(uuidlib.NAMESPACE_OID, f"npukit-fake-pdi-{kid}").bytes
+        pdis += struct.pack("<16sIIII64x", pdi_uuid, image_len, image_at, 1, groups_at + 96 * i)
+        groups += struct.pack("<IB3xQIIII64x", group_name_at, 1, i + 1, 1, ids_at, 1, pre_at)
+    head = struct.pack("<B3xII4xQQ", 0, name_at, 2048, 23423, 12345)
+    head += struct.pack("<H6xII72x", column_width, len(start_columns), starts_at)
+    head += struct.pack("<II", n, pdis_at)
+    head += struct.pack("<I52x", 0)
+    assert len(head) == 184
+    return head + name + starts + pdis + groups + tail
+
+
+def make_multi_xclbin(kernels: Sequence[tuple[str, str, int, int]], columns: int,
+                      start_columns: Sequence[int]) -> bytes:
+    """An xclbin holding several kernels, as aiecc --xclbin-input chains them: `kernels` are
+    (kernel name, instance name, kernel id, data buffers) in the order they were added; each
+    has its IP_LAYOUT entry "name:instance" with its id, its own connections (instr in SRAM,
+    data in HOST), its metadata and its own PDI in AIE_PARTITION."""
+    conns: list[tuple] = []
+    for ip, (_name, _inst, _kid, n_data) in enumerate(kernels):
+        conns += _connectivity(n_data, HOST_BANK, SRAM_BANK, ip=ip)
+    conn = _counted(conns)
+    ip_layout = struct.pack("<i4x", len(kernels))
+    for name, inst, kid, _n in kernels:
+        ip_layout += struct.pack("<IIQ64s", _IP_PS_KERNEL, 1 | (kid & 0xFFF) << 16,
+                                 0xFFFFFFFFFFFFFFFF, f"{name}:{inst}".encode())
+    metadata = ET.Element("project")
+    core = ET.SubElement(ET.SubElement(ET.SubElement(metadata, "platform"), "device"), "core")
+    for name, inst, kid, n_data in kernels:
+        one = ET.fromstring(_metadata_xml([(name, kid)], n_data).split(b"\n", 1)[1])
+        kernel = next(one.iter("kernel"))
+        next(kernel.iter("instance")).set("name", inst)
+        core.append(kernel)
+    sections = [
+        ("MEM_TOPOLOGY", _mem_topology()),
+        ("AIE_PARTITION", _multi_partition(columns, start_columns, [k[2] for k in kernels])),
+        ("EMBEDDED_METADATA",
+         b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(metadata) + b"\n"),
+        ("IP_LAYOUT", ip_layout),
+        ("CONNECTIVITY", conn),
+        ("GROUP_CONNECTIVITY", conn),
+        ("GROUP_TOPOLOGY", _mem_topology()),
+    ]
+    xuid = uuidlib.uuid5(uuidlib.NAMESPACE_OID, "npukit-fake-" + "|".join(
+        f"{k[0]}:{k[1]}:{k[2]}:{k[3]}" for k in kernels))
+    return _container(sections, xuid.bytes)
+
+
+def _container(sections: list[tuple[str, bytes]], xuid: bytes) -> bytes:
+    """The axlf container around `sections`: header at 304, section table at 456."""
+    data_at = XCLBIN_SECTIONS_AT + 40 * len(sections)
+    data_at += -data_at % 8
+    table = blob = b""
+    for name, body in sections:
+        table += struct.pack(
+            "<I16s4xQQ", KIND[name], name.lower()[:15].encode(), data_at + len(blob), len(body)
+        )
+        blob += _pad8(body)
+    total = data_at + len(blob)
+    header = struct.pack("<QQQHBBHH16s64s16s16sI4x", total, 1700000000, 0, 0, 2, 23, 0, 0, b"",
+                         b"", xuid, b"", len(sections))
+    top = b"xclbin2\0" + struct.pack("<i", -1) + b"\xff" * 28 + b"\xff" * 256
+    top += struct.pack("<Q", 1700000000)
+    out = top + header + table
+    out += b"\0" * (data_at - len(out)) + blob
+    assert len(out) == total
+    return out

@@ -12,6 +12,13 @@ and device copies that only `sync` moves between, a run that can still be runnin
 timeout (and refuses a second start), and freed BO memory poisoned, as an unmapped page would
 fault. A started run executes the artifact's design with runtime.emulator (the host-compiled
 core code), never a golden model.
+
+Several kernels of one xclbin are served from one hw_context by name, as XRT's
+`xrt::kernel(hw_context, name)` does (the amdxdna driver takes at most 16 PDIs, one per kernel,
+per context). Which design a kernel runs is a test-double convention: the kernel named K of an
+xclbin at D/final.xclbin runs the artifact D/members/K/ (a context artifact, codegen/link.py),
+else the artifact D itself. `live_contexts()` and `bos_allocated()` count what a test's code
+holds and made (clones included).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ OPCODE = 3  # mlir-aie's harness passes opcode 3 at argument 0
 POISON = 0xA5  # what a freed BO's memory reads as (on hardware the page is unmapped)
 FIRST_CONTEXT_SLOT = 1  # amdxdna hands out context handles from 1 (0 is the invalid handle)
 MAX_CONTEXT_SLOT = 0xFF  # 8 bits of the group id (xrt_mem.h xcl_bo_flags.slot)
+MAX_PDIS = 16  # amdxdna XCLBIN_MAX_NUM_PDIS: PDIs (here: kernels) one hardware context takes
 
 # ert.h enum ert_cmd_state (unscoped: pybind11 lets == compare it with an int)
 ert_cmd_state = make_enum(
@@ -97,6 +105,7 @@ config = FakeConfig()
 messages: list[str] = []  # warnings XRT would print, in order
 runs_started = 0
 _live_contexts = 0
+_bos_allocated = 0
 # XRT opens each device index once per process (xrt::device(0) twice shares it), and amdxdna
 # numbers a client's contexts cyclically from 1: the next context slot, per device index
 _next_slot: dict[int, int] = {}
@@ -104,16 +113,22 @@ _next_slot: dict[int, int] = {}
 
 def reset() -> None:
     """Back to one device, limit 6, executing runs, no messages, no live contexts."""
-    global config, runs_started, _live_contexts
+    global config, runs_started, _live_contexts, _bos_allocated
     config = FakeConfig()
     messages.clear()
     runs_started = 0
     _live_contexts = 0
+    _bos_allocated = 0
     _next_slot.clear()
 
 
 def live_contexts() -> int:
     return _live_contexts
+
+
+def bos_allocated() -> int:
+    """BOs made since reset(), by the caller or by XRT's clone of a wrong-bank argument."""
+    return _bos_allocated
 
 
 def _warn(text: str) -> None:
@@ -186,32 +201,38 @@ class hw_context:
             )
         if xclbin_uuid not in dev._xclbins:
             raise RuntimeError("No xclbin registered with this uuid")
+        if len(dev._xclbins[xclbin_uuid].info.kernels) > MAX_PDIS:
+            raise RuntimeError("Failed to create hardware context: Invalid argument (err=22): "
+                               f"more than {MAX_PDIS} PDIs")
         if _live_contexts >= config.hwctx_limit:
             raise RuntimeError("Failed to create hardware context: Device or resource busy")
         _live_contexts += 1
         self._counted = True
         self.slot = dev._take_slot()
         self.xclbin = dev._xclbins[xclbin_uuid]
-        self._design: Any = None
-        self._manifest: Any = None
+        self._designs: dict[str, tuple[Any, Any]] = {}
 
     def __del__(self) -> None:
         global _live_contexts
         if self._counted:
             _live_contexts = max(0, _live_contexts - 1)
 
-    def design(self) -> tuple[Any, Any]:
-        """The artifact next to the xclbin, loaded into runtime.emulator once per context."""
-        if self._design is None:
+    def design(self, kernel_name: str) -> tuple[Any, Any]:
+        """The artifact kernel `kernel_name` runs (members/<name>/ beside the xclbin, else the
+        xclbin's own directory), loaded into runtime.emulator once per context."""
+        if kernel_name not in self._designs:
             from runtime import emulator
             from runtime.manifest import load_manifest
 
             art = self.xclbin.path.parent
-            self._manifest = load_manifest(art, verify=False)
-            libs = {k: art / v for k, v in self._manifest.host_libraries.items()}
-            design_file = self._manifest.file_for("design")
-            self._design = emulator.load_design(art / design_file, libraries=libs)
-        return self._design, self._manifest
+            if (art / "members" / kernel_name / "manifest.json").is_file():
+                art = art / "members" / kernel_name
+            manifest = load_manifest(art, verify=False)
+            libs = {k: art / v for k, v in manifest.host_libraries.items()}
+            design_file = manifest.file_for("design")
+            design = emulator.load_design(art / design_file, libraries=libs)
+            self._designs[kernel_name] = design, manifest
+        return self._designs[kernel_name]
 
 
 class kernel:
@@ -296,6 +317,8 @@ class bo:
             raise RuntimeError("Bad BO type (err=22)")
         if size <= 0:
             raise RuntimeError(f"bo: size {size} must be positive (err=22)")
+        global _bos_allocated
+        _bos_allocated += 1
         self.flags_ = flags
         self.group = int(group)
         self.bank = self.group & 0xFFFF
@@ -367,6 +390,8 @@ class bo:
             self._host[offset:end] = self._dev[offset:end]
 
     def _clone(self, group: int) -> bo:
+        global _bos_allocated
+        _bos_allocated += 1
         twin = bo.__new__(bo)
         twin.flags_, twin.group, twin.bank = self.flags_, group, group & 0xFFFF
         twin._host, twin._dev = bytearray(self._host), bytearray(self._dev)
@@ -474,7 +499,7 @@ class run:
             return f"the instruction stream patches argument(s) {unset}, which hold no BO"
         if not config.execute:
             return ""
-        design, manifest = self.kernel.ctx.design()
+        design, manifest = self.kernel.ctx.design(self.kernel.name)
         arrays = []
         for b in manifest.buffers:
             buf = self.args.get(b.arg_index)

@@ -47,6 +47,7 @@ class Axlf:
     connections: tuple[tuple[int, int, int], ...]  # (arg index, ip index, bank)
     ip_names: tuple[str, ...]
     kernels: dict[str, tuple[KernelArg, ...]]
+    ip_kernel_ids: tuple[int, ...] = ()  # each IP_LAYOUT entry's kernel id (properties 16-27)
 
     def connectivity(self, kernel_name: str) -> dict[int, int]:
         """Argument index -> bank for the first instance of `kernel_name`."""
@@ -156,13 +157,13 @@ def read_xclbin(path: Path) -> Axlf:
         CONNECTION.unpack_from(conn, 4 + i * CONNECTION.size) for i in range(n_conn)
     )
     ip_names: tuple[str, ...] = ()
+    ip_ids: tuple[int, ...] = ()
     if IP_LAYOUT in sections:
         ips = sections[IP_LAYOUT]
         (n_ip,) = struct.unpack_from("<i", ips)
-        ip_names = tuple(
-            IP_DATA.unpack_from(ips, 8 + i * IP_DATA.size)[3].rstrip(b"\0").decode()
-            for i in range(n_ip)
-        )
+        entries = [IP_DATA.unpack_from(ips, 8 + i * IP_DATA.size) for i in range(n_ip)]
+        ip_names = tuple(e[3].rstrip(b"\0").decode() for e in entries)
+        ip_ids = tuple(e[1] >> 16 & 0xFFF for e in entries)
     meta = ET.fromstring(sections[EMBEDDED_METADATA].rstrip(b"\0"))
     kernels = {
         k.get("name", ""): tuple(
@@ -173,4 +174,4 @@ def read_xclbin(path: Path) -> Axlf:
     }
     if not kernels:
         raise ValueError(f"{path}: no kernel in EMBEDDED_METADATA")
-    return Axlf(blob[UUID_AT : UUID_AT + 16], banks, connections, ip_names, kernels)
+    return Axlf(blob[UUID_AT : UUID_AT + 16], banks, connections, ip_names, kernels, ip_ids)
