@@ -38,7 +38,7 @@ MAX_MEMBERS = 16
 #: a member's name is its xclbin kernel name; "<name>:<name>_i" fits IP_LAYOUT's 64-byte name
 MEMBER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,27}")
 BACKENDS = ("auto", "xrt", "emu")
-RELINK = "link the context again (codegen.link.link_context / `invoke link`)"
+RELINK = "link the context again with codegen.link.link_context"
 
 _SHA: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 MEMBER_SCHEMA: Schema = {
