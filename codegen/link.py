@@ -46,6 +46,7 @@ from runtime.context import (
     read_context,
 )
 from runtime.errors import ArtifactError, NpukitError, ToolchainError
+from runtime.loader import Schema, load_json
 from runtime.manifest import MANIFEST_NAME, Manifest, content_digest, load_manifest, sha256_file
 from runtime.xclbin import lint_xclbin, read_xclbin
 
@@ -55,6 +56,9 @@ TARGETS = ("auto", "hw", "emu")
 LINK_CODE = ("codegen/link.py", "runtime/context.py", "runtime/xclbin.py")
 
 Log = Callable[[str, str], None]  # (step, status)
+#: what makes a directory a context artifact link_context may replace
+OURS: Schema = {"type": "object", "required": ["schema"],
+                "properties": {"schema": {"const": CONTEXT_SCHEMA}}}
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,7 @@ def _decide_hw(target: str, members: list[_Member], tc: Toolchain) -> tuple[bool
         line = (f"no xclbin: member {emu_only[0]} is an emulation-only build; rebuild it with "
                 "`invoke build --target hw` where aiecc and Peano are installed")
         if target == "hw":
-            raise ToolchainError(f"link: {line}")
+            raise BuildError(f"link: {line}")
         return False, line
     if tc.missing_for_hw:
         if target == "hw":
@@ -212,8 +216,8 @@ def _refuse_foreign(out: Path) -> None:
                          "refusing to overwrite it: choose another output or remove it")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    try:
-        read_context(out)
+    try:  # ours even when stale or edited: its schema says so
+        load_json(out / CONTEXT_NAME, OURS, fix="not a context artifact")
     except NpukitError:
         raise BuildError(f"link: {out} exists and is not a context artifact (no valid "
                          f"{CONTEXT_NAME}); refusing to overwrite it: choose another output "
@@ -280,8 +284,11 @@ def _chain_xclbins(tmp: Path, members: list[_Member], tc: Toolchain, say: Log) -
                                 "object; rebuild it with `invoke build --target hw`")
         shutil.copy2(src / design, step / "aie.mlir")
         shutil.copy2(src / core, step / core)  # aiecc finds link_with objects in its cwd
+        if not m.manifest.alloc_scheme:
+            raise ArtifactError(f"link: member {m.name} ({m.source}) records no alloc_scheme; "
+                                "rebuild it with this npukit (`invoke build`)")
         cmd = aiecc_command(Path(tc.aiecc.path), Path(tc.peano.path), step / "aie.mlir.prj",
-                            m.manifest.alloc_scheme or "basic-sequential")
+                            m.manifest.alloc_scheme)
         chain = [f"--xclbin-kernel-name={m.name}", f"--xclbin-instance-name={m.instance}",
                  f"--xclbin-kernel-id=0x{FIRST_KERNEL_ID + i:x}"]
         if previous is not None:

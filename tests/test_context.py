@@ -303,3 +303,25 @@ def test_unknown_member_and_closed_context(linked: tuple, fake: ModuleType) -> N
     ctx.close()
     with pytest.raises(RunError, match="closed"):
         gelu(*specs["gelu"].random_inputs(0))
+
+
+def test_an_edited_context_is_ours_and_relinked(linked: tuple, tmp_path: Path,
+                                                fake_toolchain: Path) -> None:
+    _directory, arts, specs = linked
+    out = tmp_path / "ctx"
+    link_context(arts, out, target="emu", names=list(specs))
+    (out / CONTEXT_NAME).write_text((out / CONTEXT_NAME).read_text().replace('"ln"', '"LN"'))
+    with pytest.raises(ArtifactError, match="edited after linking"):
+        read_context(out)
+    again = link_context(arts, out, target="emu", names=list(specs))
+    assert not again.up_to_date and read_context(out, verify=True)["members"][1]["name"] == "ln"
+
+
+def test_hw_link_of_an_emulation_only_member_names_it(tmp_path: Path,
+                                                      fake_toolchain: Path) -> None:
+    spec = spec_from_params(*VARIANTS["gelu"])
+    art = build(spec, tmp_path / "build", target="emu").artifact_dir
+    with pytest.raises(BuildError) as e:
+        link_context([art], tmp_path / "ctx", target="hw")
+    assert "member gelu_length256_max_tile64 is an emulation-only build" in one_line(e)
+    assert link_context([art], tmp_path / "ctx", target="auto").emulation_only
