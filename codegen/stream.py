@@ -2,6 +2,10 @@
 
 Attention, GELU and layernorm share mlir/common/stream.mlir.j2: the host input is cut into
 `n_tiles` FIFO elements, the core calls one function per tile, the output is gathered back.
+
+With runtime_params=1 (GELU, layernorm) the per-layer values come in a second input, the params
+buffer: one shim MM2S transfer into @paramq (depth 1), acquired by the core once per invocation
+around its tile loop and passed to the core function as its last argument.
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
-from codegen.spec import CORE_MEMORY, KernelSpec, MemoryItem, TilePlan
+import numpy as np
+
+from codegen.spec import CORE_MEMORY, KernelSpec, MemoryItem, TilePlan, refuse_runtime_values
 from runtime.manifest import BufferSpec
 
 STACK_MARGIN = 1024  # bytes above the core function's own frame, for calls and spills
@@ -20,6 +26,9 @@ class StreamSpec(KernelSpec):
 
     in_name: str = "x"
     out_name: str = "y"
+    #: with runtime_params=1: the params input's name, and the parameters it replaces
+    params_name: str = "p"
+    VALUE_PARAMS: tuple[str, ...] = ()
 
     @property
     @abstractmethod
@@ -42,6 +51,29 @@ class StreamSpec(KernelSpec):
         """Constant tables the core code keeps in data memory."""
         return []
 
+    @property
+    def runtime(self) -> bool:
+        """runtime_params=1: the per-layer values are the params input, not compiled in."""
+        return bool(self.params.get("runtime_params", 0))
+
+    @property
+    def params_dtype(self) -> str:
+        """The params input's element type (runtime_params=1)."""
+        return "int8"
+
+    @property
+    def params_len(self) -> int:
+        """Elements of the params input (runtime_params=1)."""
+        return 0
+
+    def pack_params(self, **values: Any) -> np.ndarray:
+        """The params input of a runtime_params=1 build from the real-valued quantities."""
+        raise NotImplementedError
+
+    def refuse_values(self) -> None:
+        """With runtime_params=1 a value parameter set away from its default is refused."""
+        refuse_runtime_values(self, self.VALUE_PARAMS, self.params_name)
+
     def core_data(self) -> list[MemoryItem]:
         return self.tables()
 
@@ -55,10 +87,28 @@ class StreamSpec(KernelSpec):
         return (self.scratch_bytes + STACK_MARGIN + 1023) // 1024 * 1024
 
     def buffers(self) -> list[BufferSpec]:
+        x = BufferSpec(self.in_name, "int8", (self.n_tiles * self.in_tile_bytes,), "in", 0)
+        if self.runtime:
+            return [x, BufferSpec(self.params_name, self.params_dtype, (self.params_len,), "in", 1),
+                    BufferSpec(self.out_name, "int8", (self.n_tiles * self.out_tile_bytes,), "out",
+                               2)]
         return [
-            BufferSpec(self.in_name, "int8", (self.n_tiles * self.in_tile_bytes,), "in", 0),
+            x,
             BufferSpec(self.out_name, "int8", (self.n_tiles * self.out_tile_bytes,), "out", 1),
         ]
+
+    @property
+    def params_bytes(self) -> int:
+        return self.params_len * np.dtype(self.params_dtype).itemsize
+
+    def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
+        """The base cases on the data input; with runtime_params=1 the params input stays the
+        one seed 0 draws (an int8 extreme is no params buffer at all)."""
+        cases = super().edge_inputs()
+        if not self.runtime:
+            return cases
+        params = self.random_inputs(0)[1]
+        return [(label, [inputs[0], params]) for label, inputs in cases]
 
     def memory_plan(self) -> list[TilePlan]:
         depth = self.params["fifo_depth"]
@@ -66,6 +116,7 @@ class StreamSpec(KernelSpec):
             TilePlan((0, 2), CORE_MEMORY, [
                 MemoryItem("inq buffers", self.in_tile_bytes, depth),
                 MemoryItem("outq buffers", self.out_tile_bytes, depth),
+                *([MemoryItem("paramq buffer", self.params_bytes)] if self.runtime else []),
                 *self.tables(),
                 MemoryItem("stack", self.stack_size, kind="stack"),
             ])
@@ -87,5 +138,9 @@ class StreamSpec(KernelSpec):
             "in_len": self.n_tiles * self.in_tile_bytes,
             "out_len": self.n_tiles * self.out_tile_bytes,
             "stack_size": self.stack_size,
+            "runtime_params": int(self.runtime),
+            "params_name": self.params_name,
+            "params_type": {"int8": "i8", "int32": "i32"}[self.params_dtype],
+            "params_len": self.params_len,
             **self.extra_context(),
         }

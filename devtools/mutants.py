@@ -90,15 +90,14 @@ MUTANTS += [
                   "o = np.where(prod >= 0, (prod + half) >> out_shift, -((-prod + half) >> "
                   "out_shift))", "o = prod >> out_shift"),)),
     Mutant("ln-out-floor", "accuracy", "mlir/layernorm/layernorm.cc",
-           "npk_round_shift_s64(xhat * ln_gamma[j] + ln_beta[j], LN_OUT_SHIFT)",
-           "((xhat * ln_gamma[j] + ln_beta[j]) >> LN_OUT_SHIFT)",
+           "npk_round_shift_s64(xhat * LN_GAMMA(j) + LN_BETA(j), LN_OUT_SHIFT)",
+           "((xhat * LN_GAMMA(j) + LN_BETA(j)) >> LN_OUT_SHIFT)",
            LN_ACCURACY, "layernorm's output is rounded half away from zero, not floored",
            also=(("codegen/kernels/layernorm.py",
                   "y = _round_shift(xhat * g[None, :] + b[None, :], np.int64(OUT_SHIFT))",
                   "y = (xhat * g[None, :] + b[None, :]) >> np.int64(OUT_SHIFT)"),)),
     Mutant("ln-eps-30x", "accuracy", "codegen/kernels/layernorm.py",
-           "self.eps / self.in_scale**2 * self.d**2",
-           "30 * self.eps / self.in_scale**2 * self.d**2",
+           "round(eps / in_scale**2 * d**2", "round(30 * eps / in_scale**2 * d**2",
            LN_ACCURACY, "layernorm adds eps (1e-5) to the variance, golden and core alike"),
 ]
 
@@ -158,6 +157,16 @@ MUTANTS += [
            "npk_round_shift_s64(c * rinv, k + 3)", "((c * rinv) >> (k + 3))",
            ("tests/test_core_equivalence.py", "-k", "layernorm"),
            "layernorm's normalised value is rounded half away from zero"),
+    # runtime_params=1 (README "layernorm"/"gelu"): the params input, read right, every tile
+    Mutant("ln-param-word-sign", "numerics", "mlir/layernorm/layernorm.cc",
+           "| (uint32_t)w[0]);", "| (uint64_t)(int64_t)w[0]);",
+           ("tests/test_stream_runtime.py", "-k", "host_core"),
+           "a params int64 is its (low, high) word pair, the low word unsigned"),
+    Mutant("stream-params-per-tile", "numerics", "mlir/common/stream.mlir.j2",
+           '"Produce") }}\n        }\n        {{ aie.give("paramq", "Consume") }}',
+           '"Produce") }}\n          {{ aie.give("paramq", "Consume") }}\n        }',
+           ("tests/test_stream_runtime.py", "-k", "emulated"),
+           "the core holds the params element for all the tiles of an invocation"),
     # Not listed: flooring mha's accumulator rescale (ai[d] * g >> sh). One unit of that
     # Q24-weighted accumulator is 2^-24 LSB of the output, so no output can show it but an exact
     # tie: a sweep found it surviving every output-level test, as it must.

@@ -6,6 +6,9 @@ same function by another path, x · Φ(x) with Φ(x) = erfc(-x/√2)/2 (libm's e
 so "golden = reference" is a check, not a tautology; the tests also hold the table against
 PyTorch's erf GELU.
 
+runtime_params=1: the table is the second input t (int8[256], `pack_params(in_scale=,
+out_scale=)`), delivered once per invocation; in_scale and out_scale are then per-call values.
+
 A length is refused when its largest tile that divides it is below MIN_TILE bytes (or
 max_tile when that is smaller), e.g. 4·4099, a prime times 4: 4-byte tiles, 4,099 FIFO
 handshakes a call. The host buffer is the user's, so npukit does not pad it silently; the
@@ -27,6 +30,7 @@ from codegen.spec import (
     device_param,
     fifo_depth_param,
     round_half_away,
+    runtime_params_param,
     saturate_i8,
     scale_param,
 )
@@ -48,6 +52,12 @@ def gelu_by_erfc(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * erfc(-x / math.sqrt(2.0))
 
 
+def _table(in_scale: float, out_scale: float) -> np.ndarray:
+    """table[q + 128] = sat(round_half_away(gelu(q · in_scale) / out_scale))."""
+    q = np.arange(-128, 128, dtype=np.float64)
+    return saturate_i8(round_half_away(gelu(q * in_scale) / out_scale))
+
+
 class GeluSpec(StreamSpec):
     """GELU over `length` int8 values per invocation, in tiles of at most `max_tile`."""
 
@@ -65,7 +75,16 @@ class GeluSpec(StreamSpec):
         scale_param("out_scale", 8.0 / 127.0, "scale of the output"),
         fifo_depth_param(),
         device_param(),
+        runtime_params_param(),
     )
+    VALUE_PARAMS = ("in_scale", "out_scale")
+    params_name = "t"
+
+    def __init__(self, params: Any = None) -> None:
+        #: (in_scale, out_scale) of each table pack_params made, by its bytes: the float
+        #: reference needs the scales, which a table does not give back
+        self._scales: dict[bytes, tuple[float, float]] = {}
+        super().__init__(params)
 
     @property
     def tile(self) -> int:
@@ -92,9 +111,16 @@ class GeluSpec(StreamSpec):
         return 64
 
     def tables(self) -> list[MemoryItem]:
+        if self.runtime:
+            return []  # the table arrives as the params input's FIFO element
         return [MemoryItem("gelu table", 256, kind="static")]
 
+    @property
+    def params_len(self) -> int:
+        return 256
+
     def validate(self) -> None:
+        self.refuse_values()
         step = min(MIN_TILE, self.max_tile - self.max_tile % WORD)
         if self.n_tiles > 1 and self.tile < step:
             below, above = self.length // step * step, -(-self.length // step) * step
@@ -106,21 +132,67 @@ class GeluSpec(StreamSpec):
         self.check_memory()
 
     def table(self) -> np.ndarray:
-        q = np.arange(-128, 128, dtype=np.float64)
-        return saturate_i8(round_half_away(gelu(q * self.in_scale) / self.out_scale))
+        return _table(self.in_scale, self.out_scale)
+
+    def pack_params(self, **values: Any) -> np.ndarray:
+        """The table input t from in_scale and out_scale (positive, finite)."""
+        names = ("in_scale", "out_scale")
+        if sorted(values) != sorted(names):
+            raise SpecError(f"gelu pack_params takes in_scale and out_scale; got "
+                            f"{', '.join(sorted(values)) or 'nothing'}")
+        scales = []
+        for name in names:
+            try:
+                scale = float(values[name])
+            except (TypeError, ValueError):
+                raise SpecError(f"{name} {values[name]!r} is not a number") from None
+            if not (scale > 0 and math.isfinite(scale)):
+                raise SpecError(f"{name} {scale} must be a positive finite number")
+            scales.append(scale)
+        t = _table(scales[0], scales[1])
+        self._scales[t.tobytes()] = (scales[0], scales[1])
+        return t
 
     def extra_context(self) -> dict[str, Any]:
+        if self.runtime:
+            return {"tile": self.tile}
         return {"tile": self.tile, "table": [int(v) for v in self.table()]}
 
+    def random_scales(self, seed: int) -> tuple[float, float]:
+        """(in_scale, out_scale) a runtime_params=1 build may see, drawn from `seed`."""
+        rng = np.random.default_rng(10_000 + seed)
+        return rng.uniform(3.0, 12.0) / 127.0, rng.uniform(3.0, 12.0) / 127.0
+
     def random_inputs(self, seed: int) -> list[np.ndarray]:
-        """Pre-activations of an MLP: N(0, 1.5²), quantised with in_scale."""
+        """Pre-activations of an MLP: N(0, 1.5²), quantised with in_scale; with
+        runtime_params=1 the scales are drawn from the seed and the table follows."""
         x = np.random.default_rng(seed).normal(0.0, 1.5, self.length)
-        return [saturate_i8(round_half_away(x / self.in_scale))]
+        if not self.runtime:
+            return [saturate_i8(round_half_away(x / self.in_scale))]
+        in_scale, out_scale = self.random_scales(seed)
+        return [saturate_i8(round_half_away(x / in_scale)),
+                self.pack_params(in_scale=in_scale, out_scale=out_scale)]
+
+    def _input_table(self, inputs: list[np.ndarray]) -> np.ndarray:
+        if not self.runtime:
+            return self.table()
+        t = np.asarray(inputs[1])
+        if t.dtype != np.int8 or t.shape != (256,):
+            raise SpecError(f"gelu table input: {t.dtype} x {t.shape} but the build takes "
+                            "int8 x (256,); make it with spec.pack_params")
+        return t
 
     def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         x = np.asarray(inputs[0], dtype=np.int8)
-        return [self.table()[x.astype(np.int16) + 128]]
+        return [self._input_table(inputs)[x.astype(np.int16) + 128]]
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        x = np.asarray(inputs[0], dtype=np.float64) * self.in_scale
-        return [saturate_i8(round_half_away(gelu_by_erfc(x) / self.out_scale))]
+        in_scale, out_scale = self.in_scale, self.out_scale
+        if self.runtime:
+            known = self._scales.get(self._input_table(inputs).tobytes())
+            if known is None:
+                raise SpecError("gelu reference: this table input was not made by this spec's "
+                                "pack_params, so its scales are unknown; pack it here first")
+            in_scale, out_scale = known
+        x = np.asarray(inputs[0], dtype=np.float64) * in_scale
+        return [saturate_i8(round_half_away(gelu_by_erfc(x) / out_scale))]

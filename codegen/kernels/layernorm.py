@@ -11,6 +11,10 @@ Fixed-point scheme (the core code and `golden` do exactly this), per row x of le
    in Q16.
 5. y = (x̂ · G_j + B_j) / 2^28 rounded half away from zero, saturated to int8, with
    G_j = round(gamma_j / out_scale · 2^12), B_j = round(beta_j / out_scale · 2^28).
+
+runtime_params=1: E, G and B are the params input p, int32 words (`pack_params`): p[0], p[1]
+E (low, high word), p[2 : 2+d] G, then B as d (low, high) pairs; 2 + 3d words. The shifts do
+not depend on the scales, so they stay compiled in.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from codegen.spec import (
     is_data_file,
     load_vector,
     round_half_away,
+    runtime_params_param,
     saturate_i8,
     scale_param,
 )
@@ -38,6 +43,7 @@ from codegen.stream import StreamSpec
 SQRT_SHIFT = 11
 GAMMA_BITS = 12
 OUT_SHIFT = 28
+P_EPS, P_GAMMA = 0, 2  # word offsets in the params input; B follows G (P_GAMMA + d)
 
 
 def _vector(spec: str, d: int, what: str) -> np.ndarray:
@@ -72,7 +78,9 @@ class LayerNormSpec(StreamSpec):
         Param("eps", float, 1e-5, "epsilon added to the variance", 0.0, 1.0),
         fifo_depth_param(),
         device_param(),
+        runtime_params_param(),
     )
+    VALUE_PARAMS = ("in_scale", "out_scale", "gamma", "beta", "eps")
 
     @property
     def in_tile_bytes(self) -> int:
@@ -91,23 +99,26 @@ class LayerNormSpec(StreamSpec):
         return 128
 
     def tables(self) -> list[MemoryItem]:
+        if self.runtime:
+            return []  # G, B and E arrive in the params input's FIFO element
         return [MemoryItem("gamma (int32)", 4 * self.d, kind="static"),
                 MemoryItem("beta (int64)", 8 * self.d, kind="static")]
+
+    @property
+    def params_dtype(self) -> str:
+        return "int32"
+
+    @property
+    def params_len(self) -> int:
+        return P_GAMMA + 3 * self.d
 
     def validate(self) -> None:
         if self.rows % self.tile_rows:
             raise SpecError(f"tile_rows {self.tile_rows} does not divide rows {self.rows}")
-        gamma, beta = self.affine()
-        if np.abs(gamma / self.out_scale).max() >= 1 << (31 - GAMMA_BITS):
-            raise SpecError(f"|gamma|/out_scale reaches {np.abs(gamma / self.out_scale).max():.4g}"
-                            f", at most 2^{31 - GAMMA_BITS}: the int32 gamma multiplier overflows")
-        if np.abs(beta / self.out_scale).max() >= 1 << 20:
-            raise SpecError(f"|beta|/out_scale reaches {np.abs(beta / self.out_scale).max():.4g}, "
-                            "at most 2^20: the int64 beta term overflows")
-        # (d·Σx² - (Σx)²)·2^(2·SQRT_SHIFT) + E must stay below 2^63 in the core.
-        if (self.d * self.d * (128 * 128) << (2 * SQRT_SHIFT)) + self.eps_term() >= 1 << 62:
-            raise SpecError(f"eps/in_scale^2 = {self.eps / self.in_scale**2:.4g} is too large for "
-                            f"d {self.d}: the variance term overflows 64 bits; raise in_scale")
+        self.refuse_values()
+        if not self.runtime:
+            gamma, beta = self.affine()
+            _check_values(self.d, self.in_scale, self.out_scale, gamma, beta, self.eps)
         self.check_memory()
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
@@ -115,45 +126,97 @@ class LayerNormSpec(StreamSpec):
 
     def fixed_affine(self) -> tuple[np.ndarray, np.ndarray]:
         gamma, beta = self.affine()
-        g = round_half_away(gamma / self.out_scale * (1 << GAMMA_BITS)).astype(np.int64)
-        b = round_half_away(beta / self.out_scale * (1 << OUT_SHIFT)).astype(np.int64)
-        return g, b
+        return _fixed_affine(gamma, beta, self.out_scale)
 
     def eps_term(self) -> int:
         """E of step 2: eps in Q22 units of D (d² times the variance in input units)."""
-        return max(1, round(self.eps / self.in_scale**2 * self.d**2 * (1 << 2 * SQRT_SHIFT)))
+        return _eps_term(self.d, self.in_scale, self.eps)
+
+    def pack_params(self, **values: Any) -> np.ndarray:
+        """The params input p from in_scale, out_scale, gamma (d floats), beta (d floats) and
+        eps, refused by the rules a compiled variant applies at build time."""
+        names = ("in_scale", "out_scale", "gamma", "beta", "eps")
+        missing = [n for n in names if n not in values]
+        unknown = sorted(set(values) - set(names))
+        if missing or unknown:
+            raise SpecError(f"layernorm pack_params takes {', '.join(names)}; "
+                            + (f"missing {missing[0]}" if missing else f"unknown {unknown[0]}"))
+        in_scale, out_scale, eps = (_real(values[n], n) for n in ("in_scale", "out_scale", "eps"))
+        for name, scale in (("in_scale", in_scale), ("out_scale", out_scale)):
+            if not scale > 0:
+                raise SpecError(f"{name} {scale} must be positive")
+        if not 0.0 <= eps <= 1.0:
+            raise SpecError(f"eps {eps} is outside 0..1")
+        gamma, beta = (_row(values[n], self.d, n) for n in ("gamma", "beta"))
+        _check_values(self.d, in_scale, out_scale, gamma, beta, eps)
+        g, b = _fixed_affine(gamma, beta, out_scale)
+        words = np.empty(self.params_len, dtype=np.int64)
+        words[P_EPS:P_EPS + 2] = _split(np.array([_eps_term(self.d, in_scale, eps)]))
+        words[P_GAMMA:P_GAMMA + self.d] = g
+        words[P_GAMMA + self.d:] = _split(b)
+        return words.astype(np.int32)
+
+    def unpack_params(self, p: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """(E, G, B) from the params input, refused when no pack_params could have made it."""
+        p = np.asarray(p)
+        if p.dtype != np.int32 or p.shape != (self.params_len,):
+            raise SpecError(f"layernorm params input: {p.dtype} x {p.shape} but the build takes "
+                            f"int32 x ({self.params_len},); make it with spec.pack_params")
+        words = p.astype(np.int64)
+        e = int(_join(words[P_EPS:P_EPS + 2])[0])
+        g = words[P_GAMMA:P_GAMMA + self.d]
+        b = _join(words[P_GAMMA + self.d:])
+        if e < 1 or _variance_bound(self.d) + e >= 1 << 62:
+            raise SpecError(f"layernorm params input: eps term {e} is outside 1..2^62 - "
+                            f"d^2*128^2*2^22; make it with spec.pack_params")
+        return e, g, b
 
     def extra_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = {"tile_rows": self.tile_rows, "sqrt_shift": SQRT_SHIFT,
+                                   "out_shift": OUT_SHIFT}
+        if self.runtime:
+            return {**context, "p_eps": P_EPS, "p_gamma": P_GAMMA, "p_beta": P_GAMMA + self.d}
         g, b = self.fixed_affine()
-        return {
-            "tile_rows": self.tile_rows,
-            "eps_term": self.eps_term(),
-            "sqrt_shift": SQRT_SHIFT,
-            "out_shift": OUT_SHIFT,
-            "gamma_q": [int(v) for v in g],
-            "beta_q": [int(v) for v in b],
-        }
+        return {**context, "eps_term": self.eps_term(), "gamma_q": [int(v) for v in g],
+                "beta_q": [int(v) for v in b]}
+
+    def random_values(self, seed: int) -> dict[str, Any]:
+        """Per-layer values a runtime_params=1 build may see, drawn from `seed`."""
+        rng = np.random.default_rng(10_000 + seed)
+        return {"in_scale": rng.uniform(2.0, 8.0) / 127.0,
+                "out_scale": rng.uniform(2.0, 8.0) / 127.0,
+                "gamma": rng.normal(1.0, 0.3, self.d), "beta": rng.normal(0.0, 0.3, self.d),
+                "eps": float(rng.choice([1e-5, 1e-6, 1e-3]))}
 
     def random_inputs(self, seed: int) -> list[np.ndarray]:
-        """Residual-stream-like rows: each with its own mean and spread, quantised."""
+        """Residual-stream-like rows: each with its own mean and spread, quantised; with
+        runtime_params=1 also the params input of values drawn from the seed."""
         rng = np.random.default_rng(seed)
         mean = rng.normal(0.0, 0.5, (self.rows, 1))
         spread = rng.uniform(0.3, 1.2, (self.rows, 1))
         x = mean + spread * rng.standard_normal((self.rows, self.d))
-        return [saturate_i8(round_half_away(x / self.in_scale)).reshape(-1)]
+        if not self.runtime:
+            return [saturate_i8(round_half_away(x / self.in_scale)).reshape(-1)]
+        values = self.random_values(seed)
+        return [saturate_i8(round_half_away(x / values["in_scale"])).reshape(-1),
+                self.pack_params(**values)]
 
     def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if self.runtime:
+            e, g, b = self.unpack_params(inputs[1])
+        else:
+            e = self.eps_term()
+            g, b = self.fixed_affine()
         x = np.asarray(inputs[0], dtype=np.int64).reshape(self.rows, self.d)
         d = self.d
         total = x.sum(axis=1)
-        big_d = ((d * (x * x).sum(axis=1) - total * total) << (2 * SQRT_SHIFT)) + self.eps_term()
+        big_d = ((d * (x * x).sum(axis=1) - total * total) << (2 * SQRT_SHIFT)) + e
         s = np.array([math.isqrt(int(v)) for v in big_d], dtype=np.int64)
         k = np.array([int(v).bit_length() - 1 for v in s], dtype=np.int64)
         r = np.array([(1 << (30 + int(kk))) // int(ss) for kk, ss in zip(k, s, strict=True)],
                      dtype=np.int64)
         c = d * x - total[:, None]
         xhat = _round_shift(c * r[:, None], (k + 3)[:, None])
-        g, b = self.fixed_affine()
         y = _round_shift(xhat * g[None, :] + b[None, :], np.int64(OUT_SHIFT))
         return [saturate_i8(y).reshape(-1)]
 
@@ -161,18 +224,96 @@ class LayerNormSpec(StreamSpec):
         """(x - mean)/√(var + eps)·gamma + beta in float64, the row statistics taken exactly
         (d·x - Σx and d·Σx² - (Σx)² are integers of the quantised row): the same value as the
         textbook formula, but defined at eps 0, where a constant row is 0/0 (taken as 0, so
-        y = beta) instead of a rounding residue divided by another."""
+        y = beta) instead of a rounding residue divided by another.
+
+        With runtime_params=1 the values are those the params input holds: eps/in_scale² =
+        E/(d²·2^22), gamma/out_scale = G/2^12, beta/out_scale = B/2^28 (the scales themselves
+        are not in it; only these ratios enter y/out_scale)."""
         x = np.asarray(inputs[0], dtype=np.int64).reshape(self.rows, self.d)
         d = self.d
+        if self.runtime:
+            e, g, b = self.unpack_params(inputs[1])
+            eps_units = e / float(d * d << (2 * SQRT_SHIFT))
+            gamma, beta, out_scale = g / float(1 << GAMMA_BITS), b / float(1 << OUT_SHIFT), 1.0
+        else:
+            eps_units = self.eps / self.in_scale**2
+            (gamma, beta), out_scale = self.affine(), self.out_scale
         total = x.sum(axis=1, keepdims=True)
         centred = (d * x - total).astype(np.float64)  # d·(x - mean), exact
         spread = (d * (x * x).sum(axis=1, keepdims=True) - total * total).astype(np.float64)
-        denominator = np.sqrt(spread + self.eps / self.in_scale**2 * d * d)  # d·√(var + eps)
+        denominator = np.sqrt(spread + eps_units * d * d)  # d·√(var + eps)
         with np.errstate(invalid="ignore", divide="ignore"):
             xhat = np.where(centred == 0, 0.0, centred / denominator)
-        gamma, beta = self.affine()
         y = xhat * gamma + beta
-        return [saturate_i8(round_half_away(y / self.out_scale)).reshape(-1)]
+        return [saturate_i8(round_half_away(y / out_scale)).reshape(-1)]
+
+
+def _real(value: Any, what: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{what} {value!r} is not a number") from None
+    if not math.isfinite(out):
+        raise SpecError(f"{what}={value} is not a finite number")
+    return out
+
+
+def _row(value: Any, d: int, what: str) -> np.ndarray:
+    """d finite floats (a number is broadcast)."""
+    row = np.asarray(value, dtype=np.float64)
+    if row.ndim == 0:
+        row = np.full(d, float(row))
+    if row.shape != (d,):
+        raise SpecError(f"{what} has shape {row.shape}, the build takes ({d},) (d {d})")
+    if not np.isfinite(row).all():
+        raise SpecError(f"{what} has a value that is not finite at index "
+                        f"{int(np.flatnonzero(~np.isfinite(row))[0])}")
+    return row
+
+
+def _variance_bound(d: int) -> int:
+    """The largest (d·Σx² - (Σx)²)·2^(2·SQRT_SHIFT) of an int8 row, bounded above."""
+    return d * d * (128 * 128) << (2 * SQRT_SHIFT)
+
+
+def _eps_term(d: int, in_scale: float, eps: float) -> int:
+    return max(1, round(eps / in_scale**2 * d**2 * (1 << 2 * SQRT_SHIFT)))
+
+
+def _fixed_affine(gamma: np.ndarray, beta: np.ndarray,
+                  out_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    g = round_half_away(gamma / out_scale * (1 << GAMMA_BITS)).astype(np.int64)
+    b = round_half_away(beta / out_scale * (1 << OUT_SHIFT)).astype(np.int64)
+    return g, b
+
+
+def _check_values(d: int, in_scale: float, out_scale: float, gamma: np.ndarray,
+                  beta: np.ndarray, eps: float) -> None:
+    """The ranges the core's integers hold (a compiled build and pack_params alike)."""
+    if np.abs(gamma / out_scale).max() >= 1 << (31 - GAMMA_BITS):
+        raise SpecError(f"|gamma|/out_scale reaches {np.abs(gamma / out_scale).max():.4g}"
+                        f", at most 2^{31 - GAMMA_BITS}: the int32 gamma multiplier overflows")
+    if np.abs(beta / out_scale).max() >= 1 << 20:
+        raise SpecError(f"|beta|/out_scale reaches {np.abs(beta / out_scale).max():.4g}, "
+                        "at most 2^20: the int64 beta term overflows")
+    # (d·Σx² - (Σx)²)·2^(2·SQRT_SHIFT) + E must stay below 2^63 in the core.
+    if _variance_bound(d) + _eps_term(d, in_scale, eps) >= 1 << 62:
+        raise SpecError(f"eps/in_scale^2 = {eps / in_scale**2:.4g} is too large for "
+                        f"d {d}: the variance term overflows 64 bits; raise in_scale")
+
+
+def _split(v: np.ndarray) -> np.ndarray:
+    """int64 values as (low, high) int32 word pairs, interleaved (the values as int64)."""
+    v = np.asarray(v, dtype=np.int64)
+    low = v & 0xFFFFFFFF
+    low = np.where(low >= 1 << 31, low - (1 << 32), low)
+    return np.stack([low, v >> 32], axis=1).reshape(-1)
+
+
+def _join(words: np.ndarray) -> np.ndarray:
+    """The int64 values of interleaved (low, high) int32 word pairs."""
+    pairs = np.asarray(words, dtype=np.int64).reshape(-1, 2)
+    return (pairs[:, 1] << 32) | (pairs[:, 0] & 0xFFFFFFFF)
 
 
 def _round_shift(x: np.ndarray, shift: np.ndarray) -> np.ndarray:

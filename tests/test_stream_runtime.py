@@ -1,0 +1,251 @@
+"""runtime_params=1 for GELU and layernorm: one build, its per-layer values a second input.
+
+One emulated build per kernel runs on several value sets and equals the golden model on each;
+the golden model of a packed params input equals the compiled variant's golden for the same
+values; the host core equals the golden model on many seeds; bad values are refused in a line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from codegen.checks import check_design
+from codegen.hostcore import HostCore
+from codegen.kernels import spec_from_params
+from codegen.kernels.gelu import GeluSpec
+from codegen.kernels.layernorm import LayerNormSpec
+from codegen.pipeline import BuildResult, build
+from codegen.render import render
+from codegen.spec import SpecError
+from codegen.stream import StreamSpec
+from runtime.kernel import NpuKernel
+
+SHAPES: dict[str, dict[str, str]] = {
+    "gelu": {"length": "1024", "max_tile": "256"},  # 4 tiles share one table
+    "layernorm": {"rows": "8", "d": "64", "tile_rows": "2"},  # 4 tiles share one params element
+}
+SEEDS = 24
+
+
+def runtime_spec(kernel: str) -> StreamSpec:
+    spec = spec_from_params(kernel, {**SHAPES[kernel], "runtime_params": "1"})
+    assert isinstance(spec, StreamSpec)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildResult]:
+    root = tmp_path_factory.mktemp("rt-build")
+    return {k: build(runtime_spec(k), root, target="emu") for k in SHAPES}
+
+
+def _ln_values(spec: LayerNormSpec, seed: int) -> dict[str, Any]:
+    """Values away from random_values' ranges: wider gamma, a shifted beta, eps 0."""
+    rng = np.random.default_rng(seed)
+    return {"in_scale": 0.02, "out_scale": 0.05, "gamma": rng.normal(0.5, 1.0, spec.d),
+            "beta": rng.normal(0.3, 0.5, spec.d), "eps": 0.0}
+
+
+def _value_sets(spec: StreamSpec) -> list[list[np.ndarray]]:
+    """Inputs of three different value sets (two from seeds, one explicit), then the first
+    again: each invocation must take its own params element, not keep the last one."""
+    cases = [spec.random_inputs(0), spec.random_inputs(1)]
+    x = cases[0][0]
+    if isinstance(spec, LayerNormSpec):
+        cases.append([x, spec.pack_params(**_ln_values(spec, 3))])
+    else:
+        cases.append([x, spec.pack_params(in_scale=0.02, out_scale=0.05)])
+    return [*cases, cases[0]]
+
+
+@pytest.mark.parametrize("kernel", sorted(SHAPES))
+def test_one_emulated_build_serves_every_value_set(kernel: str,
+                                                   builds: dict[str, BuildResult]) -> None:
+    spec = runtime_spec(kernel)
+    cases = _value_sets(spec) + [inputs for _, inputs in spec.edge_inputs()]
+    outputs = []
+    with NpuKernel.load(builds[kernel].artifact_dir, backend="emu") as npu:
+        for k, inputs in enumerate(cases):
+            (got,) = npu(*inputs)
+            (want,) = spec.golden(inputs)
+            bad = np.flatnonzero(got.ravel() != want.ravel())
+            assert bad.size == 0, f"{kernel} case {k}: {bad.size} bytes differ, first at {bad[0]}"
+            outputs.append(got)
+    # Same x, other values: another output (the params input is really read).
+    assert not np.array_equal(outputs[0], outputs[2])
+
+
+@pytest.mark.parametrize("kernel", sorted(SHAPES))
+def test_design_passes_the_static_checks(kernel: str) -> None:
+    spec = runtime_spec(kernel)
+    passed = check_design(spec, render(spec).files["aie.mlir"])
+    assert "3 sequence arguments match the host buffers in order" in passed
+    assert [b.name for b in spec.buffers()] == ["x", spec.params_name, "y"]
+    assert [b.arg_index for b in spec.buffers()] == [3, 4, 5]
+    items = {i.name: i for i in spec.memory_plan()[0].items}
+    assert items["paramq buffer"].total == spec.params_bytes
+    assert not [i for i in items.values() if i.kind == "static"]  # the tables left the core
+
+
+def _compiled(kernel: str, values: dict[str, Any], tmp: Path) -> StreamSpec:
+    """The runtime_params=0 variant of the same shape with `values` compiled in."""
+    params: dict[str, Any] = dict(SHAPES[kernel])
+    for name, value in values.items():
+        if isinstance(value, np.ndarray):
+            path = tmp / f"{name}.npy"
+            np.save(path, value)
+            value = str(path)
+        params[name] = value
+    spec = spec_from_params(kernel, params)
+    assert isinstance(spec, StreamSpec)
+    return spec
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_layernorm_golden_of_packed_values_equals_compiled(seed: int, tmp_path: Path) -> None:
+    spec = runtime_spec("layernorm")
+    assert isinstance(spec, LayerNormSpec)
+    values = spec.random_values(seed) if seed % 2 else _ln_values(spec, seed)
+    compiled = _compiled("layernorm", values, tmp_path)
+    for family in range(3):
+        x = compiled.random_inputs(100 * seed + family)[0]
+        if family == 2:
+            x = np.repeat(x[:: spec.d], spec.d)  # constant rows: eps alone keeps s > 0
+        runtime_out = spec.golden([x, spec.pack_params(**values)])[0]
+        assert np.array_equal(runtime_out, compiled.golden([x])[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gelu_golden_of_packed_values_equals_compiled(seed: int, tmp_path: Path) -> None:
+    spec = runtime_spec("gelu")
+    assert isinstance(spec, GeluSpec)
+    in_scale, out_scale = spec.random_scales(seed)
+    compiled = _compiled("gelu", {"in_scale": in_scale, "out_scale": out_scale}, tmp_path)
+    x = np.random.default_rng(seed).integers(-128, 128, spec.length, dtype=np.int8)
+    table = spec.pack_params(in_scale=in_scale, out_scale=out_scale)
+    assert np.array_equal(spec.golden([x, table])[0], compiled.golden([x])[0])
+    assert np.array_equal(spec.reference([x, table])[0], compiled.reference([x])[0])
+
+
+@pytest.mark.parametrize("kernel", sorted(SHAPES))
+def test_seeded_values_meet_the_accuracy_targets(kernel: str) -> None:
+    spec = runtime_spec(kernel)
+    tables = {spec.random_inputs(s)[1].tobytes() for s in range(6)}
+    assert len(tables) == 6  # the seeds cover different values
+    for seed in range(6):
+        assert spec.accuracy_problems(spec.random_inputs(seed)) == []
+
+
+def _run_core(spec: StreamSpec, core: HostCore, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The core loop of one invocation: every tile with the same params element."""
+    out = np.full((spec.n_tiles, spec.out_tile_bytes), 99, dtype=np.int8)
+    tiles = np.asarray(x).reshape(spec.n_tiles, spec.in_tile_bytes)
+    params = np.ascontiguousarray(p)
+    for t in range(spec.n_tiles):
+        core.call(spec.CORE_SYMBOLS[0], np.ascontiguousarray(tiles[t]), out[t], params)
+    return out.reshape(-1)
+
+
+def _families(spec: StreamSpec, seed: int) -> Iterator[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(2000 + seed)
+    n = spec.buffers()[0].shape
+    yield "realistic", spec.random_inputs(seed)[0]
+    yield "uniform", rng.integers(-128, 128, n, dtype=np.int8)
+    yield "small", rng.integers(-3, 4, n, dtype=np.int8)
+
+
+@pytest.mark.parametrize("kernel", sorted(SHAPES))
+def test_host_core_equals_golden_on_many_seeds(kernel: str,
+                                               builds: dict[str, BuildResult]) -> None:
+    spec = runtime_spec(kernel)
+    result = builds[kernel]
+    core = HostCore(result.artifact_dir / result.manifest.host_libraries[spec.object_name])
+    for seed in range(SEEDS):
+        p = spec.random_inputs(seed)[1]
+        for family, x in _families(spec, seed):
+            got = _run_core(spec, core, x, p)
+            want = spec.golden([x, p])[0]
+            bad = np.flatnonzero(got != want)
+            assert bad.size == 0, (f"{kernel} seed {seed} {family}: {bad.size} bytes differ, "
+                                   f"first at {bad[0]}: core {got[bad[0]]}, golden {want[bad[0]]}")
+
+
+def _refused(call: Any, match: str) -> None:
+    with pytest.raises(SpecError, match=match) as e:
+        call()
+    assert "\n" not in str(e.value)
+
+
+LN_GOOD: dict[str, Any] = {"in_scale": 0.03, "out_scale": 0.03, "gamma": 1.0, "beta": 0.0,
+                           "eps": 1e-5}
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"in_scale": 0.0}, "in_scale 0.0 must be positive"),
+    ({"out_scale": float("nan")}, "out_scale=nan is not a finite number"),
+    ({"out_scale": "wide"}, "out_scale 'wide' is not a number"),
+    ({"gamma": np.ones(63)}, r"gamma has shape \(63,\), the build takes \(64,\)"),
+    ({"beta": [0.0, np.inf] * 32}, "beta has a value that is not finite at index 1"),
+    ({"gamma": 6e5 * 0.03}, "the int32 gamma multiplier overflows"),
+    ({"beta": 2e6 * 0.03}, "the int64 beta term overflows"),
+    ({"eps": 1.0, "in_scale": 1e-7}, "the variance term overflows 64 bits; raise in_scale"),
+    ({"eps": 2.0}, "eps 2.0 is outside 0..1"),
+    ({"eps": None, "gain": 1}, "missing eps"),
+])
+def test_layernorm_pack_params_refusals(change: dict[str, Any], match: str) -> None:
+    spec = runtime_spec("layernorm")
+    values = {k: v for k, v in {**LN_GOOD, **change}.items() if v is not None}
+    _refused(lambda: spec.pack_params(**values), match)
+
+
+@pytest.mark.parametrize(("values", "match"), [
+    ({"in_scale": 0.0, "out_scale": 0.1}, "in_scale 0.0 must be a positive finite number"),
+    ({"in_scale": 0.1, "out_scale": float("inf")}, "out_scale inf must be a positive finite"),
+    ({"in_scale": 0.1}, "gelu pack_params takes in_scale and out_scale; got in_scale"),
+])
+def test_gelu_pack_params_refusals(values: dict[str, Any], match: str) -> None:
+    _refused(lambda: runtime_spec("gelu").pack_params(**values), match)
+
+
+def test_golden_refuses_a_params_input_pack_params_cannot_make() -> None:
+    ln = runtime_spec("layernorm")
+    x, p = ln.random_inputs(0)
+    zero_eps = p.copy()
+    zero_eps[:2] = 0
+    _refused(lambda: ln.golden([x, zero_eps]), "eps term 0 is outside")
+    _refused(lambda: ln.golden([x, p.astype(np.int64)]), "make it with spec.pack_params")
+    gelu = runtime_spec("gelu")
+    _refused(lambda: gelu.golden([gelu.random_inputs(0)[0], np.zeros(255, np.int8)]),
+             r"int8 x \(255,\) but the build takes int8 x \(256,\)")
+    _refused(lambda: gelu.reference([gelu.random_inputs(0)[0], np.zeros(256, np.int8)]),
+             "not made by this spec's pack_params")
+
+
+@pytest.mark.parametrize(("kernel", "name", "value", "buffer"), [
+    ("layernorm", "gamma", "0.5", "p"),
+    ("layernorm", "in_scale", "0.1", "p"),
+    ("layernorm", "eps", "0.001", "p"),
+    ("gelu", "out_scale", "0.2", "t"),
+])
+def test_a_value_parameter_with_runtime_params_is_refused(kernel: str, name: str, value: str,
+                                                          buffer: str) -> None:
+    params = {**SHAPES[kernel], "runtime_params": "1", name: value}
+    _refused(lambda: spec_from_params(kernel, params),
+             f"^{name} is a per-call value with runtime_params=1: pass it in the {buffer} "
+             r"input \(see spec.pack_params\)$")
+
+
+@pytest.mark.parametrize("kernel", sorted(SHAPES))
+def test_runtime_params_zero_is_the_compiled_variant(kernel: str) -> None:
+    """The default names no new variant and keeps two buffers; the manifest's full parameter
+    set (defaults included) of a runtime build reloads."""
+    assert spec_from_params(kernel, {"runtime_params": "0"}).variant == "default"
+    assert len(spec_from_params(kernel, {}).buffers()) == 2
+    spec = runtime_spec(kernel)
+    assert spec_from_params(kernel, spec.params).variant == spec.variant
+    assert "runtime_params1" in spec.variant
