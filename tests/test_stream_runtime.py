@@ -23,6 +23,7 @@ from codegen.pipeline import BuildResult, build
 from codegen.render import render
 from codegen.spec import SpecError
 from codegen.stream import StreamSpec
+from codegen.testhw import verify
 from runtime.kernel import NpuKernel
 
 SHAPES: dict[str, dict[str, str]] = {
@@ -249,3 +250,11 @@ def test_runtime_params_zero_is_the_compiled_variant(kernel: str) -> None:
     spec = runtime_spec(kernel)
     assert spec_from_params(kernel, spec.params).variant == spec.variant
     assert "runtime_params1" in spec.variant
+
+
+@pytest.mark.parametrize("kernel", sorted(SHAPES))
+def test_test_hw_verifies_a_runtime_build(kernel: str, builds: dict[str, BuildResult]) -> None:
+    """`invoke test-hw`'s check (seeded value sets, edge inputs, accuracy) works unchanged."""
+    result = verify(builds[kernel].artifact_dir, "emu", seeds=2, iterations=0)
+    assert result.passed, result.reason()
+    assert not result.flags
