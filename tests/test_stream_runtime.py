@@ -220,6 +220,9 @@ def test_golden_refuses_a_params_input_pack_params_cannot_make() -> None:
     zero_eps[:2] = 0
     _refused(lambda: ln.golden([x, zero_eps]), "eps term 0 is outside")
     _refused(lambda: ln.golden([x, p.astype(np.int64)]), "make it with spec.pack_params")
+    huge_beta = p.copy()
+    huge_beta[-1] = 1 << 20  # the high word of the last beta term: 2^52
+    _refused(lambda: ln.golden([x, huge_beta]), r"a beta term reaches 2\^48")
     gelu = runtime_spec("gelu")
     _refused(lambda: gelu.golden([gelu.random_inputs(0)[0], np.zeros(255, np.int8)]),
              r"int8 x \(255,\) but the build takes int8 x \(256,\)")

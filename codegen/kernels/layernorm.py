@@ -169,6 +169,9 @@ class LayerNormSpec(StreamSpec):
         if e < 1 or _variance_bound(self.d) + e >= 1 << 62:
             raise SpecError(f"layernorm params input: eps term {e} is outside 1..2^62 - "
                             f"d^2*128^2*2^22; make it with spec.pack_params")
+        if np.abs(b).max() >= 1 << (OUT_SHIFT + 20):
+            raise SpecError(f"layernorm params input: a beta term reaches 2^{OUT_SHIFT + 20} "
+                            "(|beta|/out_scale 2^20); make it with spec.pack_params")
         return e, g, b
 
     def extra_context(self) -> dict[str, Any]:
