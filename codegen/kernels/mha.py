@@ -72,7 +72,9 @@ from codegen.spec import (
     TilePlan,
     fifo_depth_param,
     quantize_multiplier,
+    refuse_runtime_values,
     round_half_away,
+    runtime_params_param,
     saturate_i8,
     scale_param,
 )
@@ -175,9 +177,7 @@ class MhaSpec(KernelSpec):
               f"{CORE_ROWS} where it fits)", 0, CORE_ROWS),
         fifo_depth_param(),
         Param("device", str, "npu1", "target device", choices=tuple(DEVICE_COLUMNS)),
-        Param("runtime_params", int, 0, "1: per-layer values (scales, bias, ...) come in an "
-              "input buffer at run time, so one build serves every layer of this shape",
-              choices=(0, 1)),
+        runtime_params_param(),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -379,13 +379,8 @@ class MhaSpec(KernelSpec):
         if self.causal and self.seq_q > self.seq_k:
             raise SpecError(f"causal needs seq_q <= seq_k (got {self.seq_q} > {self.seq_k}): "
                             "query 0 would see no key")
-        if self.runtime_params:
-            defaults = {p.name: p.default for p in self.PARAMS}
-            for name in VALUE_PARAMS:
-                if self.params[name] != defaults[name]:
-                    raise SpecError(f"{name} is a per-call value with runtime_params=1: pass it "
-                                    "in the P input (see spec.pack_params)")
-        else:
+        refuse_runtime_values(self, VALUE_PARAMS, "P")
+        if not self.runtime_params:
             _, shift = self.logit_multiplier()
             check_constants(shift, self.out_multiplier(), self.v_scale / self.o_scale)
         self._validate_split()
