@@ -11,6 +11,16 @@ the build: that column keeps what survives at shift 62, mult_j = round(scale · 
 bits, off by at most |acc| · 2^-63 < 2^-31 of an LSB), and where nothing survives (mult_j 0)
 the column is exactly 0, as the float reference rounds it; the build notes each such column.
 A per-tensor scale that small (every output 0) is still refused.
+
+runtime_params=1 (one build per shape, every layer's values bound per call): the B input is
+[K + tk, N] int8, the weights followed by one k-tile of per-column quantisation records, built by
+`MatmulSpec.pack_params`. Record rows of column j (the rest of the tile is zero):
+  rows 0-3: mult_j, int32 little-endian bytes;  rows 4-7: bias_j, int32 little-endian bytes;
+  row 8: shift_j (1..62).
+The same B transfer streams k_tiles + 1 tiles per output tile, so the records reach the cores as
+one more B element, blocked like any B tile ([tk/s][tn/t][s][t]); the core decodes its tile's
+columns from it (mlir/matmul/matmul_records.h). Always per column (the shift>62 rule above
+applies); tk must hold the 9 record rows. The golden model decodes the records itself.
 """
 
 from __future__ import annotations
@@ -60,6 +70,13 @@ STACK = 1024
 # accumulators as arrays; on the core they live in registers): under 2 KiB summed for aie2's
 # 4x8x8 blocks, under 4 KiB for aie2p's 8x8x8.
 VECTOR_STACK = {"aie2": 2048, "aie2p": 4096}
+# runtime_params=1's record rows in B's last k-tile (module docstring).
+REC_MULT, REC_BIAS, REC_SHIFT = 0, 4, 8
+REC_ROWS = 9
+# Core cycles per tile column to decode its record (9 byte loads, shifts and ors): npukit's
+# count of matmul_records.h, not a measurement.
+REC_DECODE_OPS = 24
+VALUE_PARAMS = ("a_scale", "b_scale", "c_scale", "b_scales", "bias")
 
 
 # The int8 blocks each core's MAC loop consumes (shared contract with the vector MAC): A as
@@ -112,6 +129,8 @@ class MatmulSpec(KernelSpec):
         fifo_depth_param(),
         device_param(),
         path_param(),
+        Param("runtime_params", int, 0, "1: per-layer values (scales, bias) come in the B input "
+              "at run time, so one build serves every layer of this shape", choices=(0, 1)),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -128,8 +147,23 @@ class MatmulSpec(KernelSpec):
         return self.N // self.tn
 
     @property
+    def runtime(self) -> bool:
+        """runtime_params=1: the requantisation comes in B's last k-tile (module docstring)."""
+        return bool(self.runtime_params)
+
+    @property
     def per_column(self) -> bool:
-        return bool(self.b_scales)
+        return self.runtime or bool(self.b_scales)
+
+    @property
+    def b_rows(self) -> int:
+        """Rows of the B input: K, plus one k-tile of records with runtime_params=1."""
+        return self.K + self.tk if self.runtime else self.K
+
+    @property
+    def b_tiles(self) -> int:
+        """B tiles streamed per output tile."""
+        return self.k_tiles + 1 if self.runtime else self.k_tiles
 
     @property
     def stack_size(self) -> int:
@@ -217,6 +251,27 @@ class MatmulSpec(KernelSpec):
         if rows * self.tm > MAX_WRAP:
             raise SpecError(f"rows·tm = {rows * self.tm} C rows per mem-tile element, more "
                             f"than the shim BD's {MAX_WRAP}-row wrap; lower tm or rows")
+        if self.runtime:
+            self._validate_runtime()
+        else:
+            self._validate_values()
+        for t_ in (t for t in self.transfers() if "wait" not in t):
+            problems = check_dma(t_["offsets"], t_["sizes"], t_["strides"], 1, t_["elems"])
+            if problems:
+                raise SpecError(f"the {t_['what']} transfer breaks a shim DMA limit: "
+                                f"{'; '.join(problems)}")
+        self.check_memory()
+
+    def _validate_runtime(self) -> None:
+        for p in self.PARAMS:
+            if p.name in VALUE_PARAMS and self.params[p.name] != p.default:
+                raise SpecError(f"{p.name} is a per-call value with runtime_params=1: pass it "
+                                "in the B input (see spec.pack_params)")
+        if self.tk < REC_ROWS:
+            raise SpecError(f"tk {self.tk} cannot hold runtime_params=1's {REC_ROWS} record "
+                            f"rows (B's last k-tile); use tk >= {REC_ROWS}")
+
+    def _validate_values(self) -> None:
         mults, shifts = self.requant()
         for m, shift in zip(mults, shifts, strict=True):
             if not 1 <= shift <= MAX_SHIFT:
@@ -226,12 +281,6 @@ class MatmulSpec(KernelSpec):
             raise SpecError("every column's a_scale·b_scale/c_scale is below 2^-63: every "
                             "output would be 0; the scales are out of range")
         self.bias_values()  # read and checked now, not first at render time
-        for t_ in (t for t in self.transfers() if "wait" not in t):
-            problems = check_dma(t_["offsets"], t_["sizes"], t_["strides"], 1, t_["elems"])
-            if problems:
-                raise SpecError(f"the {t_['what']} transfer breaks a shim DMA limit: "
-                                f"{'; '.join(problems)}")
-        self.check_memory()
 
     def scales(self) -> np.ndarray:
         if self.per_column:
@@ -249,17 +298,17 @@ class MatmulSpec(KernelSpec):
     def requant(self) -> tuple[list[int], list[int]]:
         """(mult_j, shift_j) per column (one pair per tensor); see the module docstring for a
         per-column scale whose shift would pass MAX_SHIFT."""
-        mults, shifts = [], []
-        for s in self.scales():
-            real = self.a_scale * s / self.c_scale
-            m, shift = quantize_multiplier(real, MULT_BITS, "requant scale")
-            if shift > MAX_SHIFT and self.per_column:
-                m, shift = int(np.floor(real * 2.0**MAX_SHIFT + 0.5)), MAX_SHIFT
-            mults.append(m)
-            shifts.append(shift)
-        return mults, shifts
+        self._compiled("requant")
+        return requant_pairs(self.a_scale, self.scales(), self.c_scale, self.per_column)
+
+    def _compiled(self, what: str) -> None:
+        if self.runtime:
+            raise SpecError(f"{what}: with runtime_params=1 the values are per call, in the B "
+                            "input (see spec.pack_params)")
 
     def notes(self) -> list[str]:
+        if self.runtime:
+            return []
         mults, shifts = self.requant()
         reduced = [j for j, (m, s) in enumerate(zip(mults, shifts, strict=True))
                    if self.per_column and s == MAX_SHIFT and m < 1 << (MULT_BITS - 1)]
@@ -273,11 +322,13 @@ class MatmulSpec(KernelSpec):
     def buffers(self) -> list[BufferSpec]:
         return [
             BufferSpec("A", "int8", (self.M, self.K), "in", 0),
-            BufferSpec("B", "int8", (self.K, self.N), "in", 1),
+            BufferSpec("B", "int8", (self.b_rows, self.N), "in", 1),
             BufferSpec("C", "int8", (self.M, self.N), "out", 2),
         ]
 
     def core_data(self) -> list[MemoryItem]:
+        if self.runtime:
+            return []  # the records arrive in a B tile buffer
         n_requant = self.N if self.per_column else 1
         return [
             MemoryItem("multipliers and shifts", 8 * n_requant, kind="static"),
@@ -338,9 +389,9 @@ class MatmulSpec(KernelSpec):
                         })
                     out.append({
                         "what": f"B column {c}", "arg": "B", "fifo": f"b{c}",
-                        "id": 2 + 2 * i, "token": True, "elems": K * N,
+                        "id": 2 + 2 * i, "token": True, "elems": self.b_rows * N,
                         "offsets": [0, 0, 0, c * tn],
-                        "sizes": [self.n_blocks, self.k_tiles, tk, tn],
+                        "sizes": [self.n_blocks, self.b_tiles, tk, tn],
                         "strides": [cols * tn, tk * N, N, 1],
                     })
             out.extend({"wait": f"c{c}"} for c in range(cols))
@@ -360,8 +411,8 @@ class MatmulSpec(KernelSpec):
         }
 
     def render_context(self) -> dict[str, Any]:
-        mults, shifts = self.requant()
-        bias = self.bias_values()
+        mults, shifts = ([], []) if self.runtime else self.requant()
+        bias = None if self.runtime else self.bias_values()
         rows, cols = self.grid
         r, s, t = self.block
         g = self.rows_per_a
@@ -391,16 +442,20 @@ class MatmulSpec(KernelSpec):
             "shifts": shifts,
             "has_bias": bias is not None,
             "bias_values": [] if bias is None else [int(b) for b in bias],
+            "runtime": self.runtime,
+            "b_rows": self.b_rows,
         }
 
     def out_cycles_per_tile(self) -> int:
         """Core cycles per output tile outside the MAC loop (see SCALAR_OUT_OPS)."""
         tm, tn = self.tm, self.tn
+        decode = tn * REC_DECODE_OPS if self.runtime else 0
         if self.core_path == "scalar":
-            return tm * tn * SCALAR_OUT_OPS
+            return tm * tn * SCALAR_OUT_OPS + decode
         r, _, t = self.block
-        lanes = (tn // t) * r * t * (2 if self.bias else 1)
-        return tm * tn * ZERO_OPS + lanes + (tm // r) * (tn // t) * VECTOR_BLOCK_OPS
+        lanes = (tn // t) * r * t * (2 if self.bias or self.runtime else 1)
+        return (tm * tn * ZERO_OPS + lanes + (tm // r) * (tn // t) * VECTOR_BLOCK_OPS
+                + decode)
 
     def workload(self) -> Workload:
         """Per invocation: each core's MACs and output work, each DMA channel's bytes."""
@@ -408,7 +463,7 @@ class MatmulSpec(KernelSpec):
         tm, tn, K = self.tm, self.tn, self.K
         tiles = self.m_blocks * self.n_blocks  # output tiles per core
         a_bytes = tiles * tm * K  # one row of A tiles per output tile
-        b_bytes = tiles * K * tn
+        b_bytes = tiles * self.b_rows * tn  # with runtime_params=1, one record tile more
         c_bytes = tiles * tm * tn
         macs, scalar, shim, mem, core = {}, {}, {}, {}, {}
         for c in range(cols):
@@ -436,30 +491,176 @@ class MatmulSpec(KernelSpec):
 
     # -- data ---------------------------------------------------------------------------
     def random_inputs(self, seed: int) -> list[np.ndarray]:
-        """Activations N(0,1) over ±4 sigma, weights N(0, 0.02²) like a trained projection."""
+        """Activations N(0,1) over ±4 sigma, weights N(0, 0.02²) like a trained projection; with
+        runtime_params=1 the layer's values (scales, per-column weight spread, bias) are drawn
+        from the seed too and packed into B."""
         rng = np.random.default_rng(seed)
         a = rng.standard_normal((self.M, self.K))
+        if self.runtime:
+            return self._random_layer(rng, a)
         b = rng.normal(0.0, 0.02, (self.K, self.N))
         b_scale = self.scales()[None, :] if self.per_column else self.b_scale
         return [saturate_i8(round_half_away(a / self.a_scale)),
                 saturate_i8(round_half_away(b / b_scale))]
 
-    def _acc(self, inputs: list[np.ndarray]) -> np.ndarray:
-        a, b = (np.asarray(x, dtype=np.float64) for x in inputs)
-        # Exact: every partial sum is an integer below 2^53.
-        acc = (a.reshape(self.M, self.K) @ b.reshape(self.K, self.N)).astype(np.int64)
+    def _random_layer(self, rng: np.random.Generator, a: np.ndarray) -> list[np.ndarray]:
+        a_scale = 4.0 / 127.0 * 2.0 ** rng.uniform(-1, 1)
+        c_scale = 2.0 / 127.0 * 2.0 ** rng.uniform(-1, 1)
+        spread = 0.02 * 2.0 ** rng.uniform(-1, 1, self.N)
+        b_scales = 5.0 * spread / 127.0 * 2.0 ** rng.uniform(-0.25, 0.25, self.N)
+        b = saturate_i8(round_half_away(rng.standard_normal((self.K, self.N)) * spread
+                                        / b_scales))
+        bias = round_half_away(rng.normal(0.0, 0.05, self.N) / (a_scale * b_scales))
+        return [saturate_i8(round_half_away(a / a_scale)),
+                self.pack_params(b=b, b_scales=b_scales, a_scale=a_scale, c_scale=c_scale,
+                                 bias=bias.astype(np.int64))]
+
+    def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
+        """The base edge cases; with runtime_params=1 on the weights only, B's records those of
+        the default scales (a record of int8 extremes is no requantisation)."""
+        cases = super().edge_inputs()
+        if self.runtime:
+            defaults = {p.name: p.default for p in self.PARAMS}
+            records = self.pack_params(
+                b=np.zeros((self.K, self.N), np.int8), b_scales=np.full(self.N, defaults[
+                    "b_scale"]), a_scale=defaults["a_scale"], c_scale=defaults["c_scale"])
+            for _, (_, b) in cases:
+                b[self.K:] = records[self.K:]
+        return cases
+
+    def pack_params(self, *, b: np.ndarray, b_scales: Any, a_scale: float, c_scale: float,
+                    bias: Any = None) -> np.ndarray:
+        """The B input of runtime_params=1: the int8 weights [K, N] and one k-tile of
+        per-column records (module docstring); each value checked as the compiled variant
+        checks it at build time, a SpecError naming the first bad one."""
+        if not self.runtime:
+            raise SpecError("pack_params builds the B input of runtime_params=1; this variant "
+                            "compiles its values in (pass B [K, N] as it is)")
+        K, N = self.K, self.N
+        b = np.asarray(b)
+        if b.dtype != np.int8 or b.shape != (K, N):
+            raise SpecError(f"pack_params b must be int8 [{K}, {N}], not {b.dtype} "
+                            f"{list(b.shape)}")
+        scales = _positive_values("b_scales", b_scales, (N,))
+        a_s = float(_positive_values("a_scale", a_scale, ())[()])
+        c_s = float(_positive_values("c_scale", c_scale, ())[()])
+        mults, shifts = requant_pairs(a_s, scales, c_s, per_column=True)
+        for j, (m, shift) in enumerate(zip(mults, shifts, strict=True)):
+            if not 1 <= shift <= MAX_SHIFT:
+                raise SpecError(f"pack_params: a_scale·b_scales[{j}]/c_scale gives a shift of "
+                                f"{shift} (multiplier {m}), outside 1..{MAX_SHIFT}: the scales "
+                                "are out of range")
+        if not any(mults):
+            raise SpecError("pack_params: every column's a_scale·b_scales/c_scale is below "
+                            "2^-63: every output would be 0; the scales are out of range")
+        bias_values = np.zeros(N, np.int64) if bias is None else _int32_values(bias, N)
+        records = np.zeros((self.tk, N), np.uint8)
+        for k in range(4):
+            records[REC_MULT + k] = (np.array(mults, np.int64) >> (8 * k)) & 0xFF
+            records[REC_BIAS + k] = (bias_values >> (8 * k)) & 0xFF
+        records[REC_SHIFT] = shifts
+        return np.concatenate([b, records.view(np.int8)])
+
+    def decode_params(self, b_input: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(weights [K, N], mult, shift, bias) from a runtime_params=1 B input, decoded from
+        the record rows in numpy; records pack_params cannot have made are refused."""
+        b_in = np.asarray(b_input).reshape(self.b_rows, self.N)
+        rec = b_in[self.K:self.K + REC_ROWS].view(np.uint8).astype(np.int64)
+
+        def word(row: int) -> np.ndarray:
+            u = sum(rec[row + k] << (8 * k) for k in range(4))
+            return (u ^ (1 << 31)) - (1 << 31)  # the int32 the core reads
+
+        mult, bias, shift = word(REC_MULT), word(REC_BIAS), rec[REC_SHIFT]
+        bad = np.flatnonzero((shift < 1) | (shift > MAX_SHIFT) | (mult < 0))
+        if bad.size:
+            j = int(bad[0])
+            raise SpecError(f"B's record of column {j} (rows {self.K}..{self.K + REC_ROWS - 1})"
+                            f" has multiplier {mult[j]}, shift {shift[j]}: not a record; build "
+                            "B with spec.pack_params")
+        return b_in[:self.K], mult, shift, bias
+
+    def _values(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """(A, weights, bias [N], mult [N or 1], shift [N or 1]) of one call."""
+        a, b = inputs
+        if self.runtime:
+            w, mult, shift, bias = self.decode_params(b)
+            return a, w, bias, mult, shift
         bias = self.bias_values()
-        return acc if bias is None else acc + bias[None, :]
+        mults, shifts = (np.array(v, dtype=np.int64) for v in self.requant())
+        return a, b, np.zeros(self.N, np.int64) if bias is None else bias, mults, shifts
+
+    def _acc(self, a: np.ndarray, b: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        a64, b64 = (np.asarray(x, dtype=np.float64) for x in (a, b))
+        # Exact: every partial sum is an integer below 2^53.
+        acc = (a64.reshape(self.M, self.K) @ b64.reshape(self.K, self.N)).astype(np.int64)
+        return acc + bias[None, :]
 
     def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        acc = self._acc(inputs)
-        mults, shifts = (np.array(v, dtype=np.int64) for v in self.requant())
-        prod = acc * mults[None, :]
+        a, b, bias, mults, shifts = self._values(inputs)
+        prod = self._acc(a, b, bias) * mults[None, :]
         half = np.left_shift(np.int64(1), shifts - 1)[None, :]
         sh = shifts[None, :]
         c = np.where(prod >= 0, (prod + half) >> sh, -((-prod + half) >> sh))
         return [saturate_i8(c)]
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        scale = self.a_scale * self.scales()[None, :] / self.c_scale
-        return [saturate_i8(round_half_away(self._acc(inputs).astype(np.float64) * scale))]
+        a, b, bias, mults, shifts = self._values(inputs)
+        if self.runtime:  # the decoded real value: mult · 2^-shift
+            scale = (mults.astype(np.float64) * 2.0 ** -shifts.astype(np.float64))[None, :]
+        else:
+            scale = self.a_scale * self.scales()[None, :] / self.c_scale
+        acc = self._acc(a, b, bias).astype(np.float64)
+        return [saturate_i8(round_half_away(acc * scale))]
+
+
+def requant_pairs(a_scale: float, b_scales: np.ndarray, c_scale: float,
+                  per_column: bool) -> tuple[list[int], list[int]]:
+    """(mult_j, shift_j) for a_scale·b_scale_j/c_scale; a per-column shift past MAX_SHIFT keeps
+    what survives at MAX_SHIFT (module docstring)."""
+    mults, shifts = [], []
+    for s in b_scales:
+        real = a_scale * float(s) / c_scale
+        m, shift = quantize_multiplier(real, MULT_BITS, "requant scale")
+        if shift > MAX_SHIFT and per_column:
+            m, shift = int(np.floor(real * 2.0**MAX_SHIFT + 0.5)), MAX_SHIFT
+        mults.append(m)
+        shifts.append(shift)
+    return mults, shifts
+
+
+def _positive_values(what: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """`value` as float64 of `shape`, every entry finite and positive, or a one-line SpecError."""
+    try:
+        x = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SpecError(f"pack_params {what} must be numbers, not {type(value).__name__}") from None
+    if x.shape != shape:
+        raise SpecError(f"pack_params {what} must have shape {list(shape)}, not {list(x.shape)}")
+    bad = np.flatnonzero(~(np.isfinite(x) & (x > 0)))
+    if bad.size:
+        i = int(bad[0])
+        where = f"[{i}]" if shape else ""
+        raise SpecError(f"pack_params {what}{where} {x.ravel()[i]} must be a positive finite "
+                        "number")
+    return x
+
+
+def _int32_values(value: Any, n: int) -> np.ndarray:
+    """`value` as n int64 within int32 (integers or whole-number floats), or a SpecError."""
+    x = np.asarray(value)
+    if x.shape != (n,) or x.dtype.kind not in "iuf":
+        raise SpecError(f"pack_params bias must be {n} integers (shape [{n}]), not {x.dtype} "
+                        f"{list(x.shape)}")
+    if x.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(x) | (x != np.round(x)))
+        if bad.size:
+            i = int(bad[0])
+            raise SpecError(f"pack_params bias[{i}] {x[i]} is not a whole number")
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    wide = x.astype(np.float64) if x.dtype.kind == "f" else x.astype(object)
+    bad = np.flatnonzero((wide < lo) | (wide > hi))
+    if bad.size:
+        i = int(bad[0])
+        raise SpecError(f"pack_params bias[{i}] {x[i]} is outside int32 ({lo}..{hi})")
+    return x.astype(np.int64)

@@ -8,6 +8,13 @@
 #include "matmul_params.h"
 #include "npukit_fixed.h"
 
+#ifndef MM_RUNTIME_PARAMS
+#define MM_RUNTIME_PARAMS 0
+#endif
+#if MM_RUNTIME_PARAMS
+#include "matmul_records.h"
+#endif
+
 #if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
 #include "matmul_mac_vector.h"
 #endif
@@ -46,6 +53,32 @@ extern "C" void matmul_acc_i8(const int8_t *a, const int8_t *b, int32_t *acc, in
 #endif
 }
 
+#if MM_RUNTIME_PARAMS
+// c = sat(round((acc + bias) * mult >> shift)) for one tile, each column's values decoded once
+// from the tile's record tile `rec`.
+static void requant_tile_records(const int32_t *acc, int8_t *c, const int8_t *rec) {
+  for (int jb = 0; jb < MM_NB; ++jb) {
+    for (int j = 0; j < MM_T; ++j) {
+      const MmColumn q = mm_rec_column(rec, jb * MM_T + j);
+      for (int ib = 0; ib < MM_RB; ++ib) {
+        const int base = (ib * MM_NB + jb) * MM_R * MM_T + j;
+        for (int i = 0; i < MM_R; ++i) {
+          const int64_t v = (int64_t)acc[base + i * MM_T] + q.bias;
+          c[base + i * MM_T] = npk_sat_i8(npk_round_shift_s64(v * q.mult, q.shift));
+        }
+      }
+    }
+  }
+}
+
+extern "C" void matmul_out_i8(const int32_t *acc, int8_t *c, const int8_t *rec) {
+#if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
+  npukit_requant_tile_vector_records(acc, c, rec);
+#else
+  requant_tile_records(acc, c, rec);
+#endif
+}
+#else
 // c = sat(round((acc + bias) * mult >> shift)) for the tile in column-of-tiles n_index.
 static void requant_tile_scalar(const int32_t *acc, int8_t *c, int32_t n_index) {
   for (int ib = 0; ib < MM_RB; ++ib) {
@@ -73,3 +106,4 @@ extern "C" void matmul_out_i8(const int32_t *acc, int8_t *c, int32_t n_index) {
   requant_tile_scalar(acc, c, n_index);
 #endif
 }
+#endif

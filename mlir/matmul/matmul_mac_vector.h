@@ -15,6 +15,13 @@
 #include "matmul_params.h"
 #include "npukit_fixed.h"
 
+#ifndef MM_RUNTIME_PARAMS
+#define MM_RUNTIME_PARAMS 0
+#endif
+#if MM_RUNTIME_PARAMS
+#include "matmul_records.h"
+#endif
+
 namespace npukit_mm {
 
 using Mmul = aie::mmul<MM_R, MM_S, MM_T, int8, int8, acc32>;
@@ -79,6 +86,44 @@ inline void mac_quad(const int8_t *a, const int8_t *b, int32_t *acc, unsigned mi
 constexpr unsigned kLanes = 2 * MM_T;
 static_assert(MM_R % 2 == 0, "the requantisation takes two block rows at a time");
 
+#if MM_RUNTIME_PARAMS
+// runtime_params=1: the same requantisation with every column's mult, bias and shift decoded
+// from the tile's record tile `rec` (matmul_records.h), once per column.
+inline void requant_block_column_records(const int32_t *acc, int8_t *c, const int8_t *rec,
+                                         unsigned ni, int shift) {
+  aie::vector<int32, kLanes> mult, bias;
+  for (unsigned j = 0; j < MM_T; ++j) {
+    const MmColumn q = mm_rec_column(rec, (int)(ni * MM_T + j));
+    mult.set(q.mult, j);
+    mult.set(q.mult, j + MM_T);
+    bias.set(q.bias, j);
+    bias.set(q.bias, j + MM_T);
+  }
+  for (unsigned mi = 0; mi < kMB; ++mi) {
+    const unsigned block = (mi * kNB + ni) * Mmul::size_C;
+    for (unsigned at = block; at < block + Mmul::size_C; at += kLanes) {
+      const auto prod = aie::mac(aie::mul(aie::load_v<kLanes>(acc + at), mult), bias, mult);
+      aie::store_v(c + at, prod.template to_vector<int8>(shift));
+    }
+  }
+}
+
+// The same block column element by element, for columns whose shifts differ.
+inline void requant_block_column_records_scalar(const int32_t *acc, int8_t *c,
+                                                const int8_t *rec, unsigned ni) {
+  for (unsigned j = 0; j < MM_T; ++j) {
+    const MmColumn q = mm_rec_column(rec, (int)(ni * MM_T + j));
+    for (unsigned mi = 0; mi < kMB; ++mi) {
+      const unsigned at = (mi * kNB + ni) * Mmul::size_C + j;
+      for (unsigned i = 0; i < MM_R; ++i) {
+        const int64_t v = (int64_t)acc[at + i * MM_T] + q.bias;
+        c[at + i * MM_T] = npk_sat_i8(npk_round_shift_s64(v * q.mult, q.shift));
+      }
+    }
+  }
+}
+#else
+
 inline void requant_block_column(const int32_t *acc, int8_t *c, int col0, unsigned ni, int shift) {
   aie::vector<int32, kLanes> mult;
 #if MM_HAS_BIAS
@@ -119,8 +164,31 @@ inline void requant_block_column_scalar(const int32_t *acc, int8_t *c, int col0,
   }
 }
 
+#endif
+
 }  // namespace npukit_mm
 
+#if MM_RUNTIME_PARAMS
+// c = sat(round((acc + bias) * mult >> shift)) for one blocked C tile, its columns' values in the
+// record tile `rec`.
+static inline void npukit_requant_tile_vector_records(const int32_t *__restrict acc,
+                                                      int8_t *__restrict c,
+                                                      const int8_t *__restrict rec) {
+  using namespace npukit_mm;
+  aie::set_rounding(aie::rounding_mode::symmetric_inf);
+  aie::set_saturation(aie::saturation_mode::saturate);
+  for (unsigned ni = 0; ni < kNB; ++ni) {
+    const int shift = (int)mm_rec_byte(rec, MM_REC_SHIFT, (int)(ni * MM_T));
+    bool uniform = true;
+    for (unsigned j = 1; j < MM_T; ++j)
+      uniform &= (int)mm_rec_byte(rec, MM_REC_SHIFT, (int)(ni * MM_T + j)) == shift;
+    if (uniform)
+      requant_block_column_records(acc, c, rec, ni, shift);
+    else
+      requant_block_column_records_scalar(acc, c, rec, ni);
+  }
+}
+#else
 // c = sat(round((acc + bias) * mult >> shift)) for one blocked C tile in column-of-tiles n_index.
 static inline void npukit_requant_tile_vector(const int32_t *__restrict acc,
                                               int8_t *__restrict c, int32_t n_index) {
@@ -138,6 +206,7 @@ static inline void npukit_requant_tile_vector(const int32_t *__restrict acc,
       requant_block_column_scalar(acc, c, col0, ni);
   }
 }
+#endif
 
 // acc += A . B for one blocked tile pair (the caller zeroes acc before the first k tile).
 static inline void npukit_mac_tile_vector(const int8_t *__restrict a, const int8_t *__restrict b,
