@@ -197,3 +197,12 @@ MUTANTS += [
            "            bo.sync(self._from_device, nbytes, 0)", "            pass", XRT,
            "outputs are synced from the device before they are read"),
 ]
+
+MUTANTS += [
+    # -- matmul runtime_params=1: the core decodes the records pack_params writes --------------
+    Mutant("mm-record-byte-order", "numerics", "mlir/matmul/matmul_records.h",
+           "k0 + 1, j) << 8 |\n                   mm_rec_byte(rec, k0 + 2, j) << 16",
+           "k0 + 1, j) << 16 |\n                   mm_rec_byte(rec, k0 + 2, j) << 8",
+           ("tests/test_matmul_runtime.py", "-k", "host_core"),
+           "a record's multiplier and bias are int32 little-endian bytes"),
+]

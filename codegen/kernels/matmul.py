@@ -268,8 +268,9 @@ class MatmulSpec(KernelSpec):
                 raise SpecError(f"{p.name} is a per-call value with runtime_params=1: pass it "
                                 "in the B input (see spec.pack_params)")
         if self.tk < REC_ROWS:
+            least = -(-REC_ROWS // self.block[1]) * self.block[1]
             raise SpecError(f"tk {self.tk} cannot hold runtime_params=1's {REC_ROWS} record "
-                            f"rows (B's last k-tile); use tk >= {REC_ROWS}")
+                            f"rows (B's last k-tile); use tk >= {least}")
 
     def _validate_values(self) -> None:
         mults, shifts = self.requant()
