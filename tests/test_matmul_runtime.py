@@ -52,7 +52,7 @@ def _values(spec: MatmulSpec, seed: int, spread: str = "wide") -> dict[str, obje
 def _layer(spec: MatmulSpec, seed: int, spread: str = "wide") -> list[np.ndarray]:
     rng = np.random.default_rng(100 + seed)
     a = rng.integers(-128, 128, (spec.M, spec.K), dtype=np.int8)
-    return [a, spec.pack_params(**_values(spec, seed, spread))]  # type: ignore[arg-type]
+    return [a, spec.pack_params(**_values(spec, seed, spread))]
 
 
 def _emulate(spec: MatmulSpec, root: Path, layers: list[list[np.ndarray]]) -> None:
@@ -95,11 +95,11 @@ def test_golden_equals_the_compiled_variant_for_the_same_values(seed: int,
     np.save(tmp_path / "scales.npy", values["b_scales"])
     np.save(tmp_path / "bias.npy", values["bias"])
     compiled = _spec({**{k: v for k, v in SMALL.items() if k != "runtime_params"},
-                      "a_scale": repr(float(values["a_scale"])),  # type: ignore[arg-type]
-                      "c_scale": repr(float(values["c_scale"])),  # type: ignore[arg-type]
+                      "a_scale": repr(float(values["a_scale"])),
+                      "c_scale": repr(float(values["c_scale"])),
                       "b_scales": str(tmp_path / "scales.npy"),
                       "bias": str(tmp_path / "bias.npy")})
-    b = spec.pack_params(**values)  # type: ignore[arg-type]
+    b = spec.pack_params(**values)
     _, mult, shift, bias = spec.decode_params(b)
     mults, shifts = compiled.requant()
     assert list(mult) == mults and list(shift) == shifts and list(bias) == list(values["bias"])
@@ -108,9 +108,9 @@ def test_golden_equals_the_compiled_variant_for_the_same_values(seed: int,
     for k in range(3):
         a = np.random.default_rng(seed * 10 + k).integers(-128, 128, (spec.M, spec.K),
                                                           dtype=np.int8)
-        want = compiled.golden([a, values["b"]])[0]  # type: ignore[list-item]
+        want = compiled.golden([a, values["b"]])[0]
         np.testing.assert_array_equal(spec.golden([a, b])[0], want)
-        ref = compiled.reference([a, values["b"]])[0]  # type: ignore[list-item]
+        ref = compiled.reference([a, values["b"]])[0]
         assert np.abs(spec.reference([a, b])[0].astype(int) - ref).max() <= 1
 
 
@@ -231,7 +231,7 @@ def test_pack_params_refuses_bad_values(change: dict[str, object], message: str)
     values = _values(spec, 0)
     n = spec.N
     edits: dict[str, object] = {
-        "zero": np.where(np.arange(n) == 5, 0.0, values["b_scales"]),  # type: ignore[call-overload]
+        "zero": np.where(np.arange(n) == 5, 0.0, values["b_scales"]),
         "big": np.where(np.arange(n) == 7, 1 << 31, 0),
         "half": np.full(n, 0.5),
         "short": np.ones(n - 1),
@@ -242,8 +242,19 @@ def test_pack_params_refuses_bad_values(change: dict[str, object], message: str)
     for key, v in change.items():
         values[key] = edits[v] if isinstance(v, str) else v
     with pytest.raises(SpecError) as exc:
-        spec.pack_params(**values)  # type: ignore[arg-type]
+        spec.pack_params(**values)
     assert message in _one_line(exc)
+
+
+def test_pack_params_refuses_unknown_and_missing_values() -> None:
+    spec = _spec(SMALL)
+    values = _values(spec, 0)
+    with pytest.raises(SpecError) as exc:
+        spec.pack_params(**values, scale=1.0)
+    assert _one_line(exc).startswith("pack_params: unknown value 'scale'; matmul takes b, ")
+    del values["c_scale"]
+    with pytest.raises(SpecError, match="pack_params: missing value 'c_scale'"):
+        spec.pack_params(**values)
 
 
 def test_a_record_pack_params_cannot_make_is_refused_by_the_golden_model() -> None:

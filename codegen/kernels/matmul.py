@@ -529,14 +529,23 @@ class MatmulSpec(KernelSpec):
                 b[self.K:] = records[self.K:]
         return cases
 
-    def pack_params(self, *, b: np.ndarray, b_scales: Any, a_scale: float, c_scale: float,
-                    bias: Any = None) -> np.ndarray:
-        """The B input of runtime_params=1: the int8 weights [K, N] and one k-tile of
-        per-column records (module docstring); each value checked as the compiled variant
-        checks it at build time, a SpecError naming the first bad one."""
+    def pack_params(self, **values: Any) -> np.ndarray:
+        """The B input of runtime_params=1 from b (int8 [K, N]), b_scales (N floats), a_scale,
+        c_scale and bias (N int32, or None): the weights and one k-tile of per-column records
+        (module docstring); each value checked as the compiled variant checks it at build
+        time, a SpecError naming the first bad one."""
         if not self.runtime:
             raise SpecError("pack_params builds the B input of runtime_params=1; this variant "
                             "compiles its values in (pass B [K, N] as it is)")
+        names = ("b", "b_scales", "a_scale", "c_scale", "bias")
+        unknown = sorted(set(values) - set(names))
+        missing = [n for n in names[:4] if n not in values]
+        if unknown or missing:
+            raise SpecError(f"pack_params: {'unknown' if unknown else 'missing'} value "
+                            f"{(unknown or missing)[0]!r}; matmul takes {', '.join(names)} "
+                            "(bias may be None)")
+        b, b_scales, a_scale, c_scale = (values[n] for n in names[:4])
+        bias = values.get("bias")
         K, N = self.K, self.N
         b = np.asarray(b)
         if b.dtype != np.int8 or b.shape != (K, N):
