@@ -299,13 +299,10 @@ class MatmulSpec(KernelSpec):
     def requant(self) -> tuple[list[int], list[int]]:
         """(mult_j, shift_j) per column (one pair per tensor); see the module docstring for a
         per-column scale whose shift would pass MAX_SHIFT."""
-        self._compiled("requant")
-        return requant_pairs(self.a_scale, self.scales(), self.c_scale, self.per_column)
-
-    def _compiled(self, what: str) -> None:
         if self.runtime:
-            raise SpecError(f"{what}: with runtime_params=1 the values are per call, in the B "
+            raise SpecError("requant: with runtime_params=1 the values are per call, in the B "
                             "input (see spec.pack_params)")
+        return requant_pairs(self.a_scale, self.scales(), self.c_scale, self.per_column)
 
     def notes(self) -> list[str]:
         if self.runtime:
