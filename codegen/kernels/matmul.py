@@ -46,7 +46,9 @@ from codegen.spec import (
     load_vector,
     path_param,
     quantize_multiplier,
+    refuse_runtime_values,
     round_half_away,
+    runtime_params_param,
     saturate_i8,
     scale_param,
 )
@@ -129,8 +131,7 @@ class MatmulSpec(KernelSpec):
         fifo_depth_param(),
         device_param(),
         path_param(),
-        Param("runtime_params", int, 0, "1: per-layer values (scales, bias) come in the B input "
-              "at run time, so one build serves every layer of this shape", choices=(0, 1)),
+        runtime_params_param(),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -263,10 +264,7 @@ class MatmulSpec(KernelSpec):
         self.check_memory()
 
     def _validate_runtime(self) -> None:
-        for p in self.PARAMS:
-            if p.name in VALUE_PARAMS and self.params[p.name] != p.default:
-                raise SpecError(f"{p.name} is a per-call value with runtime_params=1: pass it "
-                                "in the B input (see spec.pack_params)")
+        refuse_runtime_values(self, VALUE_PARAMS, "B")
         if self.tk < REC_ROWS:
             least = -(-REC_ROWS // self.block[1]) * self.block[1]
             raise SpecError(f"tk {self.tk} cannot hold runtime_params=1's {REC_ROWS} record "
