@@ -1,8 +1,9 @@
 """The graph runner: a model artifact's ops run in order on the NPU or the emulator.
 
-Load verifies every file against the model manifest (and each kernel artifact against its own),
-opens each distinct kernel artifact once, grouped into the manifest's hardware contexts, and
-allocates every buffer once: a run only copies tensors into buffers that already exist.
+Load verifies every file against the model manifest (and each context artifact and kernel
+against its own), opens each planned context artifact (one multi-kernel xclbin, one hardware
+context: runtime/context.py) once, and binds each op's constant inputs into buffers once: a run
+only copies activations into buffers that already exist.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from runtime import hostops
+from runtime.context import Binding, ContextKernel, NpuContext
 from runtime.errors import ArtifactError, RunError
-from runtime.kernel import NpuKernel
 from runtime.loader import load_json, load_npy
-from runtime.manifest import load_manifest, sha256_file
+from runtime.manifest import sha256_file
 
 log = logging.getLogger("npukit.runtime")
 SCHEMA = "npukit-model/1"
@@ -48,6 +49,8 @@ class Contexts:
     buffers_allocated: int = 0
 
 
+#: a model's context artifacts live in contexts/<name>/ (no other path is followed)
+CONTEXT_DIR = r"^contexts/[A-Za-z0-9_]+$"
 #: tensor names are file names of weights/*.npy: no path separators, no leading dot
 TENSOR_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.]*$"
 DTYPES = ("int8", "int16", "int32", "float32")
@@ -75,7 +78,11 @@ MANIFEST_SCHEMA = {
                                                    "constant": {"type": "boolean"}}}},
         "files": {"type": "object"},
         "contexts": {"type": "array", "items": {"type": "object",
-                                                "required": ["name", "artifacts"]}},
+                                                "required": ["name", "dir"],
+                                                "properties": {
+                                                    "name": {"type": "string"},
+                                                    "dir": {"type": "string",
+                                                            "pattern": CONTEXT_DIR}}}},
         "input": {"type": "string"}, "output": {"type": "string"},
         "sample_rate": {"type": "integer"},
     },
@@ -130,7 +137,9 @@ class ModelRunner:
         self.constants = load_constants(self.directory, self.manifest)
         self.ops = self.manifest["ops"]
         self.contexts = Contexts()
-        self.kernels: dict[str, NpuKernel] = {}
+        self.loaded: dict[str, NpuContext] = {}
+        self.members: dict[str, ContextKernel] = {}  # op name -> its context member
+        self.bindings: dict[str, Binding] = {}  # op name -> its bound constant inputs
         planned = len(self.manifest["contexts"])
         if planned > MAX_CONTEXTS:
             line = (f"{self.directory}: the model needs {planned} hardware contexts, more than "
@@ -147,35 +156,41 @@ class ModelRunner:
         self.last_report: list[OpReport] = []
 
     def _open(self, backend: str) -> None:
-        # Each context's kernel variants are opened once; the ops bind them by artifact.
-        if backend == "auto" and all(
-                load_manifest(self.directory / rel, verify=False).emulation_only
-                for c in self.manifest["contexts"] for rel in c["artifacts"]):
-            log.warning("%s: its kernels are emulation-only builds: running on the emulator",
-                        self.directory)
-            backend = "emu"
+        # One NpuContext per planned context: one xclbin, one hardware context, every member
+        # kernel's buffers made once; each op's constant inputs (its layer's weights and packed
+        # per-layer values) are bound once, so a run only copies activations.
         for context in self.manifest["contexts"]:
+            ctx = NpuContext.load(self.directory / context["dir"], backend=backend)
+            self.loaded[context["name"]] = ctx
             self.contexts.opened.append(context["name"])
-            self.contexts.kernels_per_context[context["name"]] = len(context["artifacts"])
-            for rel in context["artifacts"]:
-                kernel = NpuKernel.load(self.directory / rel, backend=backend)
-                if backend != "emu" and kernel.backend_name == "xrt":
-                    kernel.close()
-                    raise RunError(
-                        f"{self.directory}: on the NPU each kernel artifact is its own xclbin "
-                        "and hardware context; running the encoder there needs its kernels "
-                        "linked into one multi-PDI xclbin per context (not built yet); use "
-                        "--backend emu")
-                self.kernels[rel] = kernel
-                self.contexts.buffers_allocated += len(kernel.manifest.buffers)
-        missing = {o["artifact"] for o in self.ops if o["kind"] == "kernel"} - set(self.kernels)
-        if missing:
-            raise ArtifactError(f"{self.directory}: ops use kernel artifacts outside every "
-                                f"context: {sorted(missing)[0]}")
+            self.contexts.kernels_per_context[context["name"]] = len(ctx.names)
+        for op in self.ops:
+            if op["kind"] != "kernel":
+                continue
+            ctx = self.loaded.get(op.get("context", ""))
+            if ctx is None:
+                raise ArtifactError(f"{self.directory}: op {op['name']} names context "
+                                    f"{op.get('context')!r}, which the manifest does not plan; "
+                                    f"{REBUILD}")
+            member = ctx.kernel(op["member"])
+            self.members[op["name"]] = member
+            specs = member.manifest.inputs
+            if len(specs) != len(op["inputs"]):
+                raise ArtifactError(f"{self.directory}: op {op['name']} passes "
+                                    f"{len(op['inputs'])} inputs, its kernel takes "
+                                    f"{len(specs)}; {REBUILD}")
+            bound = {b.name: self.constants[t].reshape(b.shape)
+                     for b, t in zip(specs, op["inputs"], strict=True) if t in self.constants}
+            if bound:
+                self.bindings[op["name"]] = member.bind(bound)
+        self.contexts.buffers_allocated = sum(
+            len(m.manifest.buffers) for ctx in self.loaded.values()
+            for m in map(ctx.kernel, ctx.names)) + sum(
+            len(b.names) for b in self.bindings.values())
 
     @property
     def backend_name(self) -> str:
-        names = {k.backend_name for k in self.kernels.values()}
+        names = {c.backend_name for c in self.loaded.values()}
         return names.pop() if len(names) == 1 else "mixed"
 
     def run(self, x: np.ndarray, progress: Progress | None = None) -> dict[str, np.ndarray]:
@@ -185,14 +200,16 @@ class ModelRunner:
             if progress is not None:
                 progress(n, len(self.ops), op["name"])
             start = time.perf_counter()
-            args = [values[i] for i in op["inputs"]]
             shapes = [tuple(self.tensors[o]["shape"]) for o in op["outputs"]]
             if op["kind"] == "kernel":
-                kernel = self.kernels[op["artifact"]]
-                shaped = [np.ascontiguousarray(a).reshape(b.shape)
-                          for a, b in zip(args, kernel.manifest.inputs, strict=True)]
-                outs = kernel(shaped)
+                member = self.members[op["name"]]
+                binding = self.bindings.get(op["name"])
+                args = [np.ascontiguousarray(values[t]).reshape(b.shape)
+                        for b, t in zip(member.manifest.inputs, op["inputs"], strict=True)
+                        if t not in self.constants]
+                outs = member(*args, binding=binding)
             else:
+                args = [values[i] for i in op["inputs"]]
                 outs = hostops.run(op["fn"], args, op.get("attrs", {}), shapes)
             for name, out, shape in zip(op["outputs"], outs, shapes, strict=True):
                 values[name] = np.asarray(out).reshape(shape)
@@ -203,9 +220,9 @@ class ModelRunner:
         return values
 
     def close(self) -> None:
-        for kernel in self.kernels.values():
-            kernel.close()
-        self.kernels = {}
+        for ctx in self.loaded.values():
+            ctx.close()
+        self.loaded, self.members, self.bindings = {}, {}, {}
 
     def __enter__(self) -> ModelRunner:
         return self

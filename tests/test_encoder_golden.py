@@ -61,7 +61,15 @@ def test_graph_is_kernels_with_named_host_steps(planned: tuple[Graph, Path, dict
     assert kernels.count("layernorm") == 2 * 2 + 1 and kernels.count("gelu") == 2 + 2
     assert {op.fn for op in graph.ops if op.kind == "host"} <= set(golden_host_ops())
     qkv = next(op for op in graph.ops if op.name == "b0.qkv")
-    assert qkv.params["N"] == 3 * 128 and qkv.params["b_scales"].endswith(".npy")
+    # shape-only variants: the layer's scales and bias ride in its packed weight tensor
+    assert qkv.params["N"] == 3 * 128 and qkv.params["runtime_params"] == 1
+    assert "b_scales" not in qkv.params and "bias" not in qkv.params
+    assert qkv.inputs[1] == "b0.qkv.B" and "b0.qkv.B" in graph.constants
+    tk = qkv.params["tk"]
+    assert graph.tensors["b0.qkv.B"].shape == (128 + tk, 3 * 128)
+    twins = [(op, next(o for o in graph.ops if o.name == "b1." + op.name[3:]))
+             for op in graph.ops if op.kind == "kernel" and op.name.startswith("b0.")]
+    assert twins and all(a.params == b.params for a, b in twins)
 
 
 def golden_host_ops() -> list[str]:

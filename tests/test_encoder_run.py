@@ -43,22 +43,30 @@ def test_emulated_encoder_equals_golden(model: tuple[Path, Path, ModelBuild]) ->
     dims = load_checkpoint(ckpt).dims
     graph, constants = load_graph(built.directory)
     with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
-        buffers = {rel: [id(b) for b in k.backend.buffers]
-                   for rel, k in encoder.runner.kernels.items()}
+        runner = encoder.runner
+        bound = {op: [id(b) for b in binding.slots.values()]
+                 for op, binding in runner.bindings.items()}
         for label, clip in es.test_clips(dims).items():
             pcm = window(clip, dims)
             ours = encoder.run(pcm)
             theirs = golden.run_golden(graph, built.directory, constants, pcm)
             for name in graph.tensors:
                 np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{label} {name}")
-        contexts = encoder.runner.contexts
-        assert len(contexts.opened) <= 2
-        assert sum(contexts.kernels_per_context.values()) == len(encoder.runner.kernels)
-        # every buffer was allocated at load: the runs reused the very same arrays
-        assert buffers == {rel: [id(b) for b in k.backend.buffers]
-                           for rel, k in encoder.runner.kernels.items()}
+        # one variant per shape: every layer's kernels share one context of few members
+        assert len(runner.contexts.opened) == 1
+        kernel_ops = [op for op in graph.ops if op.kind == "kernel"]
+        members = {(op["context"], op["member"]) for op in runner.ops if op["kind"] == "kernel"}
+        assert len(members) == sum(runner.contexts.kernels_per_context.values()) <= 16
+        member_of = {op["name"]: op["member"] for op in runner.ops if op["kind"] == "kernel"}
+        for name, member in member_of.items():  # every block runs block 0's kernels
+            if name.startswith("b1."):
+                assert member == member_of["b0." + name[3:]], name
+        # each op's weights and per-layer values were bound once, at load, and reused
+        assert set(runner.bindings) == {op.name for op in kernel_ops if op.fn != "mel"}
+        assert bound == {op: [id(b) for b in binding.slots.values()]
+                         for op, binding in runner.bindings.items()}
         kernels = {r.fn for r in encoder.report if r.kind == "kernel"}
-        assert kernels - {"attention", "mha"} == {"mel", "matmul", "gelu", "layernorm"}
+        assert kernels == {"mel", "matmul", "gelu", "layernorm", "mha"}
 
 
 def test_model_build_is_cached_and_tampering_refused(model: tuple[Path, Path, ModelBuild]
@@ -67,11 +75,11 @@ def test_model_build_is_cached_and_tampering_refused(model: tuple[Path, Path, Mo
     dims = load_checkpoint(ckpt).dims
     again = build_encoder(ckpt, root, clips=es.calibration_clips(dims), name="tiny")
     assert again.up_to_date and again.directory == built.directory
-    victim = built.directory / "params" / "b0.fc1.bias.npy"
+    victim = built.directory / "weights" / "b0.fc1.B.npy"
     saved = victim.read_bytes()
     try:
-        victim.write_bytes(saved[:-4] + b"\0\0\0\0")
-        with pytest.raises(ArtifactError, match=r"b0\.fc1\.bias\.npy: content does not match"):
+        victim.write_bytes(saved[:-4] + bytes(b ^ 0xFF for b in saved[-4:]))
+        with pytest.raises(ArtifactError, match=r"b0\.fc1\.B\.npy: content does not match"):
             NpuWhisperEncoder.load(built.directory, backend="emu")
     finally:
         victim.write_bytes(saved)
@@ -126,7 +134,7 @@ def test_encode_front_door(model: tuple[Path, Path, ModelBuild], tmp_path: Path)
                       report=True, calibrate=calibration, build_root=root, console=console)
     text = console.export_text()
     assert "on emu" in text  # auto: emulation-only kernels run on the emulator
-    assert "2 hardware context(s)" in text and "int8 vs the float encoder" in text
+    assert "1 hardware context(s)" in text and "int8 vs the float encoder" in text
     np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), features)
     with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
         np.testing.assert_array_equal(encoder(clip), features)

@@ -6,9 +6,9 @@ Layout of `build/models/<name>/`:
                      and sha256 of every file below
   weights/<t>.npy    each constant tensor: int8 weights, positional embedding, packed
                      per-layer values (read back through runtime/loader.py)
-  params/*.npy       per-column scales, int32 biases, layernorm gamma/beta the kernels take
   calibration.json   the calibration report (per tensor: range seen, range covered, clipped)
-  kernels/<k>/<v>/   each kernel variant's artifact, as `invoke build` makes it
+  contexts/<c>/      the kernel variants linked into one context artifact (one multi-kernel
+                     xclbin, at most 16 kernels: codegen/link.py), as `link_context` makes it
 The key (checkpoint, calibration audio and settings, this code) names the build: the same key
 is a cache hit that runs nothing.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from codegen.link import link_context
 from codegen.models import whisper as plan
 from codegen.models.checkpoint import Checkpoint, load_checkpoint
 from codegen.models.graph import Graph, Op
@@ -65,13 +66,6 @@ def model_key(ckpt: Checkpoint, clips: Sequence[np.ndarray], settings: dict[str,
     return h.hexdigest()
 
 
-def context_plan(artifacts: list[str]) -> list[dict[str, Any]]:
-    """Distinct kernel artifacts packed in order into contexts of at most 16 PDIs each."""
-    groups = [artifacts[i:i + MAX_PDIS_PER_CONTEXT]
-              for i in range(0, len(artifacts), MAX_PDIS_PER_CONTEXT)]
-    return [{"name": f"context{i}", "artifacts": g} for i, g in enumerate(groups)]
-
-
 def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[np.ndarray],
                   name: str | None = None, target: str = "emu", percentile: float = 100.0,
                   progress: Progress | None = None) -> ModelBuild:
@@ -98,22 +92,18 @@ def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[n
     staging = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    # The kernels' .npy parameters live in a store named by the key, so the absolute paths their
-    # builds record stay valid; the model artifact keeps its own copy for the golden encoder.
-    store = build_root / "models" / ".params" / key[:24]
-    graph, constants = plan.plan_encoder(ckpt, scales, store)
-    shutil.copytree(store / "params", staging / "params")
+    graph, constants = plan.plan_encoder(ckpt, scales, staging)
     (staging / "weights").mkdir()
     for tname, value in constants.items():
         np.save(staging / "weights" / f"{tname}.npy", np.ascontiguousarray(value))
     (staging / "calibration.json").write_text(json.dumps(
         {"tensors": [s.to_json() for s in scales.values()], "report": report_lines(scales)},
         indent=1) + "\n")
-    artifacts = _build_kernels(graph, store, staging, build_root, target, say)
-    ops = [op.to_json() | ({"artifact": artifacts[_op_id(op)]} if op.kind == "kernel" else {})
-           for op in graph.ops]
+    artifacts = _build_kernels(graph, build_root, target, say)
     distinct = list(dict.fromkeys(artifacts.values()))
-    contexts = context_plan(distinct)
+    contexts, members = _link_contexts(distinct, staging, target, say)
+    ops = [op.to_json() | (members[artifacts[_op_id(op)]] if op.kind == "kernel" else {})
+           for op in graph.ops]
     manifest = {
         "schema": SCHEMA, "model": "whisper-encoder", "key": key,
         "dims": ckpt.dims.__dict__, "checkpoint": {"name": Path(checkpoint).name,
@@ -136,22 +126,39 @@ def _op_id(op: Op) -> str:
     return json.dumps([op.fn, op.params], sort_keys=True)
 
 
-def _build_kernels(graph: Graph, store: Path, staging: Path, build_root: Path, target: str,
-                   say: Progress) -> dict[str, str]:
-    """Each distinct (kernel, params) built once and copied under staging/kernels/."""
-    done: dict[str, str] = {}
+def _build_kernels(graph: Graph, build_root: Path, target: str,
+                   say: Progress) -> dict[str, Path]:
+    """Each distinct (kernel, params) built once: op identity -> its artifact directory."""
+    done: dict[str, Path] = {}
     todo = [op for op in graph.ops if op.kind == "kernel"]
     for n, op in enumerate(todo, 1):
         ident = _op_id(op)
         if ident in done:
             continue
-        spec = graph.spec(op, store)
         say(f"[{n}/{len(todo)}] building {op.fn} for {op.name}")
-        result = build(spec, build_root, target=target)
-        rel = f"kernels/{op.fn}/{op.name}"
-        shutil.copytree(result.artifact_dir, staging / rel)
-        done[ident] = rel
+        done[ident] = build(graph.spec(op, build_root), build_root, target=target).artifact_dir
     return done
+
+
+def _link_contexts(artifacts: list[Path], staging: Path, target: str, say: Progress
+                   ) -> tuple[list[dict[str, Any]], dict[Path, dict[str, str]]]:
+    """The distinct variants linked, at most 16 at a time, into context artifacts under
+    staging/contexts/ (one multi-kernel xclbin each: codegen/link.py); where each landed."""
+    plan: list[dict[str, Any]] = []
+    where: dict[Path, dict[str, str]] = {}
+    for first in range(0, len(artifacts), MAX_PDIS_PER_CONTEXT):
+        group = artifacts[first:first + MAX_PDIS_PER_CONTEXT]
+        name = f"context{len(plan)}"
+        out = staging / "contexts" / name
+        say(f"linking {len(group)} kernel variant(s) into {name}")
+        result = link_context(group, out, target=target)
+        Path(f"{out}.lock").unlink(missing_ok=True)  # link_context's lock, ours
+        if result.missing_line and not plan:
+            say(result.missing_line)
+        plan.append({"name": name, "dir": f"contexts/{name}", "members": list(result.members)})
+        for artifact, member in zip(group, result.members, strict=True):
+            where[artifact] = {"context": name, "member": member}
+    return plan, where
 
 
 def _files(root: Path) -> dict[str, dict[str, Any]]:
@@ -161,7 +168,10 @@ def _files(root: Path) -> dict[str, dict[str, Any]]:
         rel = path.relative_to(root).as_posix()
         if not path.is_file() or rel == MANIFEST:
             continue
-        if rel.startswith("kernels/") and path.name != "manifest.json":
+        # a context artifact's context.json hashes every file of its own
+        if (rel.startswith("contexts/") and rel.count("/") != 2) or path.suffix == ".lock":
+            continue
+        if rel.startswith("contexts/") and path.name != "context.json":
             continue
         files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     return files

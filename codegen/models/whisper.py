@@ -36,8 +36,13 @@ from runtime.errors import NpukitError
 ADD_SHIFT = 16  # host add: z = round((x·mx + y·my) / 2^16)
 SAMPLE_RATE = 16_000
 DEVICE = "npu1"
-STREAM_DEVICE = "npu1_1col"
+# One hardware context is one partition (the xclbin's AIE_PARTITION): every kernel the encoder
+# links into it targets the whole array, the one-core stream kernels included (they use column 0).
+STREAM_DEVICE = DEVICE
 ONE_HEAD_MAX_CTX = 256  # the one-head attention kernel's largest tile
+# Every kernel takes its per-layer values (scales, bias, gamma/beta, GELU table) as an input
+# buffer, so one build per shape serves every layer (RTPARAMS: runtime_params=1).
+RUNTIME = {"runtime_params": 1}
 
 
 class PlanError(NpukitError):
@@ -115,12 +120,11 @@ def layernorm_params(rows: int, d: int, fixed: dict[str, Any], root: Path) -> di
 
 
 class _Planner:
-    """Builds the op list, writing per-channel scale, bias and affine vectors under `root`."""
+    """Builds the op list and the constant tensors: weights and packed per-layer values."""
 
     def __init__(self, ckpt: Checkpoint, scales: dict[str, TensorScale], root: Path) -> None:
         self.ck, self.dims, self.s = ckpt, ckpt.dims, scales
         self.root = root
-        (root / "params").mkdir(parents=True, exist_ok=True)
         self.ops: list[Op] = []
         self.tensors: dict[str, Tensor] = {}
         self.constants: dict[str, np.ndarray] = {}
@@ -135,11 +139,6 @@ class _Planner:
     def act(self, name: str, shape: tuple[int, ...]) -> str:
         return self.tensor(name, "int8", shape, self.scale(name))
 
-    def vector(self, file: str, values: np.ndarray) -> str:
-        rel = f"params/{file}.npy"
-        np.save(self.root / rel, values)
-        return rel
-
     def host(self, name: str, fn: str, inputs: Sequence[str], outputs: Sequence[str],
              **attrs: Any) -> None:
         self.ops.append(Op(name, "host", fn, tuple(inputs), tuple(outputs), attrs=attrs))
@@ -151,6 +150,16 @@ class _Planner:
         self.ops.append(Op(name, "kernel", fn, tuple(inputs), tuple(outputs), params=params))
 
     # -- steps --------------------------------------------------------------------------
+    def packed(self, name: str, spec: Any, **values: Any) -> str:
+        """The op's per-layer values packed by its kernel into a constant input tensor."""
+        try:
+            value = spec.pack_params(**values)
+        except SpecError as e:
+            raise PlanError(f"{name}: {e}") from None
+        self.constants[name] = value
+        self.tensor(name, str(value.dtype), value.shape, None)
+        return name
+
     def matmul(self, name: str, x: str, w: np.ndarray, bias: np.ndarray | None,
                out_scales: np.ndarray, out: str, out_shape: tuple[int, int]) -> None:
         """out = x · w + bias: w [K, N] float, per-column scales; `out_scales` per column."""
@@ -159,39 +168,43 @@ class _Planner:
         ws = weight_scales(w)
         b = quantise(w, ws[None, :])
         common = float(out_scales[0])
-        # Per-column requantisation also gives each column group its own output scale:
-        # (a·ws_j/c_j) = (a·(ws_j·c/c_j)/c) with c the one c_scale the kernel takes.
-        fixed = {"a_scale": a_scale, "c_scale": common,
-                 "b_scales": self.vector(f"{name}.b_scales", ws * common / out_scales)}
+        q_bias = None
         if bias is not None:
             q_bias = np.round(bias / (a_scale * ws))
             if np.abs(q_bias).max() >= 2**31:
                 raise PlanError(f"{name}: the bias does not fit int32 at this input scale")
-            fixed["bias"] = self.vector(f"{name}.bias", q_bias.astype(np.int64))
+            q_bias = q_bias.astype(np.int64)
         m, k = self.tensors[x].shape
-        weight = f"{name}.B"
-        self.constants[weight] = b
-        self.tensor(weight, "int8", b.shape, None)
-        params = matmul_params(m, k, w.shape[1], fixed, self.root)
+        params = matmul_params(m, k, w.shape[1], dict(RUNTIME), self.root)
+        # Per-column requantisation also gives each column group its own output scale:
+        # (a·ws_j/c_j) = (a·(ws_j·c/c_j)/c) with c the one c_scale the records are made for.
+        weight = self.packed(f"{name}.B", MatmulSpec(params), b=b,
+                             b_scales=ws * common / out_scales, a_scale=a_scale,
+                             c_scale=common, bias=q_bias)
         self.tensors[out] = Tensor(out, "int8", out_shape, common)
         self.kernel(name, "matmul", [x, weight], [out], params)
 
     def gelu(self, name: str, x: str, out: str) -> None:
+        from codegen.kernels.gelu import GeluSpec
+
         shape = self.tensors[x].shape
         self.act(out, shape)
-        self.kernel(name, "gelu", [x], [out], {
-            "length": int(np.prod(shape)), "in_scale": self.tensors[x].scale,
-            "out_scale": self.scale(out), "device": STREAM_DEVICE})
+        params = {"length": int(np.prod(shape)), "device": STREAM_DEVICE, **RUNTIME}
+        table = self.packed(f"{name}.T", GeluSpec(params), in_scale=self.tensors[x].scale,
+                            out_scale=self.scale(out))
+        self.kernel(name, "gelu", [x, table], [out], params)
 
     def layernorm(self, name: str, x: str, prefix: str, out: str) -> None:
+        from codegen.kernels.layernorm import LayerNormSpec
+
         rows, d = self.tensors[x].shape
         self.act(out, (rows, d))
-        params = layernorm_params(rows, d, {
-            "in_scale": self.tensors[x].scale, "out_scale": self.scale(out),
-            "gamma": self.vector(f"{name}.gamma", self.ck[prefix + ".weight"].astype(np.float64)),
-            "beta": self.vector(f"{name}.beta", self.ck[prefix + ".bias"].astype(np.float64)),
-            "eps": reference.LN_EPS}, self.root)
-        self.kernel(name, "layernorm", [x], [out], params)
+        params = layernorm_params(rows, d, dict(RUNTIME), self.root)
+        values = self.packed(
+            f"{name}.P", LayerNormSpec(params), in_scale=self.tensors[x].scale,
+            out_scale=self.scale(out), gamma=self.ck[prefix + ".weight"].astype(np.float64),
+            beta=self.ck[prefix + ".bias"].astype(np.float64), eps=reference.LN_EPS)
+        self.kernel(name, "layernorm", [x, values], [out], params)
 
     def add(self, name: str, x: str, y: str, out: str) -> None:
         sx, sy = self.tensors[x].scale, self.tensors[y].scale
@@ -209,9 +222,17 @@ class _Planner:
                   "v_scale": self.scale(p + "v"), "o_scale": self.scale(p + "attn")}
         self.act(p + "attn", (t, n))
         if "mha" in KERNELS:
-            self.kernel(p + "mha", "mha", [p + "q", p + "k", p + "v"], [p + "attn"], {
-                "seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
-                "causal": 0, **scales})
+            from codegen.kernels.mha import MhaSpec
+
+            params = {"seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
+                      "causal": 0, **RUNTIME}
+            try:
+                spec = MhaSpec(params)
+            except SpecError as e:
+                raise PlanError(f"{p}mha: {e}") from None
+            values = self.packed(p + "mha.P", spec, **scales)
+            self.kernel(p + "mha", "mha", [p + "q", p + "k", p + "v", values], [p + "attn"],
+                        params)
             return
         if t > ONE_HEAD_MAX_CTX:
             raise PlanError(f"n_audio_ctx {t}: the one-head attention kernel takes at most "
@@ -302,6 +323,6 @@ class _Planner:
 
 def plan_encoder(ckpt: Checkpoint, scales: dict[str, TensorScale], root: Path
                  ) -> tuple[Graph, dict[str, np.ndarray]]:
-    """The encoder's graph and its constant tensors; vectors the kernels take go to root/params."""
+    """The encoder's graph and its constant tensors (weights and packed per-layer values)."""
     planner = _Planner(ckpt, scales, Path(root))
     return planner.plan(), planner.constants
