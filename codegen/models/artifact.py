@@ -130,13 +130,18 @@ def _build_kernels(graph: Graph, build_root: Path, target: str,
                    say: Progress) -> dict[str, Path]:
     """Each distinct (kernel, params) built once: op identity -> its artifact directory."""
     done: dict[str, Path] = {}
+    missing: str | None = None
     todo = [op for op in graph.ops if op.kind == "kernel"]
     for n, op in enumerate(todo, 1):
         ident = _op_id(op)
         if ident in done:
             continue
         say(f"[{n}/{len(todo)}] building {op.fn} for {op.name}")
-        done[ident] = build(graph.spec(op, build_root), build_root, target=target).artifact_dir
+        result = build(graph.spec(op, build_root), build_root, target=target)
+        done[ident] = result.artifact_dir
+        missing = missing or result.missing_line
+    if missing:
+        say(f"{missing} (so the model's kernels are emulation-only builds)")
     return done
 
 
@@ -153,8 +158,6 @@ def _link_contexts(artifacts: list[Path], staging: Path, target: str, say: Progr
         say(f"linking {len(group)} kernel variant(s) into {name}")
         result = link_context(group, out, target=target)
         Path(f"{out}.lock").unlink(missing_ok=True)  # link_context's lock, ours
-        if result.missing_line and not plan:
-            say(result.missing_line)
         plan.append({"name": name, "dir": f"contexts/{name}", "members": list(result.members)})
         for artifact, member in zip(group, result.members, strict=True):
             where[artifact] = {"context": name, "member": member}
