@@ -58,24 +58,6 @@ def split(x: np.ndarray, parts: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[:, i * n:(i + 1) * n]) for i in range(parts)]
 
 
-def pack_heads(q: np.ndarray, k: np.ndarray, v: np.ndarray, heads: int) -> np.ndarray:
-    t, n = q.shape
-    d = n // heads
-    out = np.empty((heads, 3, t, d), dtype=np.int8)
-    for i, a in enumerate((q, k, v)):
-        out[:, i] = a.reshape(t, heads, d).transpose(1, 0, 2)
-    return out.reshape(-1)
-
-
-def unpack_heads(o: np.ndarray, heads: int, shape: tuple[int, ...]) -> np.ndarray:
-    t, n = shape
-    out = np.empty((t, n), dtype=np.int8)
-    per_head = o.reshape(heads, t, n // heads)
-    for h in range(heads):
-        out[:, h * (n // heads):(h + 1) * (n // heads)] = per_head[h]
-    return out
-
-
 def run(fn: str, args: list[np.ndarray], attrs: dict[str, Any],
         out_shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """One host op by name, its outputs in order."""
@@ -89,10 +71,6 @@ def run(fn: str, args: list[np.ndarray], attrs: dict[str, Any],
         return [add(args[0], args[1], attrs["mx"], attrs["my"], attrs["shift"])]
     if fn == "split":
         return split(args[0], len(out_shapes))
-    if fn == "pack_heads":
-        return [pack_heads(*args, heads=attrs["heads"])]
-    if fn == "unpack_heads":
-        return [unpack_heads(args[0], attrs["heads"], out_shapes[0])]
     if fn == "dequantise":
         return [(args[0].astype(np.float64) * attrs["scale"]).astype(np.float32)]
     raise ValueError(f"unknown host op {fn!r}")

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.kernels import KERNELS
 from codegen.models import golden
 from codegen.models.artifact import build_encoder, load_graph
 from codegen.models.checkpoint import load_checkpoint
@@ -22,7 +21,6 @@ from tests import encoder_support as es
 from tests.whisper_checkpoints import BASE, write_checkpoint
 
 whisper = pytest.importorskip("whisper")
-pytestmark = pytest.mark.skipif("mha" not in KERNELS, reason="base dims need the mha kernel")
 
 
 def test_base_dims_window(tmp_path: Path) -> None:

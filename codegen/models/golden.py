@@ -35,17 +35,6 @@ def _add(x: np.ndarray, y: np.ndarray, *, mx: int, my: int, shift: int) -> np.nd
     return saturate_i8(round_half_away(total / float(1 << shift)))
 
 
-def _pack(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, heads: int) -> np.ndarray:
-    d = q.shape[1] // heads
-    parts = [np.stack([a[:, h * d:(h + 1) * d] for a in (q, k, v)]) for h in range(heads)]
-    return np.stack(parts).reshape(-1)
-
-
-def _unpack(o: np.ndarray, *, heads: int, shape: tuple[int, int]) -> np.ndarray:
-    t, n = shape
-    return o.reshape(heads, t, n // heads).transpose(1, 0, 2).reshape(t, n)
-
-
 def run_host(op: Op, args: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
     """One host op of the graph, as the contract in HOST_OPS describes it."""
     out_shapes = [graph.tensors[o].shape for o in op.outputs]
@@ -60,10 +49,6 @@ def run_host(op: Op, args: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
         return [_add(args[0], args[1], mx=a["mx"], my=a["my"], shift=a["shift"])]
     if op.fn == "split":
         return [np.ascontiguousarray(p) for p in np.split(args[0], 3, axis=1)]
-    if op.fn == "pack_heads":
-        return [_pack(*args, heads=a["heads"])]
-    if op.fn == "unpack_heads":
-        return [_unpack(args[0], heads=a["heads"], shape=out_shapes[0])]
     if op.fn == "dequantise":
         return [(args[0].astype(np.float64) * a["scale"]).astype(np.float32)]
     raise ValueError(f"unknown host op {op.fn}")

@@ -21,8 +21,6 @@ HOST_OPS = {
     "windows": "im2col: rows of 3 neighbouring frames (kernel 3, padding 1, stride s) for conv",
     "add": "residual / positional add of two int8 tensors, requantised (multiplier and shift)",
     "split": "the fused Q|K|V projection's columns into q, k, v",
-    "pack_heads": "q, k, v into one Q|K|V tile per head (the one-head attention kernel's input)",
-    "unpack_heads": "the per-head outputs back into [frames, heads * head_dim]",
     "dequantise": "int8 codes to float32 (the encoder's output)",
 }
 

@@ -39,7 +39,6 @@ DEVICE = "npu1"
 # One hardware context is one partition (the xclbin's AIE_PARTITION): every kernel the encoder
 # links into it targets the whole array, the one-core stream kernels included (they use column 0).
 STREAM_DEVICE = DEVICE
-ONE_HEAD_MAX_CTX = 256  # the one-head attention kernel's largest tile
 # Every kernel takes its per-layer values (scales, bias, gamma/beta, GELU table) as an input
 # buffer, so one build per shape serves every layer (RTPARAMS: runtime_params=1).
 RUNTIME = {"runtime_params": 1}
@@ -217,35 +216,21 @@ class _Planner:
         self.host(name, "add", [x, y], [out], mx=mx, my=my, shift=ADD_SHIFT)
 
     def attention(self, p: str, heads: int) -> None:
+        """Whole-sequence multi-head attention: the mha kernel, its scale constants packed."""
+        from codegen.kernels.mha import MhaSpec
+
         t, n = self.tensors[p + "q"].shape
         scales = {"q_scale": self.scale(p + "q"), "k_scale": self.scale(p + "k"),
                   "v_scale": self.scale(p + "v"), "o_scale": self.scale(p + "attn")}
         self.act(p + "attn", (t, n))
-        if "mha" in KERNELS:
-            from codegen.kernels.mha import MhaSpec
-
-            params = {"seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
-                      "causal": 0, **RUNTIME}
-            try:
-                spec = MhaSpec(params)
-            except SpecError as e:
-                raise PlanError(f"{p}mha: {e}") from None
-            values = self.packed(p + "mha.P", spec, **scales)
-            self.kernel(p + "mha", "mha", [p + "q", p + "k", p + "v", values], [p + "attn"],
-                        params)
-            return
-        if t > ONE_HEAD_MAX_CTX:
-            raise PlanError(f"n_audio_ctx {t}: the one-head attention kernel takes at most "
-                            f"{ONE_HEAD_MAX_CTX} frames; longer windows need the mha kernel")
-        d = self.dims.head_dim
-        self.tensor(p + "qkv_heads", "int8", (heads * 3 * t * d,), None)
-        self.tensor(p + "o_heads", "int8", (heads * t * d,), None)
-        self.host(p + "pack", "pack_heads", [p + "q", p + "k", p + "v"], [p + "qkv_heads"],
-                  heads=heads)
-        self.kernel(p + "attention", "attention", [p + "qkv_heads"], [p + "o_heads"], {
-            "n_queries": t, "n_keys": t, "head_dim": d, "tiles": heads, "device": STREAM_DEVICE,
-            **scales})
-        self.host(p + "unpack", "unpack_heads", [p + "o_heads"], [p + "attn"], heads=heads)
+        params = {"seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
+                  "causal": 0, **RUNTIME}
+        try:
+            spec = MhaSpec(params)
+        except SpecError as e:
+            raise PlanError(f"{p}mha: {e}") from None
+        values = self.packed(p + "mha.P", spec, **scales)
+        self.kernel(p + "mha", "mha", [p + "q", p + "k", p + "v", values], [p + "attn"], params)
 
     def block(self, i: int) -> None:
         n, t = self.dims.n_audio_state, self.dims.n_audio_ctx
