@@ -21,6 +21,19 @@ The same B transfer streams k_tiles + 1 tiles per output tile, so the records re
 one more B element, blocked like any B tile ([tk/s][tn/t][s][t]); the core decodes its tile's
 columns from it (mlir/matmul/matmul_records.h). Always per column (the shift>62 rule above
 applies); tk must hold the 9 record rows. The golden model decodes the records itself.
+
+epilogue="gelu" (runtime_params=1 only) fuses a GELU into the output step:
+  C = T[requant(acc + bias) + 128],
+the int8 pre-activation (at the c_scale the records are made for) mapped through the layer's
+256-entry int8 table T, the table the gelu kernel's pack_params makes, so the result equals
+matmul (epilogue none) followed by the gelu kernel bit for bit. T rides in the same record
+tile, after the records: in the tile's blocked order ([tk/s][tn/t][s][t], as the core receives
+it) T[e] is byte TABLE_OFFSET + e, TABLE_OFFSET = 2·s·tn, the first block row past the records
+(rows 2s.. of the tile, 16.. with s = 8); every column block's record tile carries its own copy.
+So (tk - 2s)·tn >= 256 (the least tk is named when not), and B, the memory plan and the DMA are
+unchanged. The core reads T[v + 128] straight from the record tile; the scalar path looks each
+element up as it stores it, the vector path makes one pass over the tile after its vector
+requantisation (AIE API has no int8 table gather), both counted in out_cycles_per_tile.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from codegen.cost import Workload
+from codegen.kernels.gelu import GeluSpec
 from codegen.spec import (
     CORE_MEMORY,
     DEVICE_COLUMNS,
@@ -78,6 +92,13 @@ REC_ROWS = 9
 # Core cycles per tile column to decode its record (9 byte loads, shifts and ors): npukit's
 # count of matmul_records.h, not a measurement.
 REC_DECODE_OPS = 24
+EPILOGUES = ("none", "gelu")
+TABLE_SIZE = 256
+# Core cycles per element of the GELU lookup (npukit's count of matmul_records.h, not a
+# measurement): the scalar path adds the index offset and one byte load to its store; the vector
+# path's pass after the vector requantisation loads, offsets, looks up and stores.
+SCALAR_LOOKUP_OPS = 2
+VECTOR_LOOKUP_OPS = 4
 VALUE_PARAMS = ("a_scale", "b_scale", "c_scale", "b_scales", "bias")
 
 
@@ -132,6 +153,9 @@ class MatmulSpec(KernelSpec):
         device_param(),
         path_param(),
         runtime_params_param(),
+        Param("epilogue", str, "none", "fused output step: none, or gelu (C = T[requant + 128], "
+              "the layer's GELU table in B's record tile; needs runtime_params=1)",
+              choices=EPILOGUES),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -151,6 +175,16 @@ class MatmulSpec(KernelSpec):
     def runtime(self) -> bool:
         """runtime_params=1: the requantisation comes in B's last k-tile (module docstring)."""
         return bool(self.runtime_params)
+
+    @property
+    def gelu(self) -> bool:
+        """epilogue=gelu: C goes through the layer's GELU table (module docstring)."""
+        return self.epilogue == "gelu"
+
+    @property
+    def table_offset(self) -> int:
+        """Byte of T[0] in the blocked record tile: the first block row past the records."""
+        return 2 * self.block[1] * self.tn
 
     @property
     def per_column(self) -> bool:
@@ -254,6 +288,9 @@ class MatmulSpec(KernelSpec):
                             f"than the shim BD's {MAX_WRAP}-row wrap; lower tm or rows")
         if self.runtime:
             self._validate_runtime()
+        elif self.gelu:
+            raise SpecError("epilogue gelu needs runtime_params=1 (its table rides in B's "
+                            "record tile); add -p runtime_params=1")
         else:
             self._validate_values()
         for t_ in (t for t in self.transfers() if "wait" not in t):
@@ -265,10 +302,16 @@ class MatmulSpec(KernelSpec):
 
     def _validate_runtime(self) -> None:
         refuse_runtime_values(self, VALUE_PARAMS, "B")
+        s = self.block[1]
         if self.tk < REC_ROWS:
-            least = -(-REC_ROWS // self.block[1]) * self.block[1]
+            least = -(-REC_ROWS // s) * s
             raise SpecError(f"tk {self.tk} cannot hold runtime_params=1's {REC_ROWS} record "
                             f"rows (B's last k-tile); use tk >= {least}")
+        if self.gelu and self.tk * self.tn - self.table_offset < TABLE_SIZE:
+            least = 2 * s + -(-TABLE_SIZE // (self.tn * s)) * s
+            raise SpecError(f"tk {self.tk} x tn {self.tn} cannot hold epilogue=gelu's "
+                            f"{TABLE_SIZE}-entry table after the records (rows {2 * s}.. of "
+                            f"B's record tile); use tk >= {least} at tn {self.tn}")
 
     def _validate_values(self) -> None:
         mults, shifts = self.requant()
@@ -440,6 +483,8 @@ class MatmulSpec(KernelSpec):
             "bias_values": [] if bias is None else [int(b) for b in bias],
             "runtime": self.runtime,
             "b_rows": self.b_rows,
+            "gelu": self.gelu,
+            "table_offset": self.table_offset,
         }
 
     def out_cycles_per_tile(self) -> int:
@@ -447,11 +492,13 @@ class MatmulSpec(KernelSpec):
         tm, tn = self.tm, self.tn
         decode = tn * REC_DECODE_OPS if self.runtime else 0
         if self.core_path == "scalar":
-            return tm * tn * SCALAR_OUT_OPS + decode
+            lookup = tm * tn * SCALAR_LOOKUP_OPS if self.gelu else 0
+            return tm * tn * SCALAR_OUT_OPS + decode + lookup
         r, _, t = self.block
         lanes = (tn // t) * r * t * (2 if self.bias or self.runtime else 1)
+        lookup = tm * tn * VECTOR_LOOKUP_OPS if self.gelu else 0
         return (tm * tn * ZERO_OPS + lanes + (tm // r) * (tn // t) * VECTOR_BLOCK_OPS
-                + decode)
+                + decode + lookup)
 
     def workload(self) -> Workload:
         """Per invocation: each core's MACs and output work, each DMA channel's bytes."""
@@ -507,9 +554,12 @@ class MatmulSpec(KernelSpec):
         b = saturate_i8(round_half_away(rng.standard_normal((self.K, self.N)) * spread
                                         / b_scales))
         bias = round_half_away(rng.normal(0.0, 0.05, self.N) / (a_scale * b_scales))
+        table = {}
+        if self.gelu:  # GELU's slope reaches 1.13: out_scale above that keeps steps of 1 LSB
+            table = {"gelu_table": gelu_table(c_scale, c_scale * rng.uniform(1.15, 2.0))}
         return [saturate_i8(round_half_away(a / a_scale)),
                 self.pack_params(b=b, b_scales=b_scales, a_scale=a_scale, c_scale=c_scale,
-                                 bias=bias.astype(np.int64))]
+                                 bias=bias.astype(np.int64), **table)]
 
     def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
         """The base edge cases; with runtime_params=1 on the weights only, B's records those of
@@ -517,24 +567,34 @@ class MatmulSpec(KernelSpec):
         cases = super().edge_inputs()
         if self.runtime:
             defaults = {p.name: p.default for p in self.PARAMS}
+            table = ({"gelu_table": gelu_table(defaults["c_scale"], 1.5 * defaults["c_scale"])}
+                     if self.gelu else {})
             records = self.pack_params(
                 b=np.zeros((self.K, self.N), np.int8), b_scales=np.full(self.N, defaults[
-                    "b_scale"]), a_scale=defaults["a_scale"], c_scale=defaults["c_scale"])
+                    "b_scale"]), a_scale=defaults["a_scale"], c_scale=defaults["c_scale"],
+                **table)
             for _, (_, b) in cases:
                 b[self.K:] = records[self.K:]
         return cases
 
     def pack_params(self, **values: Any) -> np.ndarray:
         """The B input of runtime_params=1 from b (int8 [K, N]), b_scales (N floats), a_scale,
-        c_scale and bias (N int32, or None): the weights and one k-tile of per-column records
-        (module docstring); each value checked as the compiled variant checks it at build
-        time, a SpecError naming the first bad one."""
+        c_scale, bias (N int32, or None) and, with epilogue=gelu only, gelu_table (int8 [256],
+        the gelu kernel's pack_params table for in_scale=c_scale): the weights and one k-tile
+        of per-column records and the table (module docstring); each value checked as the
+        compiled variant checks it at build time, a SpecError naming the first bad one."""
         if not self.runtime:
             raise SpecError("pack_params builds the B input of runtime_params=1; this variant "
                             "compiles its values in (pass B [K, N] as it is)")
         names = ("b", "b_scales", "a_scale", "c_scale", "bias")
+        required = names[:4]
+        if self.gelu:
+            names, required = (*names, "gelu_table"), (*required, "gelu_table")
+        elif "gelu_table" in values:
+            raise SpecError("pack_params: gelu_table is a value of epilogue=gelu; this variant "
+                            "has epilogue none (build it with -p epilogue=gelu)")
         unknown = sorted(set(values) - set(names))
-        missing = [n for n in names[:4] if n not in values]
+        missing = [n for n in required if n not in values]
         if unknown or missing:
             raise SpecError(f"pack_params: {'unknown' if unknown else 'missing'} value "
                             f"{(unknown or missing)[0]!r}; matmul takes {', '.join(names)} "
@@ -564,7 +624,35 @@ class MatmulSpec(KernelSpec):
             records[REC_MULT + k] = (np.array(mults, np.int64) >> (8 * k)) & 0xFF
             records[REC_BIAS + k] = (bias_values >> (8 * k)) & 0xFF
         records[REC_SHIFT] = shifts
+        if self.gelu:
+            records |= np.tile(self._table_rows(_table_values(values["gelu_table"])),
+                               (1, self.n_tiles))
         return np.concatenate([b, records.view(np.int8)])
+
+    def _table_rows(self, table: np.ndarray) -> np.ndarray:
+        """One column block's record tile, row-major tk x tn, holding only `table` where the
+        blocked tile the core reads has T[0..255] at table_offset."""
+        _, s, t = self.block
+        tk, tn = self.tk, self.tn
+        flat = np.zeros(tk * tn, np.uint8)
+        flat[self.table_offset:self.table_offset + TABLE_SIZE] = table.view(np.uint8)
+        return flat.reshape(tk // s, tn // t, s, t).transpose(0, 2, 1, 3).reshape(tk, tn)
+
+    def decode_table(self, b_input: np.ndarray) -> np.ndarray:
+        """The GELU table T from an epilogue=gelu B input, read in numpy from each column
+        block's blocked record tile; copies that differ are refused (pack_params writes one)."""
+        _, s, t = self.block
+        tk, tn = self.tk, self.tn
+        rec = np.asarray(b_input).reshape(self.b_rows, self.N)[self.K:]
+        tables = [rec[:, j * tn:(j + 1) * tn].reshape(tk // s, s, tn // t, t)
+                  .transpose(0, 2, 1, 3).reshape(-1)[self.table_offset:][:TABLE_SIZE]
+                  for j in range(self.n_tiles)]
+        for j, other in enumerate(tables):
+            if not np.array_equal(other, tables[0]):
+                raise SpecError(f"B's GELU table in column block {j} (columns {j * tn}.."
+                                f"{(j + 1) * tn - 1}) differs from block 0's; build B with "
+                                "spec.pack_params")
+        return tables[0].astype(np.int8)
 
     def decode_params(self, b_input: np.ndarray) -> tuple[np.ndarray, ...]:
         """(weights [K, N], mult, shift, bias) from a runtime_params=1 B input, decoded from
@@ -607,7 +695,13 @@ class MatmulSpec(KernelSpec):
         half = np.left_shift(np.int64(1), shifts - 1)[None, :]
         sh = shifts[None, :]
         c = np.where(prod >= 0, (prod + half) >> sh, -((-prod + half) >> sh))
-        return [saturate_i8(c)]
+        return [self._epilogue(inputs, saturate_i8(c))]
+
+    def _epilogue(self, inputs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
+        """epilogue=gelu: the int8 pre-activation c through B's table, T[c + 128]."""
+        if not self.gelu:
+            return c
+        return self.decode_table(inputs[1])[c.astype(np.int16) + 128]
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         a, b, bias, mults, shifts = self._values(inputs)
@@ -616,7 +710,7 @@ class MatmulSpec(KernelSpec):
         else:
             scale = self.a_scale * self.scales()[None, :] / self.c_scale
         acc = self._acc(a, b, bias).astype(np.float64)
-        return [saturate_i8(round_half_away(acc * scale))]
+        return [self._epilogue(inputs, saturate_i8(round_half_away(acc * scale)))]
 
 
 def requant_pairs(a_scale: float, b_scales: np.ndarray, c_scale: float,
@@ -632,6 +726,20 @@ def requant_pairs(a_scale: float, b_scales: np.ndarray, c_scale: float,
         mults.append(m)
         shifts.append(shift)
     return mults, shifts
+
+
+def gelu_table(in_scale: float, out_scale: float) -> np.ndarray:
+    """The gelu kernel's table for these scales (its spec's pack_params), for epilogue=gelu."""
+    return GeluSpec({"runtime_params": 1}).pack_params(in_scale=in_scale, out_scale=out_scale)
+
+
+def _table_values(value: Any) -> np.ndarray:
+    """`value` as the int8 [256] GELU table, or a one-line SpecError."""
+    t = np.asarray(value)
+    if t.dtype != np.int8 or t.shape != (TABLE_SIZE,):
+        raise SpecError(f"pack_params gelu_table must be int8 [{TABLE_SIZE}] (the gelu kernel's "
+                        f"spec.pack_params makes it), not {t.dtype} {list(t.shape)}")
+    return t
 
 
 def _positive_values(what: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:

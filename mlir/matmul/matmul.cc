@@ -55,7 +55,7 @@ extern "C" void matmul_acc_i8(const int8_t *a, const int8_t *b, int32_t *acc, in
 
 #if MM_RUNTIME_PARAMS
 // c = sat(round((acc + bias) * mult >> shift)) for one tile, each column's values decoded once
-// from the tile's record tile `rec`.
+// from the tile's record tile `rec`; with epilogue=gelu, c then goes through the tile's table.
 static void requant_tile_records(const int32_t *acc, int8_t *c, const int8_t *rec) {
   for (int jb = 0; jb < MM_NB; ++jb) {
     for (int j = 0; j < MM_T; ++j) {
@@ -64,7 +64,8 @@ static void requant_tile_records(const int32_t *acc, int8_t *c, const int8_t *re
         const int base = (ib * MM_NB + jb) * MM_R * MM_T + j;
         for (int i = 0; i < MM_R; ++i) {
           const int64_t v = (int64_t)acc[base + i * MM_T] + q.bias;
-          c[base + i * MM_T] = npk_sat_i8(npk_round_shift_s64(v * q.mult, q.shift));
+          c[base + i * MM_T] =
+              mm_epilogue(rec, npk_sat_i8(npk_round_shift_s64(v * q.mult, q.shift)));
         }
       }
     }

@@ -170,7 +170,7 @@ inline void requant_block_column_scalar(const int32_t *acc, int8_t *c, int col0,
 
 #if MM_RUNTIME_PARAMS
 // c = sat(round((acc + bias) * mult >> shift)) for one blocked C tile, its columns' values in the
-// record tile `rec`.
+// record tile `rec`; with epilogue=gelu, then T[c + 128] from the same tile.
 static inline void npukit_requant_tile_vector_records(const int32_t *__restrict acc,
                                                       int8_t *__restrict c,
                                                       const int8_t *__restrict rec) {
@@ -187,6 +187,11 @@ static inline void npukit_requant_tile_vector_records(const int32_t *__restrict 
     else
       requant_block_column_records_scalar(acc, c, rec, ni);
   }
+#if MM_EPILOGUE_GELU
+  // epilogue=gelu: one pass over the requantised tile through the record tile's table (AIE API
+  // has no int8 table gather, so element by element).
+  for (unsigned i = 0; i < MM_TM * MM_TN; ++i) c[i] = mm_epilogue(rec, c[i]);
+#endif
 }
 #else
 // c = sat(round((acc + bias) * mult >> shift)) for one blocked C tile in column-of-tiles n_index.

@@ -2,6 +2,7 @@
 // record tile (B's last k-tile, codegen/kernels/matmul.py), which arrives blocked like any B
 // tile, [MM_TK/MM_S][MM_TN/MM_T][MM_S][MM_T]. Record of tile column j: rows 0-3 the multiplier,
 // int32 little-endian bytes; rows 4-7 the bias, likewise; row 8 the shift (1..62).
+// epilogue=gelu: the layer's 256-entry GELU table at byte MM_REC_TABLE of the blocked tile.
 #ifndef MATMUL_RECORDS_H
 #define MATMUL_RECORDS_H
 
@@ -33,6 +34,21 @@ struct MmColumn {
 static inline MmColumn mm_rec_column(const int8_t *rec, int j) {
   return MmColumn{mm_rec_word(rec, MM_REC_MULT, j), mm_rec_word(rec, MM_REC_BIAS, j),
                   (int32_t)mm_rec_byte(rec, MM_REC_SHIFT, j)};
+}
+
+#ifndef MM_EPILOGUE_GELU
+#define MM_EPILOGUE_GELU 0
+#endif
+
+// The output step after the requantisation: epilogue=gelu maps the int8 pre-activation v
+// through the record tile's table, T[v + 128]; otherwise v as it is.
+static inline int8_t mm_epilogue(const int8_t *rec, int8_t v) {
+#if MM_EPILOGUE_GELU
+  return rec[MM_REC_TABLE + (int)v + 128];
+#else
+  (void)rec;
+  return v;
+#endif
 }
 
 #endif
