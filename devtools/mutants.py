@@ -205,4 +205,8 @@ MUTANTS += [
            "k0 + 1, j) << 16 |\n                   mm_rec_byte(rec, k0 + 2, j) << 8",
            ("tests/test_matmul_runtime.py", "-k", "host_core"),
            "a record's multiplier and bias are int32 little-endian bytes"),
+    Mutant("mm-gelu-table-index", "numerics", "mlir/matmul/matmul_records.h",
+           "rec[MM_REC_TABLE + (int)v + 128]", "rec[MM_REC_TABLE + (int)v + 127]",
+           ("tests/test_matmul_epilogue.py", "-k", "host_core"),
+           "epilogue=gelu maps the pre-activation v to T[v + 128] of the record tile's table"),
 ]
