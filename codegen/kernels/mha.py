@@ -50,6 +50,12 @@ element (tk·head_dim bytes) laid out as `P_LAYOUT` says and built by `pack_para
 column's shim sends P first on its Q/K channel (the shim has no third MM2S channel) and waits for
 it; the mem tile broadcasts it, and every core copies the constants into its state buffer once
 per invocation, before its passes. One build then serves every layer of its shape.
+
+Packed Q|K|V (`packed_qkv=1`): one host buffer qkv [seq, 3·heads·head_dim] holds q's columns,
+then k's, then v's, as one fused projection writes them (self-attention: seq_q == seq_k). The
+runtime sequence reads each head's q, k and v columns straight out of it, at column offsets 0,
+n and 2n (n = heads·head_dim) with the row stride 3n; the cores see the same tiles as with three
+buffers, so only the strides change (every transfer is checked against the shim DMA limits).
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ from codegen.spec import (
     saturate_i8,
     scale_param,
 )
+from runtime.emulator.dma import check_dma
 from runtime.manifest import BufferSpec
 
 EXP2_FRAC_BITS = 8
@@ -178,6 +185,9 @@ class MhaSpec(KernelSpec):
         fifo_depth_param(),
         Param("device", str, "npu1", "target device", choices=tuple(DEVICE_COLUMNS)),
         runtime_params_param(),
+        Param("packed_qkv", int, 0, "1: one input qkv [seq, 3·heads·head_dim] (q, k, v columns "
+              "as a fused projection writes them) instead of q, k, v; needs seq_q == seq_k",
+              choices=(0, 1)),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -185,6 +195,11 @@ class MhaSpec(KernelSpec):
     def width(self) -> int:
         """Bytes of one host row: heads · head_dim."""
         return self.heads * self.head_dim
+
+    @property
+    def row_stride(self) -> int:
+        """Bytes between two rows of an input: 3·width from qkv (packed_qkv=1), else width."""
+        return 3 * self.width if self.packed_qkv else self.width
 
     @property
     def pass_rows(self) -> int:
@@ -376,6 +391,10 @@ class MhaSpec(KernelSpec):
             # The core's symbols include the params copy (an instance value: compiled
             # variants keep the class's list, and so their manifests).
             self.__dict__["CORE_SYMBOLS"] = (*type(self).CORE_SYMBOLS, "mha_params")
+        if self.packed_qkv and self.seq_q != self.seq_k:
+            raise SpecError(f"packed_qkv=1 needs seq_q == seq_k (got {self.seq_q} and "
+                            f"{self.seq_k}): one qkv buffer holds q, k and v rows of one "
+                            "sequence; use packed_qkv=0 for cross-attention")
         if self.causal and self.seq_q > self.seq_k:
             raise SpecError(f"causal needs seq_q <= seq_k (got {self.seq_q} > {self.seq_k}): "
                             "query 0 would see no key")
@@ -384,6 +403,12 @@ class MhaSpec(KernelSpec):
             _, shift = self.logit_multiplier()
             check_constants(shift, self.out_multiplier(), self.v_scale / self.o_scale)
         self._validate_split()
+        for t in self.transfers():
+            problems = check_dma(t["offsets"], t["sizes"], t["strides"], 1, t["elems"])
+            if problems:
+                hint = " (packed_qkv=0 reads with a third of the stride)" * self.packed_qkv
+                raise SpecError(f"the {t['what']} breaks a shim DMA limit: "
+                                f"{'; '.join(problems)}{hint}")
         self.check_memory()
 
     def _validate_split(self) -> None:
@@ -441,9 +466,60 @@ class MhaSpec(KernelSpec):
         return (sum(3 + len(self.output_parts(g)) for g in range(self.n_passes))
                 + self.runtime_params * self.columns)
 
+    # -- the runtime sequence's transfers, computed here so validate() can check each one --
+    def pass_inputs(self, g: int, bd_set: int) -> list[dict[str, Any]]:
+        """The Q, K and V transfers of pass g (BD set 0 or 1), as the runtime sequence issues
+        them: head columns picked by the offset, tiles by the strides (row stride 3·width out of
+        qkv with packed_qkv=1, at column offsets 0, width, 2·width)."""
+        head, start = self.pass_head_start(g)
+        rs, d, base = self.row_stride, self.head_dim, head * self.head_dim
+        q, k, v = ("qkv",) * 3 if self.packed_qkv else ("q", "k", "v")
+        col_k, col_v = (self.width, 2 * self.width) if self.packed_qkv else (0, 0)
+        if self.k_padded:
+            kv_sizes = [2, self.k_half, self.tk, d]
+            kv_strides = [(self.seq_k - self.k_half * self.tk) * rs, self.tk * rs, rs, 1]
+        else:
+            kv_sizes, kv_strides = [1, self.k_tiles, self.tk, d], [0, self.tk * rs, rs, 1]
+        return [
+            {"what": f"Q transfer of pass {g}", "arg": q, "fifo": "qk", "id": 4 * bd_set,
+             "offsets": [0, 0, 0, start * rs + base], "sizes": [1, 1, self.pass_rows, d],
+             "strides": [0, 0, rs, 1], "elems": self.seq_q * rs},
+            {"what": f"K transfer of pass {g}", "arg": k, "fifo": "qk", "id": 4 * bd_set + 1,
+             "offsets": [0, 0, 0, col_k + base], "sizes": kv_sizes, "strides": kv_strides,
+             "elems": self.seq_k * rs},
+            {"what": f"V transfer of pass {g}", "arg": v, "fifo": "v", "id": 4 * bd_set + 2,
+             "offsets": [0, 0, 0, col_v + base], "sizes": kv_sizes, "strides": kv_strides,
+             "elems": self.seq_k * rs},
+        ]
+
+    def pass_outputs(self, g: int) -> list[dict[str, Any]]:
+        """The output transfers of pass g, one per part (`output_parts`), into o."""
+        head = self.pass_head_start(g)[0]
+        return [{"what": f"O transfer of pass {g}", "arg": "o", "fifo": "o",
+                 "offsets": [0, 0, 0, first * self.width + head * self.head_dim],
+                 "sizes": [1, 1, n, self.head_dim], "strides": [0, 0, self.width, 1],
+                 "elems": self.seq_q * self.width}
+                for first, n in self.output_parts(g)]
+
+    def transfers(self) -> list[dict[str, Any]]:
+        """Every transfer of the runtime sequence (BD ids aside), for validate()'s DMA check."""
+        n = self.params_bytes
+        out = [{"what": "P transfer", "offsets": [0, 0, 0, 0], "sizes": [1, 1, 1, n],
+                "strides": [0, 0, 0, 1], "elems": n}] * self.runtime_params
+        for c in range(self.columns):
+            for i, g in enumerate(self.passes_of(c)):
+                out += self.pass_inputs(g, i % 2) + self.pass_outputs(g)
+        return out
+
     # -- buffers and memory ------------------------------------------------------------
     def buffers(self) -> list[BufferSpec]:
         rt = self.runtime_params
+        if self.packed_qkv:
+            return [
+                BufferSpec("qkv", "int8", (self.seq_q, 3 * self.width), "in", 0),
+                *([BufferSpec("P", "int8", (self.params_bytes,), "in", 1)] if rt else []),
+                BufferSpec("o", "int8", (self.seq_q, self.width), "out", 1 + rt),
+            ]
         return [
             BufferSpec("q", "int8", (self.seq_q, self.width), "in", 0),
             BufferSpec("k", "int8", (self.seq_k, self.width), "in", 1),
@@ -495,7 +571,9 @@ class MhaSpec(KernelSpec):
             for g in self.passes_of(c):
                 h, start = self.pass_head_start(g)
                 passes.append({"g": g, "head": h, "start": start,
-                               "parts": self.output_parts(g)})
+                               "parts": self.output_parts(g),
+                               "inputs": self.pass_inputs(g, len(passes) % 2),
+                               "outputs": self.pass_outputs(g)})
             cols.append({"index": c, "passes": passes})
         return {
             **self.params,
@@ -579,7 +657,8 @@ class MhaSpec(KernelSpec):
             f"{self.n_passes} passes of {self.pass_rows} query rows; each K/V byte crosses a "
             f"shim once per pass, i.e. once per {self.rows} cores",
             "MACs count whole tiles (the last tile's repeated keys and masked keys included)",
-        )
+        ) + (("packed_qkv=1: Q, K, V are read out of one qkv buffer (row stride "
+               f"{self.row_stride} bytes), the same bytes as from three",) * self.packed_qkv)
         return Workload(self.name, self.device, "scalar", macs, shim, mem, core_bytes, scalar,
                         bds=self.n_transfers, notes=notes)
 
@@ -592,13 +671,35 @@ class MhaSpec(KernelSpec):
     def _from_heads(self, o: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(o.transpose(1, 0, 2)).reshape(self.seq_q, self.width)
 
+    def pack_qkv(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The qkv input of a packed_qkv=1 variant: [seq, 3·width], q's columns, k's, v's."""
+        parts = [np.asarray(x, dtype=np.int8).reshape(self.seq_q, self.width) for x in (q, k, v)]
+        return np.concatenate(parts, axis=1)
+
+    def split_inputs(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """([q, k, v], P or None) of an input list: with packed_qkv=1 q, k, v are numpy column
+        slices of qkv (views, no copy)."""
+        n = 1 if self.packed_qkv else 3
+        p = inputs[n] if self.runtime_params else None
+        if not self.packed_qkv:
+            return list(inputs[:3]), p
+        qkv = np.asarray(inputs[0]).reshape(self.seq_q, 3 * self.width)
+        w = self.width
+        return [qkv[:, :w], qkv[:, w : 2 * w], qkv[:, 2 * w :]], p
+
+    def _data_inputs(self, qkv: list[np.ndarray]) -> list[np.ndarray]:
+        """q, k, v in this variant's input layout: three buffers or one qkv."""
+        return [self.pack_qkv(*qkv)] if self.packed_qkv else qkv
+
     def random_inputs(self, seed: int) -> list[np.ndarray]:
-        """Q, K, V drawn N(0,1) like Whisper activations, quantised with their scales; with
-        runtime_params=1 the scales are drawn per seed too (as layers differ) and packed in P."""
+        """Q, K, V drawn N(0,1) like Whisper activations, quantised with their scales (packed
+        into qkv with packed_qkv=1: the same values); with runtime_params=1 the scales are drawn
+        per seed too (as layers differ) and packed in P."""
         if not self.runtime_params:
-            return activations(self, "whisper", seed)
+            return self._data_inputs(activations(self, "whisper", seed))
         values = layer_scales(seed)
-        return [*activations(self, "whisper", seed, values), self.pack_params(**values)]
+        return [*self._data_inputs(activations(self, "whisper", seed, values)),
+                self.pack_params(**values)]
 
     def edge_inputs(self) -> list[tuple[str, list[np.ndarray]]]:
         """The base class's edge cases; with runtime_params=1 their P holds the default scales
@@ -608,19 +709,19 @@ class MhaSpec(KernelSpec):
             return cases
         p = self.pack_params(**{p.name: p.default for p in self.PARAMS
                                 if p.name in VALUE_PARAMS})
-        return [(label, [*x[:3], p]) for label, x in cases]
+        return [(label, [*x[:-1], p]) for label, x in cases]
 
     def _constants(self, inputs: list[np.ndarray]) -> tuple[int, int, int]:
         """(logit multiplier, logit shift, output multiplier): compiled in, or read from P."""
         if not self.runtime_params:
             return (*self.logit_multiplier(), self.out_multiplier())
-        p = self.unpack_params(inputs[3])
+        p = self.unpack_params(self.split_inputs(inputs)[1])
         return int(p["logit_mult"]), int(p["logit_shift"]), int(p["out_mult"])
 
     def golden(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         constants = self._constants(inputs)
         q, k, v = (self._heads(x, n) for x, n in zip(
-            inputs[:3], (self.seq_q, self.seq_k, self.seq_k), strict=True))
+            self.split_inputs(inputs)[0], (self.seq_q, self.seq_k, self.seq_k), strict=True))
         # One head at a time keeps the working set in cache; rows are independent.
         o = np.concatenate([self._golden_heads(q[i : i + 1], k[i : i + 1], v[i : i + 1],
                                                constants)
@@ -674,10 +775,11 @@ class MhaSpec(KernelSpec):
         return saturate_i8(_round_shift(acc * r[:, :, None], ROW_MULT_SHIFT + OUT_MULT_BITS))
 
     def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        qkv, packed = self.split_inputs(inputs)
         q, k, v = (self._heads(x, n).astype(np.float64) for x, n in zip(
-            inputs[:3], (self.seq_q, self.seq_k, self.seq_k), strict=True))
-        if self.runtime_params:  # only the products of the scales matter: P holds those
-            p = self.unpack_params(inputs[3])
+            qkv, (self.seq_q, self.seq_k, self.seq_k), strict=True))
+        if packed is not None:  # only the products of the scales matter: P holds those
+            p = self.unpack_params(packed)
             return self._reference(q * p["qk_scale"], k, v * p["vo_scale"], 1.0)
         return self._reference(q * self.q_scale, k * self.k_scale, v * self.v_scale,
                                self.o_scale)
