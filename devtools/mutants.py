@@ -177,6 +177,11 @@ MUTANTS += [
            "(const uint8_t *)elem + 4 * w;", "(const uint8_t *)elem + w;",
            ("tests/test_mha_runtime.py", "-k", "host_core or serves"),
            "mha's core reads P's constants as the int32 words pack_params writes"),
+    # Swapped, not shifted: every qkv byte is still read, so the static checks pass.
+    Mutant("mha-packed-kv-swap", "numerics", "codegen/kernels/mha.py",
+           "(self.width, 2 * self.width) if self.packed_qkv", "(2 * self.width, self.width) if "
+           "self.packed_qkv", ("tests/test_mha_packed.py", "-k", "emulated"),
+           "packed_qkv=1 reads k from qkv's middle third, v from its last (offsets n, 2n)"),
     # -- the manifest's own integrity and the cache's ----------------------------------------
     Mutant("manifest-content-hash", "manifest", "runtime/manifest.py",
            "if d.get(CONTENT_KEY) != content_digest(d):", "if False:",

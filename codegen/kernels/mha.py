@@ -502,10 +502,11 @@ class MhaSpec(KernelSpec):
                 for first, n in self.output_parts(g)]
 
     def transfers(self) -> list[dict[str, Any]]:
-        """Every transfer of the runtime sequence (BD ids aside), for validate()'s DMA check."""
+        """Every transfer of the runtime sequence (BD ids aside; P once per column), for
+        validate()'s DMA check."""
         n = self.params_bytes
         out = [{"what": "P transfer", "offsets": [0, 0, 0, 0], "sizes": [1, 1, 1, n],
-                "strides": [0, 0, 0, 1], "elems": n}] * self.runtime_params
+                "strides": [0, 0, 0, 1], "elems": n}] * (self.runtime_params * self.columns)
         for c in range(self.columns):
             for i, g in enumerate(self.passes_of(c)):
                 out += self.pass_inputs(g, i % 2) + self.pass_outputs(g)
