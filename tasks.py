@@ -171,18 +171,28 @@ def build_all(c, target="auto", peano="", force=False):
 
 @task(
     klass=_Task,
-    positional=["kernel"],
     iterable=["param"],
     help={
         "kernel": "kernel whose design to cost (see `invoke list`)",
-        "param": "key=value parameter, repeatable (e.g. --param M=1536)",
+        "param": "key=value parameter of --kernel, repeatable (e.g. --param M=1536)",
+        "model": "a built model artifact directory (build/models/<name>): every op, per block "
+                 "and per window",
     },
 )
 @_friendly
-def cost(c, kernel, param=None):
+def cost(c, kernel="", param=None, model=""):
     """The cost model: bytes per DMA channel, MACs per core, projected time on npu1 and npu2."""
-    from codegen.cli import cost_report, parse_params
+    from codegen.cli import cost_report, model_cost_report, parse_params
+    from runtime.errors import NpukitError
 
+    if bool(kernel) == bool(model):
+        raise NpukitError("give one of --kernel K [-p key=value ...] (one design) or --model "
+                          "DIR (a built model artifact, build/models/<name>)")
+    if model:
+        if param:
+            raise NpukitError("--param applies to --kernel; a model's ops take their own")
+        model_cost_report(model, console)
+        return
     cost_report(_kernel_name(kernel, "cost"), parse_params(param or []), console)
 
 

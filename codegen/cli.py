@@ -11,8 +11,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from codegen import buildroot
-from codegen.cost import DEVICES, PATHS, Projection, project
+from codegen.cost import DEVICES, PATHS, PDI_SWITCH, Projection, project
 from codegen.kernels import KERNELS, get_kernel
+from codegen.models.cost import ModelCost, model_cost
 from codegen.pipeline import Build, BuildResult
 from codegen.spec import SpecError
 from codegen.toolchain import discover, doctor_rows
@@ -128,6 +129,66 @@ def cost_report(kernel: str, params: dict[str, str], console: Console) -> list[P
     for note in w.notes:
         console.print(note, highlight=False)
     return projections
+
+
+def model_cost_report(directory: str | Path, console: Console) -> ModelCost:
+    """Print a built model's projection: per op, per block and for the window, with the
+    per-call overheads and every assumption's source."""
+    cost = model_cost(directory)
+    dims = ", ".join(f"{k} {v}" for k, v in cost.dims.items())
+    console.print(f"[bold]{cost.directory}[/bold]: {len(cost.kernel_ops)} kernel ops, "
+                  f"{len(cost.host_ops)} host ops, {cost.contexts} hardware context(s); "
+                  f"{dims}", highlight=False, soft_wrap=True)
+    families = ", ".join(cost.families) or "-"
+    ops = Table(title=f"projected time per op on {families} (cost model, not a measurement; "
+                "kernel ops include their dispatch)", title_justify="left")
+    for col in ("op", "kernel", "shape", "vector µs", "scalar µs", "bound"):
+        ops.add_column(col, justify="right" if "µs" in col else "left")
+    for o in cost.ops:
+        p = o.projections
+        if o.kind == "host":
+            ops.add_row(o.name, f"host {o.fn}", o.shape, "-", "-", "CPU")
+        elif not p:
+            ops.add_row(o.name, o.fn, o.shape, "-", "-", "no cost model")
+        else:
+            ops.add_row(o.name, o.fn, o.shape, f"{p['vector'].seconds * 1e6:,.1f}",
+                        f"{p['scalar'].seconds * 1e6:,.1f}", p["vector"].bound.split(" (")[0])
+    console.print(ops)
+    blocks = Table(title="per group (projected)", title_justify="left")
+    for col in ("group", "kernel ops", "host ops", "vector ms", "scalar ms"):
+        blocks.add_column(col, justify="left" if col == "group" else "right")
+    for group, members in cost.groups().items():
+        kernels = [o for o in members if o.kind == "kernel"]
+        blocks.add_row(group, str(len(kernels)), str(len(members) - len(kernels)),
+                       f"{cost.seconds('vector', members) * 1e3:,.2f}",
+                       f"{cost.seconds('scalar', members) * 1e3:,.2f}")
+    console.print(blocks)
+    switch = f"{cost.switches} x {PDI_SWITCH.value * 1e3:g} ms = {cost.switch_s() * 1e3:,.1f} ms"
+    console.print(
+        f"window (projected): {len(cost.kernel_ops)} kernel calls, "
+        f"{cost.dispatch_s() * 1e3:,.2f} ms of it dispatch; {cost.switches} design (PDI) "
+        f"switches between consecutive calls of different variants ({switch}, assumed: unknown "
+        f"inside one context); {len(cost.host_ops)} host ops on the CPU, not projected",
+        highlight=False, soft_wrap=True)
+    for path in ("vector", "scalar"):
+        console.print(f"window, {path} path: {cost.window(path, False) * 1e3:,.1f} ms without "
+                      f"PDI switches, {cost.window(path, True) * 1e3:,.1f} ms with them",
+                      highlight=False)
+    for o in cost.kernel_ops:
+        if o.note:
+            console.print(f"{o.name}: {o.note}", highlight=False, soft_wrap=True)
+    if not cost.complete:
+        console.print("[yellow]totals leave out the kernel ops without a cost model[/yellow]")
+    seen = Table(title="assumptions", title_justify="left")
+    for col in ("device", "assumption", "value", "source"):
+        seen.add_column(col)
+    for family in cost.families:
+        for a in {a.name: a for path in PATHS for a in DEVICES[family].assumptions(path)}.values():
+            seen.add_row(family, a.name, f"{a.value:g} {a.unit}", a.source)
+    seen.add_row("all", PDI_SWITCH.name, f"{PDI_SWITCH.value:g} {PDI_SWITCH.unit}",
+                 PDI_SWITCH.source)
+    console.print(seen)
+    return cost
 
 
 def doctor(console: Console, peano: str | None = None) -> bool:

@@ -13,6 +13,12 @@ measurement. The model:
 Compute and DMA overlap (the object FIFOs double-buffer); a design with depth-1 FIFOs overlaps
 less, which this model does not see. Start-up latency (the first tiles before the cores start)
 and the command processor's time per buffer descriptor are not modelled; BDs are counted.
+
+Per-call overheads of a model (several kernels run in turn, codegen/models/cost.py): the
+dispatch of each kernel call (in `time` above, `DeviceModel.dispatch_s`), a design (PDI) switch
+between consecutive calls of different variants (`PDI_SWITCH`, whose cost inside one context is
+unknown: totals are shown with and without it), and the host ops between them, which run on the
+CPU and are counted, not given a time (a bench may measure them, labelled host-measured).
 """
 
 from __future__ import annotations
@@ -114,6 +120,15 @@ DEVICES = {
         cores=32,
     ),
 }
+
+
+# Switching designs: whisper-xdna (npu1, bf16) reports ~2.8 ms per switch between designs, and
+# ~2.5 ms to create a hardware context (NPU_FACTS 8). npukit's variants are PDIs of one xclbin on
+# one context (codegen/link.py); whether a switch between them costs the same is not known.
+PDI_SWITCH = Assumption(
+    "design (PDI) switch between kernel calls", 2.8e-3, "s",
+    "whisper-xdna's ~2.8 ms per design switch (NPU_FACTS 8); unknown whether a switch between "
+    "PDIs of one hardware context costs that, so totals are shown with and without it")
 
 
 def device_family(device: str) -> str:

@@ -6,6 +6,10 @@ Attention, GELU and layernorm share mlir/common/stream.mlir.j2: the host input i
 With runtime_params=1 (GELU, layernorm) the per-layer values come in a second input, the params
 buffer: one shim MM2S transfer into @paramq (depth 1), acquired by the core once per invocation
 around its tile loop and passed to the core function as its last argument.
+
+The cost model (`workload`, codegen/cost.py): one core, the shim's channels straight to it (no
+mem tile); the core's scalar cycles are the kernel's own per-tile count of its core code
+(`core_cycles_per_tile`), an estimate read off the code, not a measurement.
 """
 
 from __future__ import annotations
@@ -15,10 +19,35 @@ from typing import Any
 
 import numpy as np
 
-from codegen.spec import CORE_MEMORY, KernelSpec, MemoryItem, TilePlan, refuse_runtime_values
+from codegen.cost import Workload
+from codegen.spec import (
+    CORE_MEMORY,
+    KernelSpec,
+    MemoryItem,
+    SpecError,
+    TilePlan,
+    refuse_runtime_values,
+)
 from runtime.manifest import BufferSpec
 
 STACK_MARGIN = 1024  # bytes above the core function's own frame, for calls and spills
+CORE = "core(0, 2)"
+
+
+def stream_workload(spec: KernelSpec, in_bytes: int, out_bytes: int, params_bytes: int,
+                    core_cycles: int, notes: tuple[str, ...] = ()) -> Workload:
+    """The Workload of a one-core stream design (mlir/common/stream.mlir.j2): the input on
+    @inq, the output on @outq, with runtime_params=1 the params buffer on @paramq (one more
+    BD); every byte crosses one shim channel and one core channel, nothing a mem tile."""
+    shim = {"shim(0) MM2S @inq": in_bytes, "shim(0) S2MM @outq": out_bytes}
+    core = {f"{CORE} S2MM @inq": in_bytes, f"{CORE} MM2S @outq": out_bytes}
+    if params_bytes:
+        shim["shim(0) MM2S @paramq"] = params_bytes
+        core[f"{CORE} S2MM @paramq"] = params_bytes
+    return Workload(spec.name, spec.device, "scalar", {CORE: 0}, shim, {}, core,
+                    {CORE: core_cycles}, bds=2 + bool(params_bytes), notes=(
+                        "one core, scalar code only: the vector projection is the scalar one",
+                        *notes))
 
 
 class StreamSpec(KernelSpec):
@@ -69,6 +98,19 @@ class StreamSpec(KernelSpec):
     def pack_params(self, **values: Any) -> np.ndarray:
         """The params input of a runtime_params=1 build from the real-valued quantities."""
         raise NotImplementedError
+
+    def core_cycles_per_tile(self) -> int:
+        """Scalar-unit cycles of one core call (one tile), the kernel's count of its core code."""
+        raise SpecError(f"kernel {self.name} has no cost model yet (its spec has no workload())")
+
+    def workload(self) -> Workload:
+        """Per invocation: the tiles' bytes on each channel, the params buffer's with
+        runtime_params=1 (the core code's work is the same in both modes: only where the
+        values are read from differs), and the core's cycles."""
+        return stream_workload(self, self.n_tiles * self.in_tile_bytes,
+                               self.n_tiles * self.out_tile_bytes,
+                               self.params_bytes if self.runtime else 0,
+                               self.n_tiles * self.core_cycles_per_tile())
 
     def refuse_values(self) -> None:
         """With runtime_params=1 a value parameter set away from its default is refused."""

@@ -38,6 +38,11 @@ from codegen.stream import StreamSpec
 
 WORD = 4  # the shim DMA moves 32-bit words: int8 lengths are multiples of 4 (NPU_FACTS 2)
 MIN_TILE = 256  # bytes: below this, per-tile FIFO and DMA handshakes dominate the call
+# Scalar-unit operations per element of gelu_i8 (mlir/gelu/gelu.cc), npukit's own count of its
+# core code for the cost model (an estimate, not a measurement): load x, form the index x + 128,
+# load the table entry, store y. Loop control is not counted (nor is it in matmul's counts). The
+# same with runtime_params=1: the table is then read through the params pointer.
+OPS_PER_ELEMENT = 4
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
@@ -118,6 +123,9 @@ class GeluSpec(StreamSpec):
     @property
     def params_len(self) -> int:
         return 256
+
+    def core_cycles_per_tile(self) -> int:
+        return self.tile * OPS_PER_ELEMENT
 
     def validate(self) -> None:
         self.refuse_values()

@@ -44,6 +44,21 @@ SQRT_SHIFT = 11
 GAMMA_BITS = 12
 OUT_SHIFT = 28
 P_EPS, P_GAMMA = 0, 2  # word offsets in the params input; B follows G (P_GAMMA + d)
+# Scalar-unit operations of layernorm_i8 (mlir/layernorm/layernorm.cc), npukit's own count of
+# its core code for the cost model (estimates, not measurements; a 64-bit add, subtract or
+# compare is 2 operations on the 32-bit scalar unit, a 32x32 -> 64 multiply 1, a 64x64 one 3
+# multiplies and 2 adds; loop control is not counted, as in matmul's counts):
+# - statistics, per element: load, add to sum, multiply, add to sum of squares: 4;
+# - normalisation, per element: load (1), d·x (1), minus sum (2), times R (5), rounding shift
+#   (sign test, add half, 64-bit variable shift, negate: 9), times G (3), plus B with its two
+#   word loads (4), load G (1), rounding shift (9), saturate (2), store (1): 38;
+# - per row: d·Σx² - (Σx)² (4), the eps term (4), isqrt (32 steps of about 12: 384), log2 (2),
+#   2^(30+k) / s as a shift-and-subtract loop of 64 steps of about 8 (512; a 64-bit integer
+#   division is not one scalar instruction): about 920.
+# runtime_params=1 reads G, B and E from the params buffer instead of tables: the same count.
+STATS_OPS = 4
+NORM_OPS = 38
+ROW_OPS = 920
 
 
 def _vector(spec: str, d: int, what: str) -> np.ndarray:
@@ -111,6 +126,9 @@ class LayerNormSpec(StreamSpec):
     @property
     def params_len(self) -> int:
         return P_GAMMA + 3 * self.d
+
+    def core_cycles_per_tile(self) -> int:
+        return self.tile_rows * (self.d * (STATS_OPS + NORM_OPS) + ROW_OPS)
 
     def validate(self) -> None:
         if self.rows % self.tile_rows:

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from codegen.cost import Workload
 from codegen.spec import (
     CORE_MEMORY,
     Accuracy,
@@ -53,6 +54,7 @@ from codegen.spec import (
     fifo_depth_param,
     round_half_away,
 )
+from codegen.stream import stream_workload
 from runtime.errors import NpukitError
 from runtime.manifest import BufferSpec
 
@@ -77,6 +79,17 @@ FLOOR_CODE = -10 << CODE_FRAC_BITS
 LOG_CLAMP = 8.0
 MAX_DMA_WRAP = 1023  # frames per DMA block (the d1 wrap of an ND transfer)
 STACK_MARGIN = 1024
+# Scalar-unit operations of mel_one_frame (mlir/mel/mel.cc), npukit's own count of its core
+# code for the cost model (estimates, not measurements; a 64-bit add or compare is 2 operations
+# on the 32-bit scalar unit, a 32x32 -> 64 multiply 1; loop control is not counted, as in
+# matmul's counts):
+PEAK_OPS = 5  # per sample: load, absolute value (negate, select), maximum (compare, select)
+WINDOW_OPS = 16  # per sample: 2 loads, x·W (1), ·2^e (3), rounding shift (9), store
+FOLD_OPS = 6  # per sample pair n, N - n: 2 loads, add, subtract, 2 stores
+DFT_OPS = 16  # per (bin, pair): 4 loads, 2 multiplies, 2 64-bit adds (4), 2 index steps (6)
+BIN_OPS = 32  # per bin: the DC/Nyquist terms (8), 2 rounding shifts (18), R² + I² (4), store
+WEIGHT_OPS = 8  # per nonzero filter weight: 3 loads, w·P as 2 multiplies and an add, 64-bit add
+MEL_OPS = 50  # per mel bin: the Q24 log2 (about 27), to log10 codes (about 20), floor, store
 
 
 class AudioError(NpukitError, ValueError):
@@ -207,6 +220,22 @@ class MelSpec(KernelSpec):
             offset.append(len(weights))
             weights.extend(int(w) for w in row[lo:hi])
         return first, count, offset, weights
+
+    def core_cycles_per_frame(self) -> int:
+        """Scalar-unit cycles of one frame (the counts above; a silent frame costs less)."""
+        pairs = N_FFT // 2 - 1
+        weights = sum(self.sparse_filters()[1])
+        return (N_FFT * (PEAK_OPS + WINDOW_OPS) + pairs * FOLD_OPS
+                + N_BINS * (pairs * DFT_OPS + BIN_OPS) + weights * WEIGHT_OPS
+                + self.n_mels * MEL_OPS)
+
+    def workload(self) -> Workload:
+        """Per invocation: each frame's 400 samples read by the framing DMA (overlapping rows:
+        2.5x the PCM), the codes written back, the core's cycles."""
+        return stream_workload(
+            self, self.frames * N_FFT * 2, self.frames * self.n_mels * 2, 0,
+            self.frames * self.core_cycles_per_frame(),
+            notes=("the DFT is direct (201 bins x 199 sample pairs a frame) on one core",))
 
     def validate(self) -> None:
         if self.frames % self.tile_frames:
