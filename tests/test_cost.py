@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -11,8 +12,10 @@ from codegen.checks import read_design
 from codegen.cli import cost_report
 from codegen.cost import DEVICES, PATHS, Workload, device_family, project
 from codegen.kernels import spec_from_params
+from codegen.pipeline import build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
+from runtime.kernel import NpuKernel
 
 
 def _workload(**kw: object) -> Workload:
@@ -62,7 +65,7 @@ def test_bad_device_and_path_are_one_line_errors() -> None:
     with pytest.raises(SpecError, match="path 'simd'"):
         project(_workload(), "npu1", "simd")
     with pytest.raises(SpecError, match="no cost model yet"):
-        spec_from_params("gelu").workload()
+        spec_from_params("attention").workload()
 
 
 @pytest.mark.parametrize("params", [
@@ -104,3 +107,53 @@ def test_whisper_cost_table_shapes_are_accepted_and_2048_cubed_reaches_6_tops() 
     assert len(table) == 6 and all(len(r) == 6 for r in table)
     assert what_if(256, 1.6e9)[1] >= 6.0
     assert what_if(107, 1.6e9)[1] < 6.0
+
+
+@pytest.mark.parametrize(("kernel", "params"), [
+    ("gelu", {"length": "1024", "max_tile": "256"}),
+    ("gelu", {"length": "1024", "max_tile": "256", "runtime_params": "1"}),
+    ("layernorm", {"rows": "8", "d": "64", "tile_rows": "4"}),
+    ("layernorm", {"rows": "8", "d": "64", "tile_rows": "4", "runtime_params": "1"}),
+    ("mel", {"frames": "16", "tile_frames": "8"}),
+])
+def test_stream_workload_is_what_the_emulator_moves(kernel: str, params: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    """Bytes per shim channel as the emulator's channels count them in one run (the params
+    buffer's with runtime_params=1), the transfers issued, and core cycles = core calls x the
+    per-call count."""
+    spec = spec_from_params(kernel, params)
+    result = build(spec, tmp_path, target="emu")
+    with NpuKernel.load(result.artifact_dir, backend="emu") as k:
+        k(*spec.random_inputs(0))
+        design = k.backend.design
+        shim = {f"shim(0) {'MM2S' if c.to_fifo else 'S2MM'} @{name}": c.bytes
+                for name, c in design.channels.items()}
+        core = {f"core(0, 2) {'S2MM' if c.to_fifo else 'MM2S'} @{name}": c.bytes
+                for name, c in design.channels.items()}
+        transfers = sum(len(c.queue) for c in design.channels.values())
+        calls = sum(c.calls for c in design.cores)
+    w = spec.workload()
+    assert w.shim_bytes == shim and w.core_bytes == core and not w.mem_tile_bytes
+    assert w.bds == transfers == 2 + ("runtime_params" in params)
+    if "runtime_params" in params:
+        assert shim["shim(0) MM2S @paramq"] == spec.params_bytes == (
+            256 if kernel == "gelu" else 4 * (2 + 3 * 64))
+    per_call = (spec.tile_frames * spec.core_cycles_per_frame() if kernel == "mel"
+                else spec.core_cycles_per_tile())
+    assert w.scalar_cycles == {"core(0, 2)": calls * per_call} and calls == spec.n_tiles
+    assert project(w, "npu1", "vector").seconds == project(w, "npu1").seconds  # scalar only
+
+
+def test_stream_op_counts_follow_the_core_code_loops() -> None:
+    """Layernorm: rows x (d x per-element ops + per-row ops); GELU: elements x its ops; mel:
+    the DFT's 201 bins x 199 pairs dominate a frame."""
+    from codegen.kernels import gelu, layernorm, mel
+
+    ln = spec_from_params("layernorm", {"rows": "8", "d": "64", "tile_rows": "2"})
+    assert ln.workload().scalar_cycles["core(0, 2)"] == 8 * (
+        64 * (layernorm.STATS_OPS + layernorm.NORM_OPS) + layernorm.ROW_OPS)
+    g = spec_from_params("gelu", {"length": "4096"})
+    assert g.workload().scalar_cycles["core(0, 2)"] == 4096 * gelu.OPS_PER_ELEMENT
+    m = spec_from_params("mel", {"frames": "8"})
+    dft = mel.N_BINS * (mel.N_FFT // 2 - 1) * mel.DFT_OPS
+    assert dft < m.core_cycles_per_frame() < 1.1 * dft

@@ -13,6 +13,14 @@ TINY = {"n_mels": 80, "n_audio_ctx": 64, "n_audio_state": 128, "n_audio_head": 2
         "n_audio_layer": 2}
 BASE = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 512, "n_audio_head": 8,
         "n_audio_layer": 6}
+# openai-whisper's own audio dims of its tiny and small models (BASE is base's), for the benches
+WHISPER_DIMS = {
+    "tiny": {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 384, "n_audio_head": 6,
+             "n_audio_layer": 4},
+    "base": BASE,
+    "small": {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 768, "n_audio_head": 12,
+              "n_audio_layer": 12},
+}
 TEXT = {"n_vocab": 64, "n_text_ctx": 8, "n_text_state": 64, "n_text_head": 1,
         "n_text_layer": 1}
 
