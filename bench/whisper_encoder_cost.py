@@ -158,6 +158,10 @@ def report(dims: str, cost: ModelCost, host: dict[str, float],
     for label, switches in (("without PDI switches", False), ("with PDI switches", True)):
         lines.append(f"| **window, {label}** | **{cost.window('vector', switches) * 1e3:,.1f} "
                      f"ms** | **{cost.window('scalar', switches) * 1e3:,.1f} ms** |")
+    for label, switches in (("without", False), ("with", True)):
+        lines.append(f"| window less the mel op, {label} PDI switches | "
+                     + " | ".join(f"{(cost.window(p, switches) - cost.seconds(p, mel)) * 1e3:,.1f}"
+                                  " ms" for p in ("vector", "scalar")) + " |")
     lines.append(f"| host ops: {len(cost.host_ops)} (CPU, host-measured here, not projected) | "
                  f"{sum(host.values()) * 1e3:,.1f} ms | same |")
     if emulated is not None:

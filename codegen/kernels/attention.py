@@ -42,6 +42,14 @@ P_ONE = 1 << P_BITS  # softmax numerators are Q24: the row maximum is exactly 2^
 OUT_MULT_BITS = 15
 ROW_MULT_SHIFT = 40
 WHISPER_ACT_SCALE = 4.0 / 127.0  # N(0,1) activations quantised over ±4 sigma
+# Scalar-unit operations of attention_i8 (mlir/attention/attention.cc), npukit's own count of its
+# core code for the cost model (estimates, not measurements; a 64-bit add is 2 operations on the
+# 32-bit scalar unit; loop control is not counted, as in matmul's counts):
+QK_OPS = 4  # per (query, key, d): 2 loads, multiply, add
+SCORE_OPS = 18  # per (query, visible key): store, running max (3), the exp2 step (about 15)
+PV_OPS = 8  # per (query, visible key, d): load, multiply, 64-bit add (2), acc load/store (4)
+ROW_OPS = 520  # per query: the row factor, a 64-bit division by shift-and-subtract (~512)
+OUT_OPS = 21  # per output element: zeroing (2), acc·r (5), rounding shift (9), saturate, store
 
 
 def exp2_table() -> np.ndarray:
@@ -123,6 +131,12 @@ class AttentionSpec(StreamSpec):
     def out_multiplier(self) -> tuple[int, int]:
         """sv/so = M·2^-sM with M a 15-bit multiplier."""
         return quantize_multiplier(self.v_scale / self.o_scale, OUT_MULT_BITS, "v_scale/o_scale")
+
+    def core_cycles_per_tile(self) -> int:
+        d = self.head_dim
+        pairs = int(self._mask().sum())  # (query, visible key) pairs
+        return (pairs * (d * (QK_OPS + PV_OPS) + SCORE_OPS)
+                + self.n_queries * (ROW_OPS + d * OUT_OPS))
 
     def validate(self) -> None:
         if self.causal and self.n_queries > self.n_keys:

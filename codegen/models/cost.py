@@ -29,6 +29,7 @@ SHAPES = {  # how each kernel's shape is shown, from its parameters
     "layernorm": "{rows}x{d}",
     "gelu": "{length:,}",
     "mel": "{frames}x{n_mels}",
+    "attention": "{tiles} x {n_queries}x{n_keys} d{head_dim}",
 }
 _BLOCK = re.compile(r"^b(\d+)\.")
 
