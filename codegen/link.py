@@ -114,8 +114,10 @@ def link_context(
     say: Log = log or (lambda step, status: None)
     if target not in TARGETS:
         raise BuildError(f"link: --target {target!r} is not one of: {', '.join(TARGETS)}")
-    out = Path(out)
-    members = _members([Path(a) for a in artifacts], names)
+    # absolute: aiecc runs in each member's own directory, and --xclbin-input names a path
+    # under `out` (absolute(), not resolve(): a symlinked `out` must still be refused)
+    out = Path(out).absolute()
+    members = _members([Path(a).absolute() for a in artifacts], names)
     devices = sorted({m.manifest.device for m in members})
     if len(devices) > 1:
         raise BuildError(f"link: members target different devices ({', '.join(devices)}); one "

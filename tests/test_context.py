@@ -216,6 +216,22 @@ def test_relink_is_cached_and_a_member_change_relinks(linked: tuple, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aiecc.log", "ctx", "ctx.lock"]
 
 
+def test_a_relative_output_and_relative_members_link(linked: tuple, tmp_path: Path,
+                                                    fake_toolchain: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiecc runs in each member's own directory, so the chained --xclbin-input must be
+    absolute even when `out` and the artifacts were given relative to the caller's cwd."""
+    _directory, arts, specs = linked
+    for a in arts[:2]:
+        shutil.copytree(a, tmp_path / "arts" / a.name)
+    monkeypatch.chdir(tmp_path)
+    rel = [Path("arts") / a.name for a in arts[:2]]
+    result = link_context(rel, "ctxrel", target="hw", names=list(specs)[:2])
+    assert result.directory == tmp_path / "ctxrel" and not result.emulation_only
+    assert sorted(read_xclbin(tmp_path / "ctxrel" / "final.xclbin").kernel_names) == \
+        sorted(list(specs)[:2])
+
+
 def test_a_failed_link_leaves_nothing_and_foreign_directories_are_kept(
         linked: tuple, tmp_path: Path, fake_toolchain: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
