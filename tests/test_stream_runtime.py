@@ -204,6 +204,20 @@ def test_layernorm_pack_params_refusals(change: dict[str, Any], match: str) -> N
     _refused(lambda: spec.pack_params(**values), match)
 
 
+def test_layernorm_gamma_rounding_to_2_31_is_refused_packed_and_compiled() -> None:
+    """|gamma|/out_scale just under 2^19 passes a check on the float but G = round(· 2^12)
+    is 2^31, which int32 wraps to -2^31: the range is checked on the rounded G."""
+    gamma = 2.0**19 - 2.0**-14  # G = round(2^31 - 0.25) = 2^31
+    spec = runtime_spec("layernorm")
+    values = {**LN_GOOD, "out_scale": 1.0, "gamma": gamma}
+    _refused(lambda: spec.pack_params(**values), "the int32 gamma multiplier overflows")
+    _refused(lambda: spec_from_params("layernorm", {**SHAPES["layernorm"], "out_scale": "1.0",
+                                                    "gamma": repr(gamma)}),
+             "the int32 gamma multiplier overflows")
+    ok = spec.pack_params(**{**values, "gamma": 2.0**19 - 2.0**-12})  # G = 2^31 - 1
+    assert int(ok[2]) == (1 << 31) - 1
+
+
 @pytest.mark.parametrize(("values", "match"), [
     ({"in_scale": 0.0, "out_scale": 0.1}, "in_scale 0.0 must be a positive finite number"),
     ({"in_scale": 0.1, "out_scale": float("inf")}, "out_scale inf must be a positive finite"),

@@ -311,9 +311,12 @@ def _fixed_affine(gamma: np.ndarray, beta: np.ndarray,
 def _check_values(d: int, in_scale: float, out_scale: float, gamma: np.ndarray,
                   beta: np.ndarray, eps: float) -> None:
     """The ranges the core's integers hold (a compiled build and pack_params alike)."""
-    if np.abs(gamma / out_scale).max() >= 1 << (31 - GAMMA_BITS):
-        raise SpecError(f"|gamma|/out_scale reaches {np.abs(gamma / out_scale).max():.4g}"
-                        f", at most 2^{31 - GAMMA_BITS}: the int32 gamma multiplier overflows")
+    # on the rounded G: a ratio just under 2^19 can round to 2^31, which int32 wraps
+    g = round_half_away(gamma / out_scale * (1 << GAMMA_BITS))  # float: no cast to wrap
+    if np.abs(g).max() >= 1 << 31:
+        raise SpecError(f"|gamma|/out_scale reaches {np.abs(gamma / out_scale).max():.12g}"
+                        f", G = round(it·2^{GAMMA_BITS}) must stay below 2^31: the int32 gamma "
+                        "multiplier overflows; lower gamma or raise out_scale")
     if np.abs(beta / out_scale).max() >= 1 << 20:
         raise SpecError(f"|beta|/out_scale reaches {np.abs(beta / out_scale).max():.4g}, "
                         "at most 2^20: the int64 beta term overflows")
