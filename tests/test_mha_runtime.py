@@ -194,6 +194,12 @@ def test_pack_params_needs_the_runtime_variant() -> None:
 @pytest.mark.parametrize(("p", "message"), [
     (np.zeros(512, dtype=np.int8), "logit multiplier 0 is outside"),
     (np.zeros(64, dtype=np.int8), "params input P has 64 bytes, this variant takes 512"),
+    (mha(TINY).pack_params(**{"q_scale": 0.03, "k_scale": 0.03, "v_scale": 0.03,
+                              "o_scale": 0.01}).astype(np.int16),
+     r"params input P is int16, this variant takes int8 \(512 bytes\)"),
+    (mha(TINY).pack_params(**{"q_scale": 0.03, "k_scale": 0.03, "v_scale": 0.03,
+                              "o_scale": 0.01}).view(np.uint8),
+     r"params input P is uint8, this variant takes int8"),
 ])
 def test_golden_refuses_a_p_the_core_cannot_use(p: np.ndarray, message: str) -> None:
     spec = mha(TINY)

@@ -98,8 +98,8 @@ VALUE_PARAMS = ("q_scale", "k_scale", "v_scale", "o_scale")
 # The params element P (runtime_params=1), little-endian: int32 words 0..2 are what the core
 # reads (logit multiplier, logit shift, output multiplier), word 3 is zero; bytes 16..31 hold
 # q_scale·k_scale and v_scale/o_scale as float64 for the float reference; the rest is zero.
+# The smallest element (tk 4 x head_dim 8) holds these 32 bytes.
 P_LAYOUT = {"logit_mult": 0, "logit_shift": 4, "out_mult": 8, "qk_scale": 16, "vo_scale": 24}
-P_BYTES = 32
 P_BD = 8  # the shim BD of P's transfer: after the two sets of 4 the passes alternate between
 LOGIT_MULT_BITS = 15
 OUT_MULT_LIMIT = 1 << 23
@@ -338,7 +338,11 @@ class MhaSpec(KernelSpec):
     def unpack_params(self, p: np.ndarray) -> dict[str, float]:
         """The constants and real scales P holds (numpy, independent of the core code); a P
         whose constants the core cannot use is refused with one line."""
-        raw = np.asarray(p).astype(np.int8, copy=False).tobytes()
+        p = np.asarray(p)
+        if p.dtype != np.int8:
+            raise SpecError(f"params input P is {p.dtype}, this variant takes int8 "
+                            f"({self.params_bytes} bytes): build it with spec.pack_params")
+        raw = p.tobytes()
         if len(raw) != self.params_bytes:
             raise SpecError(f"params input P has {len(raw)} bytes, this variant takes "
                             f"{self.params_bytes}: build it with spec.pack_params")
