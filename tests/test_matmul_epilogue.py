@@ -155,8 +155,13 @@ def _one_line(exc: pytest.ExceptionInfo[SpecError]) -> str:
     ({"runtime_params": "0"}, "epilogue gelu needs runtime_params=1 (its table rides in B's "
      "record tile); add -p runtime_params=1"),
     ({"tk": "16", "K": "48"}, "tk 16 x tn 32 cannot hold epilogue=gelu's 256-entry table after "
-     "the records (rows 16.. of B's record tile); use tk >= 24 at tn 32"),
-    ({"tk": "32", "tn": "8", "K": "64", "N": "32"}, "use tk >= 48 at tn 8"),
+     "the records (rows 16.. of B's record tile); use tk 24 at tn 32 (it divides K 48)"),
+    # 48 would hold the table at tn 8 but does not divide K 64
+    ({"tk": "32", "tn": "8", "K": "64", "N": "32"}, "use tk 64 at tn 8 (it divides K 64)"),
+    ({"tk": "16", "tn": "16", "K": "16", "N": "32"}, "no tk >= 32 dividing K 16 makes a valid "
+     "variant: pad K to 32 and use tk 32 at tn 16"),
+    ({"tk": "8", "K": "16"}, "record rows (B's last k-tile); no tk >= 24 dividing K 16 makes "
+     "a valid variant: pad K to 24 and use tk 24"),
     ({"epilogue": "relu"}, "epilogue relu is not one of: none, gelu"),
 ])
 def test_bad_variants_are_refused_in_one_line(change: dict[str, str], message: str) -> None:
@@ -169,8 +174,9 @@ def test_least_named_tile_fits() -> None:
     for tn in (8, 16, 32, 64):
         with pytest.raises(SpecError) as exc:
             _spec({**SMALL, "tk": "16", "K": "48", "tn": str(tn), "N": str(2 * tn)})
-        least = _one_line(exc).split("use tk >= ")[1].split()[0]
-        _spec({**SMALL, "tk": least, "K": least, "tn": str(tn), "N": str(2 * tn)})
+        named = _one_line(exc).split("use tk ")[1].split()[0]
+        assert 48 % int(named) == 0
+        _spec({**SMALL, "tk": named, "K": "48", "tn": str(tn), "N": str(2 * tn)})
 
 
 @pytest.mark.parametrize("edit,message", [

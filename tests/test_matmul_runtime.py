@@ -210,7 +210,22 @@ def test_a_tile_depth_below_the_record_rows_is_refused() -> None:
     with pytest.raises(SpecError) as exc:
         _spec({**SMALL, "tk": "8"})
     assert _one_line(exc) == (f"tk 8 cannot hold runtime_params=1's {REC_ROWS} record rows "
-                              "(B's last k-tile); use tk >= 16")
+                              "(B's last k-tile); use tk 16 (it divides K 32)")
+
+
+@pytest.mark.parametrize("K,fix", [
+    ("24", "use tk 24 (it divides K 24)"),  # 16 does not divide 24
+    ("8", "no tk >= 16 dividing K 8 makes a valid variant: pad K to 16 and use tk 16"),
+    ("296", "no tk >= 16 dividing K 296 makes a valid variant: pad K to 304 and use tk 16"),
+])
+def test_the_named_tile_depth_divides_k_or_k_is_padded(K: str, fix: str) -> None:
+    """The tk a refusal names divides K (tk must), or K is padded; either way it builds."""
+    with pytest.raises(SpecError) as exc:
+        _spec({**SMALL, "tk": "8", "K": K})
+    assert _one_line(exc).endswith(f"(B's last k-tile); {fix}")
+    tk = fix.split("use tk ")[1].split()[0]
+    padded = fix.split("pad K to ")[1].split()[0] if "pad K" in fix else K
+    _spec({**SMALL, "tk": tk, "K": padded})
 
 
 @pytest.mark.parametrize("change,message", [

@@ -303,15 +303,38 @@ class MatmulSpec(KernelSpec):
     def _validate_runtime(self) -> None:
         refuse_runtime_values(self, VALUE_PARAMS, "B")
         s = self.block[1]
+        least = -(-REC_ROWS // s) * s
+        if self.gelu:
+            least = max(least, 2 * s + -(-TABLE_SIZE // (self.tn * s)) * s)
         if self.tk < REC_ROWS:
-            least = -(-REC_ROWS // s) * s
             raise SpecError(f"tk {self.tk} cannot hold runtime_params=1's {REC_ROWS} record "
-                            f"rows (B's last k-tile); use tk >= {least}")
+                            f"rows (B's last k-tile); {self._tk_advice(least)}")
         if self.gelu and self.tk * self.tn - self.table_offset < TABLE_SIZE:
-            least = 2 * s + -(-TABLE_SIZE // (self.tn * s)) * s
             raise SpecError(f"tk {self.tk} x tn {self.tn} cannot hold epilogue=gelu's "
                             f"{TABLE_SIZE}-entry table after the records (rows {2 * s}.. of "
-                            f"B's record tile); use tk >= {least} at tn {self.tn}")
+                            f"B's record tile); {self._tk_advice(least, f' at tn {self.tn}')}")
+
+    def _tk_advice(self, least: int, at: str = "") -> str:
+        """The fix for a tk below `least`: the smallest tk >= least that divides K and makes a
+        valid variant, else the least padding of K that does (tk must divide K)."""
+        s = self.block[1]
+        most = next(p.maximum for p in self.PARAMS if p.name == "tk")
+        for t in range(least, min(self.K, most) + 1, s):
+            if self.K % t == 0 and self._valid({"tk": t}):
+                return f"use tk {t}{at} (it divides K {self.K})"
+        for t in range(least, most + 1, s):
+            padded = -(-self.K // t) * t
+            if self._valid({"tk": t, "K": padded}):
+                return (f"no tk >= {least} dividing K {self.K} makes a valid variant: pad K to "
+                        f"{padded} and use tk {t}{at}")
+        return f"no tk from {least} to {most} makes a valid variant{at}: lower tn or tm"
+
+    def _valid(self, change: dict[str, int]) -> bool:
+        try:
+            type(self)({**self.params, **change})
+        except SpecError:
+            return False
+        return True
 
     def _validate_values(self) -> None:
         mults, shifts = self.requant()
