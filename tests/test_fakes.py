@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from runtime.errors import ArtifactError
 from runtime.insts import lint_insts, read_insts
 from runtime.xclbin import lint_xclbin
+from tests.fakes.artifacts import make_multi_xclbin, make_xclbin
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 AIECC = FAKES / "bin" / "aiecc"
@@ -248,3 +250,22 @@ def test_aiecc_bank_aware_refuses_a_fifo_element_above_a_bank(design_dir: Path) 
     r = run(aiecc_cmd(), design_dir)
     assert r.returncode == 1 and "Failed to allocate buffer: inq_buff_0" in r.stderr
     assert run(aiecc_cmd(scheme="basic-sequential"), design_dir).returncode == 0
+
+
+@pytest.mark.parametrize(("case", "size", "digest"), [
+    ("default", 2392, "7e69b6d5c364ffed6363e1556860629dc14435a2c38b3bc084ade77d0890e519"),
+    ("variant", 3440, "8b4d7fd66a1d8a0df7a5ec05b7fa18b4a154dc4dafab0213c9e935106d060006"),
+    ("multi", 3672, "a96926aa7e94d9858a1e1414fe148905d5b12216ec8ca2061b78bd9e4f69937c"),
+])
+def test_fake_xclbins_share_one_container_and_keep_their_bytes(case: str, size: int,
+                                                               digest: str) -> None:
+    """The single- and multi-kernel fakes wrap their sections in one axlf container writer;
+    the bytes are pinned to those each wrote with its own copy before they shared it."""
+    data = {
+        "default": lambda: make_xclbin(),
+        "variant": lambda: make_xclbin(3, 2, kernel_name="gelu_a", other_kernels=("mm_b",),
+                                       omit_sections=("GROUP_TOPOLOGY",)),
+        "multi": lambda: make_multi_xclbin([("gelu", "gelu_i", 0x901, 3),
+                                            ("ln", "ln_i", 0x902, 2)], 1, (1, 2, 3, 4)),
+    }[case]()
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (size, digest)

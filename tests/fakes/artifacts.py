@@ -239,6 +239,31 @@ def aiecc_start_columns(device: str) -> tuple[int, ...]:
     return (0,) if device in ("npu1", "npu2") else tuple(range(1, 6 - columns))
 
 
+def _container(sections: list[tuple[str, bytes]], xuid: bytes) -> bytes:
+    """The axlf container around `sections`: header at 304, section table at 456."""
+    data_at = XCLBIN_SECTIONS_AT + 40 * len(sections)
+    data_at += -data_at % 8
+    table = blob = b""
+    for name, body in sections:
+        # axlf_section_header: u32 kind, name[16], 4 pad, u64 offset, u64 size
+        table += struct.pack(
+            "<I16s4xQQ", KIND[name], name.lower()[:15].encode(), data_at + len(blob), len(body)
+        )
+        blob += _pad8(body)
+    total = data_at + len(blob)
+    # axlf_header: length, timestamp, feature ROM timestamp, u16 patch, u8 major, u8 minor,
+    # u16 mode, u16 action mask, interface uuid[16], VBNV[64], uuid[16], debug_bin[16],
+    # u32 section count, 4 pad -> 152 bytes.
+    header = struct.pack("<QQQHBBHH16s64s16s16sI4x", total, 1700000000, 0, 0, 2, 23, 0, 0, b"",
+                         b"", xuid, b"", len(sections))
+    top = b"xclbin2\0" + struct.pack("<i", -1) + b"\xff" * 28 + b"\xff" * 256
+    top += struct.pack("<Q", 1700000000)
+    out = top + header + table
+    out += b"\0" * (data_at - len(out)) + blob
+    assert len(out) == total
+    return out
+
+
 def make_xclbin(
     n_data_buffers: int = 2,
     columns: int = 1,
@@ -277,43 +302,8 @@ def make_xclbin(
     ]
     omit = set(omit_sections)
     sections = [(n, b) for n, b in sections if n not in omit]
-    data_at = XCLBIN_SECTIONS_AT + 40 * len(sections)
-    data_at += -data_at % 8
-    table = b""
-    blob = b""
-    for name, body in sections:
-        # axlf_section_header: u32 kind, name[16], 4 pad, u64 offset, u64 size
-        table += struct.pack(
-            "<I16s4xQQ", KIND[name], name.lower()[:15].encode(), data_at + len(blob), len(body)
-        )
-        blob += _pad8(body)
-    total = data_at + len(blob)
     xuid = uuidlib.uuid5(uuidlib.NAMESPACE_OID, f"npukit-fake-{kernel_name}-{n_data_buffers}")
-    # axlf_header: length, timestamp, feature ROM timestamp, u16 patch, u8 major, u8 minor,
-    # u16 mode, u16 action mask, interface uuid[16], VBNV[64], uuid[16], debug_bin[16],
-    # u32 section count, 4 pad -> 152 bytes.
-    header = struct.pack(
-        "<QQQHBBHH16s64s16s16sI4x",
-        total,
-        1700000000,
-        0,
-        0,
-        2,
-        23,
-        0,
-        0,
-        b"",
-        b"",
-        xuid.bytes,
-        b"",
-        len(sections),
-    )
-    top = b"xclbin2\0" + struct.pack("<i", -1) + b"\xff" * 28 + b"\xff" * 256
-    top += struct.pack("<Q", 1700000000)
-    out = top + header + table
-    out += b"\0" * (data_at - len(out)) + blob
-    assert len(out) == total
-    return out
+    return _container(sections, xuid.bytes)
 
 
 # ------------------------------------------------------ multi-kernel xclbin ----
@@ -387,24 +377,3 @@ def make_multi_xclbin(kernels: Sequence[tuple[str, str, int, int]], columns: int
     xuid = uuidlib.uuid5(uuidlib.NAMESPACE_OID, "npukit-fake-" + "|".join(
         f"{k[0]}:{k[1]}:{k[2]}:{k[3]}" for k in kernels))
     return _container(sections, xuid.bytes)
-
-
-def _container(sections: list[tuple[str, bytes]], xuid: bytes) -> bytes:
-    """The axlf container around `sections`: header at 304, section table at 456."""
-    data_at = XCLBIN_SECTIONS_AT + 40 * len(sections)
-    data_at += -data_at % 8
-    table = blob = b""
-    for name, body in sections:
-        table += struct.pack(
-            "<I16s4xQQ", KIND[name], name.lower()[:15].encode(), data_at + len(blob), len(body)
-        )
-        blob += _pad8(body)
-    total = data_at + len(blob)
-    header = struct.pack("<QQQHBBHH16s64s16s16sI4x", total, 1700000000, 0, 0, 2, 23, 0, 0, b"",
-                         b"", xuid, b"", len(sections))
-    top = b"xclbin2\0" + struct.pack("<i", -1) + b"\xff" * 28 + b"\xff" * 256
-    top += struct.pack("<Q", 1700000000)
-    out = top + header + table
-    out += b"\0" * (data_at - len(out)) + blob
-    assert len(out) == total
-    return out
