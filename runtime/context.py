@@ -8,8 +8,8 @@ one reusable run, all made at load (runtime.xrt.XrtKernelRun). Calls allocate no
 
     ctx = NpuContext.load("build/ctx/encoder")
     mm = ctx.kernel("mm_q")                       # a member, by its name in context.json
-    layer0 = mm.bind({"b": w0})                   # constant inputs: BOs made and filled once
-    (y,) = mm(x, binding=layer0)                  # copies only x; b is the bound BO
+    layer0 = mm.bind({"B": w0})                   # constant inputs: BOs made and filled once
+    (y,) = mm(x, binding=layer0)                  # copies only x; B is the bound BO
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -341,3 +342,55 @@ def test_hw_link_of_an_emulation_only_member_names_it(tmp_path: Path,
         link_context([art], tmp_path / "ctx", target="hw")
     assert "member gelu_length256_max_tile64 is an emulation-only build" in one_line(e)
     assert link_context([art], tmp_path / "ctx", target="auto").emulation_only
+
+
+def _python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def _readme_section(title: str) -> str:
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    start = text.index(f"### {title}")
+    end = text.find("\n### ", start + 1)
+    return text[start:end if end >= 0 else None]
+
+
+def _example_names(linked: tuple) -> dict[str, object]:
+    """The names the examples use: the tiny builds, two weight sets and an activation."""
+    _directory, arts, specs = linked
+    by = dict(zip(specs, arts, strict=True))
+    (x, w0), (_, w1) = specs["mm"].random_inputs(1), specs["mm"].random_inputs(2)
+    return {"mm_dir": by["mm"], "ln_dir": by["ln"], "gelu_dir": by["gelu"], "x": x, "w0": w0,
+            "w1": w1}
+
+
+def test_the_readme_context_examples_run(linked: tuple, tmp_path: Path, fake: ModuleType,
+                                         fake_toolchain: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Python block of the README's "Context artifacts" section runs as written, and
+    its y is the golden model's for the bound weights."""
+    blocks = _python_blocks(_readme_section("Context artifacts"))
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    names = _example_names(linked)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), names)
+    gold = linked[2]["mm"].golden([names["x"], names["w0"]])[0]
+    np.testing.assert_array_equal(np.asarray(names["y"]).reshape(gold.shape), gold)
+
+
+def test_the_context_module_docstring_example_runs(linked: tuple, tmp_path: Path,
+                                                   fake: ModuleType,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime/context.py's usage lines run against a context linked with the names they use."""
+    import runtime.context as module
+
+    doc = module.__doc__ or ""
+    lines = [ln[4:] for ln in doc.splitlines() if ln.startswith("    ")]
+    code = "\n".join(re.sub(r"\s+# .*$", "", ln) for ln in lines)
+    monkeypatch.chdir(tmp_path)
+    names = {**_example_names(linked), "NpuContext": NpuContext}  # the module's own class
+    link_context([names["mm_dir"]], "build/ctx/encoder", target="emu", names=["mm_q"])
+    exec(compile(code, "runtime/context.py", "exec"), names)
+    gold = linked[2]["mm"].golden([names["x"], names["w0"]])[0]
+    np.testing.assert_array_equal(np.asarray(names["y"]).reshape(gold.shape), gold)
