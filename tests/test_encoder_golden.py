@@ -58,7 +58,9 @@ def test_graph_is_kernels_with_named_host_steps(planned: tuple[Graph, Path, dict
     graph = planned[0]
     kernels = [op.fn for op in graph.ops if op.kind == "kernel"]
     assert kernels.count("matmul") == 2 + 4 * 2  # conv1, conv2; qkv, out, fc1, fc2 per block
-    assert kernels.count("layernorm") == 2 * 2 + 1 and kernels.count("gelu") == 2 + 2
+    assert kernels.count("layernorm") == 2 * 2 + 1 and kernels.count("gelu") == 0
+    fused = [op.name for op in graph.ops if op.params.get("epilogue") == "gelu"]
+    assert fused == ["conv1", "conv2", "b0.fc1", "b1.fc1"]  # GELU in their output step
     assert {op.fn for op in graph.ops if op.kind == "host"} <= set(golden_host_ops())
     qkv = next(op for op in graph.ops if op.name == "b0.qkv")
     # shape-only variants: the layer's scales and bias ride in its packed weight tensor

@@ -66,7 +66,7 @@ def test_emulated_encoder_equals_golden(model: tuple[Path, Path, ModelBuild]) ->
         assert bound == {op: [id(b) for b in binding.slots.values()]
                          for op, binding in runner.bindings.items()}
         kernels = {r.fn for r in encoder.report if r.kind == "kernel"}
-        assert kernels == {"mel", "matmul", "gelu", "layernorm", "mha"}
+        assert kernels == {"mel", "matmul", "layernorm", "mha"}  # GELU: in matmul's epilogue
 
 
 def test_model_build_is_cached_and_tampering_refused(model: tuple[Path, Path, ModelBuild]

@@ -6,10 +6,11 @@ Where each step runs, and why:
 - conv1, conv2 (kernel 3, padding 1, stride 1 and 2): matmul kernels over windows of frames.
   The windows (im2col, 3x the data) are cut on the host for now; the mem tile's
   dimensionsToStream could read them as overlapping rows like the mel kernel's framing.
-- GELU: the gelu kernel after each conv and fc1 (fusing it into matmul's output step would remove
-  four kernel calls a block; that step belongs to the matmul kernel).
-- positional embedding and residual adds: host (no elementwise-add kernel yet; a fused add in
-  matmul's output step is the planned home).
+- GELU: fused into the output step of conv1's, conv2's and each fc1's matmul (epilogue gelu:
+  the layer's table rides in B's record tile), bit for bit the matmul + gelu kernel chain.
+- positional embedding and residual adds: host. A fused add would need the residual as a third
+  stream into every matmul core, and each column that carries A already uses both of its shim's
+  input channels (A and B); no elementwise-add kernel yet.
 - per block: layernorm kernel; Q|K|V as ONE matmul (K's bias is zero) with per-column scales
   that also give q, k and v their own output scales, split on the host; multi-head attention;
   out projection, fc1, fc2 matmuls with per-column scales and int32 bias; final layernorm.
@@ -160,8 +161,13 @@ class _Planner:
         return name
 
     def matmul(self, name: str, x: str, w: np.ndarray, bias: np.ndarray | None,
-               out_scales: np.ndarray, out: str, out_shape: tuple[int, int]) -> None:
-        """out = x · w + bias: w [K, N] float, per-column scales; `out_scales` per column."""
+               out_scales: np.ndarray, out: str, out_shape: tuple[int, int],
+               gelu: str | None = None) -> None:
+        """out = x · w + bias: w [K, N] float, per-column scales; `out_scales` per column.
+
+        With `gelu` (the GELU output's tensor name) the matmul's output step applies the GELU
+        table to its int8 result at out's scale (epilogue gelu): `gelu` is its output, and the
+        pre-activation `out` never leaves the core; bit for bit the two-kernel chain."""
         a_scale = self.tensors[x].scale
         assert a_scale is not None
         ws = weight_scales(w)
@@ -174,24 +180,33 @@ class _Planner:
                 raise PlanError(f"{name}: the bias does not fit int32 at this input scale")
             q_bias = q_bias.astype(np.int64)
         m, k = self.tensors[x].shape
-        params = matmul_params(m, k, w.shape[1], dict(RUNTIME), self.root)
+        fixed: dict[str, Any] = dict(RUNTIME)
+        extra: dict[str, Any] = {}
+        if gelu is not None:
+            fixed["epilogue"] = "gelu"
+            extra["gelu_table"] = self.gelu_table(f"{name}.gelu", out_shape, common, gelu)
+        params = matmul_params(m, k, w.shape[1], fixed, self.root)
         # Per-column requantisation also gives each column group its own output scale:
         # (a·ws_j/c_j) = (a·(ws_j·c/c_j)/c) with c the one c_scale the records are made for.
         weight = self.packed(f"{name}.B", MatmulSpec(params), b=b,
                              b_scales=ws * common / out_scales, a_scale=a_scale,
-                             c_scale=common, bias=q_bias)
-        self.tensors[out] = Tensor(out, "int8", out_shape, common)
+                             c_scale=common, bias=q_bias, **extra)
+        if gelu is None:
+            self.tensors[out] = Tensor(out, "int8", out_shape, common)
+        else:
+            out = self.act(gelu, out_shape)
         self.kernel(name, "matmul", [x, weight], [out], params)
 
-    def gelu(self, name: str, x: str, out: str) -> None:
+    def gelu_table(self, name: str, shape: tuple[int, ...], in_scale: float, out: str
+                   ) -> np.ndarray:
+        """The GELU table from `in_scale` to out's scale, as the gelu kernel packs it."""
         from codegen.kernels.gelu import GeluSpec
 
-        shape = self.tensors[x].shape
-        self.act(out, shape)
-        params = {"length": int(np.prod(shape)), "device": STREAM_DEVICE, **RUNTIME}
-        table = self.packed(f"{name}.T", GeluSpec(params), in_scale=self.tensors[x].scale,
-                            out_scale=self.scale(out))
-        self.kernel(name, "gelu", [x, table], [out], params)
+        spec = GeluSpec({"length": int(np.prod(shape)), "device": STREAM_DEVICE, **RUNTIME})
+        try:
+            return spec.pack_params(in_scale=in_scale, out_scale=self.scale(out))
+        except SpecError as e:
+            raise PlanError(f"{name}: {e}") from None
 
     def layernorm(self, name: str, x: str, prefix: str, out: str) -> None:
         from codegen.kernels.layernorm import LayerNormSpec
@@ -250,20 +265,19 @@ class _Planner:
         self.linear(p + "out", p + "attn", b + "attn.out", p + "out")
         self.add(p + "res1", x, p + "out", p + "x1")
         self.layernorm(p + "ln2", p + "x1", b + "mlp_ln", p + "ln2")
-        self.linear(p + "fc1", p + "ln2", b + "mlp.0", p + "fc1")
-        self.gelu(p + "gelu", p + "fc1", p + "gelu")
+        self.linear(p + "fc1", p + "ln2", b + "mlp.0", p + "fc1", gelu=p + "gelu")
         self.linear(p + "fc2", p + "gelu", b + "mlp.2", p + "fc2")
         self.add(p + "res2", p + "x1", p + "fc2", p + "x2")
 
-    def linear(self, name: str, x: str, prefix: str, out: str) -> None:
+    def linear(self, name: str, x: str, prefix: str, out: str, gelu: str | None = None
+               ) -> None:
         w = self.ck[prefix + ".weight"].T.astype(np.float64)
         rows = self.tensors[x].shape[0]
         scales = np.full(w.shape[1], self.scale(out))
         self.matmul(name, x, w, self.ck[prefix + ".bias"].astype(np.float64), scales, out,
-                    (rows, w.shape[1]))
-        self.tensors[out] = Tensor(out, "int8", (rows, w.shape[1]), self.scale(out))
+                    (rows, w.shape[1]), gelu)
 
-    def conv(self, name: str, x: str, stride: int, out: str) -> None:
+    def conv(self, name: str, x: str, stride: int, out: str, gelu: str) -> None:
         frames, width = self.tensors[x].shape
         win = self.tensor(name + ".windows", "int8", (frames // stride, 3 * width),
                           self.tensors[x].scale)
@@ -271,7 +285,7 @@ class _Planner:
         w = reference.conv_matrix(self.ck[name + ".weight"].astype(np.float64))
         scales = np.full(w.shape[1], self.scale(out))
         self.matmul(name, win, w, self.ck[name + ".bias"].astype(np.float64), scales, out,
-                    (frames // stride, w.shape[1]))
+                    (frames // stride, w.shape[1]), gelu)
 
     def plan(self) -> Graph:
         from codegen.kernels.mel import MelSpec
@@ -287,10 +301,8 @@ class _Planner:
         self.act("mel", (d.n_frames, d.n_mels))
         self.host("mel_normalise", "mel_normalise", ["mel_codes"], ["mel"],
                   scale=self.scale("mel"))
-        self.conv("conv1", "mel", 1, "conv1")
-        self.gelu("gelu1", "conv1", "gelu1")
-        self.conv("conv2", "gelu1", 2, "conv2")
-        self.gelu("gelu2", "conv2", "gelu2")
+        self.conv("conv1", "mel", 1, "conv1", gelu="gelu1")
+        self.conv("conv2", "gelu1", 2, "conv2", gelu="gelu2")
         pos = self.ck["positional_embedding"].astype(np.float64)
         pos_scale = float(np.abs(pos).max()) / QMAX
         self.constants["pos"] = quantise(pos, pos_scale)
