@@ -53,11 +53,6 @@ def add(x: np.ndarray, y: np.ndarray, mx: int, my: int, shift: int) -> np.ndarra
     return _to_i8(_round_shift(x.astype(np.int64) * mx + y.astype(np.int64) * my, shift))
 
 
-def split(x: np.ndarray, parts: int) -> list[np.ndarray]:
-    n = x.shape[1] // parts
-    return [np.ascontiguousarray(x[:, i * n:(i + 1) * n]) for i in range(parts)]
-
-
 def run(fn: str, args: list[np.ndarray], attrs: dict[str, Any],
         out_shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """One host op by name, its outputs in order."""
@@ -69,8 +64,6 @@ def run(fn: str, args: list[np.ndarray], attrs: dict[str, Any],
         return [windows(args[0], attrs["stride"])]
     if fn == "add":
         return [add(args[0], args[1], attrs["mx"], attrs["my"], attrs["shift"])]
-    if fn == "split":
-        return split(args[0], len(out_shapes))
     if fn == "dequantise":
         return [(args[0].astype(np.float64) * attrs["scale"]).astype(np.float32)]
     raise ValueError(f"unknown host op {fn!r}")

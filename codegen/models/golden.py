@@ -47,8 +47,6 @@ def run_host(op: Op, args: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
         return [conv_windows(args[0], a["stride"])]
     if op.fn == "add":
         return [_add(args[0], args[1], mx=a["mx"], my=a["my"], shift=a["shift"])]
-    if op.fn == "split":
-        return [np.ascontiguousarray(p) for p in np.split(args[0], 3, axis=1)]
     if op.fn == "dequantise":
         return [(args[0].astype(np.float64) * a["scale"]).astype(np.float32)]
     raise ValueError(f"unknown host op {op.fn}")

@@ -20,7 +20,6 @@ HOST_OPS = {
     "mel_normalise": "clamp to max - 8 and (x + 4) / 4 over the whole window, quantise to int8",
     "windows": "im2col: rows of 3 neighbouring frames (kernel 3, padding 1, stride s) for conv",
     "add": "residual / positional add of two int8 tensors, requantised (multiplier and shift)",
-    "split": "the fused Q|K|V projection's columns into q, k, v",
     "dequantise": "int8 codes to float32 (the encoder's output)",
 }
 

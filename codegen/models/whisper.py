@@ -12,7 +12,8 @@ Where each step runs, and why:
   stream into every matmul core, and each column that carries A already uses both of its shim's
   input channels (A and B); no elementwise-add kernel yet.
 - per block: layernorm kernel; Q|K|V as ONE matmul (K's bias is zero) with per-column scales
-  that also give q, k and v their own output scales, split on the host; multi-head attention;
+  that also give q, k and v their own output scales; multi-head attention reading q, k and v
+  out of that one [t, 3n] output (mha packed_qkv);
   out projection, fc1, fc2 matmuls with per-column scales and int32 bias; final layernorm.
 """
 
@@ -234,18 +235,21 @@ class _Planner:
         """Whole-sequence multi-head attention: the mha kernel, its scale constants packed."""
         from codegen.kernels.mha import MhaSpec
 
-        t, n = self.tensors[p + "q"].shape
+        t, n3 = self.tensors[p + "qkv"].shape
+        n = n3 // 3
         scales = {"q_scale": self.scale(p + "q"), "k_scale": self.scale(p + "k"),
                   "v_scale": self.scale(p + "v"), "o_scale": self.scale(p + "attn")}
         self.act(p + "attn", (t, n))
+        # packed_qkv: the kernel's DMAs read q, k and v straight out of the fused projection's
+        # [t, 3n] output (column offsets 0, n, 2n), so nothing is split on the host.
         params = {"seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
-                  "causal": 0, **RUNTIME}
+                  "causal": 0, "packed_qkv": 1, **RUNTIME}
         try:
             spec = MhaSpec(params)
         except SpecError as e:
             raise PlanError(f"{p}mha: {e}") from None
         values = self.packed(p + "mha.P", spec, **scales)
-        self.kernel(p + "mha", "mha", [p + "q", p + "k", p + "v", values], [p + "attn"], params)
+        self.kernel(p + "mha", "mha", [p + "qkv", values], [p + "attn"], params)
 
     def block(self, i: int) -> None:
         n, t = self.dims.n_audio_state, self.dims.n_audio_ctx
@@ -257,10 +261,8 @@ class _Planner:
         bias = np.concatenate([self.ck[b + "attn.query.bias"], np.zeros(n),
                                self.ck[b + "attn.value.bias"]]).astype(np.float64)
         groups = np.repeat([self.scale(p + c) for c in "qkv"], n)
+        # q, k and v each keep their own calibrated scale through the per-column records
         self.matmul(p + "qkv", p + "ln1", w, bias, groups, p + "qkv", (t, 3 * n))
-        for c in "qkv":
-            self.act(p + c, (t, n))
-        self.host(p + "split", "split", [p + "qkv"], [p + "q", p + "k", p + "v"])
         self.attention(p, self.dims.n_audio_head)
         self.linear(p + "out", p + "attn", b + "attn.out", p + "out")
         self.add(p + "res1", x, p + "out", p + "x1")
