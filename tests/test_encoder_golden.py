@@ -30,13 +30,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Checkpoint]:
 
 
 @pytest.fixture(scope="module")
-def planned(tiny: tuple[Path, Checkpoint], tmp_path_factory: pytest.TempPathFactory
-            ) -> tuple[Graph, Path, dict[str, np.ndarray]]:
+def planned(tiny: tuple[Path, Checkpoint]) -> tuple[Graph, dict[str, np.ndarray]]:
     ckpt = tiny[1]
     scales = plan.calibrate_encoder(ckpt, es.calibration_clips(ckpt.dims))
-    root = tmp_path_factory.mktemp("model")
-    graph, constants = plan.plan_encoder(ckpt, scales, root)
-    return graph, root, constants
+    return plan.plan_encoder(ckpt, scales)
 
 
 def test_weights_per_output_channel() -> None:
@@ -54,7 +51,7 @@ def test_calibration_report_and_saturation_refused() -> None:
         calibrate(runs, ["x"], percentile=90.0)
 
 
-def test_graph_is_kernels_with_named_host_steps(planned: tuple[Graph, Path, dict]) -> None:
+def test_graph_is_kernels_with_named_host_steps(planned: tuple[Graph, dict]) -> None:
     graph = planned[0]
     kernels = [op.fn for op in graph.ops if op.kind == "kernel"]
     assert kernels.count("matmul") == 2 + 4 * 2  # conv1, conv2; qkv, out, fc1, fc2 per block
@@ -81,15 +78,15 @@ def golden_host_ops() -> list[str]:
 
 
 def test_golden_encoder_against_whisper(tiny: tuple[Path, Checkpoint],
-                                        planned: tuple[Graph, Path, dict]) -> None:
+                                        planned: tuple[Graph, dict]) -> None:
     path, ckpt = tiny
-    graph, root, constants = planned
+    graph, constants = planned
     layers = ckpt.dims.n_audio_layer
     print(f"\ngolden encoder (int8) vs whisper's float AudioEncoder, dims {ckpt.dims}")
     print(f"{'clip':<22} {'tensor':<8} {'mean cos':>9} {'worst':>9} {'rel err':>8}")
     for label, clip in es.test_clips(ckpt.dims).items():
         pcm = plan.window(clip, ckpt.dims)
-        values = golden.run_golden(graph, root, constants, pcm)
+        values = golden.run_golden(graph, constants, pcm)
         out, blocks = es.whisper_encoder(whisper, path, pcm, ckpt.dims.n_frames)
         rows = [(f"block {i}", values[f"b{i}.x2"] * graph.tensors[f"b{i}.x2"].scale, blocks[i])
                 for i in range(layers)]

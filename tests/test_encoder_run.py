@@ -49,7 +49,7 @@ def test_emulated_encoder_equals_golden(model: tuple[Path, Path, ModelBuild]) ->
         for label, clip in es.test_clips(dims).items():
             pcm = window(clip, dims)
             ours = encoder.run(pcm)
-            theirs = golden.run_golden(graph, built.directory, constants, pcm)
+            theirs = golden.run_golden(graph, constants, pcm)
             for name in graph.tensors:
                 np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{label} {name}")
         # one variant per shape: every layer's kernels share one context of few members

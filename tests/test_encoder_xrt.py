@@ -62,7 +62,7 @@ def test_npu_run_uses_one_context_and_allocates_nothing_per_layer(
         for label, clip in list(es.test_clips(dims).items())[:2]:
             pcm = window(clip, dims)
             ours = encoder.run(pcm)
-            theirs = golden.run_golden(graph, directory, constants, pcm)
+            theirs = golden.run_golden(graph, constants, pcm)
             for name in graph.tensors:
                 np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{label} {name}")
         assert fake.bos_allocated() - before == at_load  # two windows: not one BO more

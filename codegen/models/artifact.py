@@ -92,7 +92,7 @@ def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[n
     staging = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    graph, constants = plan.plan_encoder(ckpt, scales, staging)
+    graph, constants = plan.plan_encoder(ckpt, scales)
     (staging / "weights").mkdir()
     for tname, value in constants.items():
         np.save(staging / "weights" / f"{tname}.npy", np.ascontiguousarray(value))
@@ -137,7 +137,7 @@ def _build_kernels(graph: Graph, build_root: Path, target: str,
         if ident in done:
             continue
         say(f"[{n}/{len(todo)}] building {op.fn} for {op.name}")
-        result = build(graph.spec(op, build_root), build_root, target=target)
+        result = build(graph.spec(op), build_root, target=target)
         done[ident] = result.artifact_dir
         missing = missing or result.missing_line
     if missing:

@@ -8,7 +8,6 @@ codegen.models.graph.HOST_OPS.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +51,7 @@ def run_host(op: Op, args: list[np.ndarray], graph: Graph) -> list[np.ndarray]:
     raise ValueError(f"unknown host op {op.fn}")
 
 
-def run_golden(graph: Graph, root: Path, constants: dict[str, np.ndarray], pcm: np.ndarray,
+def run_golden(graph: Graph, constants: dict[str, np.ndarray], pcm: np.ndarray,
                *, on_op: Callable[[Op, list[np.ndarray]], Any] | None = None
                ) -> dict[str, np.ndarray]:
     """Every tensor of the graph for one window of `pcm` (int16, the window's length)."""
@@ -60,7 +59,7 @@ def run_golden(graph: Graph, root: Path, constants: dict[str, np.ndarray], pcm: 
     for op in graph.ops:
         args = [values[i] for i in op.inputs]
         if op.kind == "kernel":
-            spec = graph.spec(op, root)
+            spec = graph.spec(op)
             shaped = [x.reshape(b.shape) for x, b in zip(args, spec.inputs(), strict=True)]
             outs = spec.golden(shaped)
         else:

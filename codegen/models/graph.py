@@ -8,7 +8,6 @@ golden encoder here and by the graph runner in runtime/. Tensor names are the fl
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from codegen.kernels import spec_from_params
@@ -65,16 +64,10 @@ class Graph:
     input: str
     output: str
 
-    def spec(self, op: Op, root: Path) -> KernelSpec:
-        """The kernel spec of `op`, its .npy parameters resolved against `root`."""
-        return spec_from_params(op.fn, resolve_params(op.params, root))
+    def spec(self, op: Op) -> KernelSpec:
+        """The kernel spec of `op` (shape-only parameters: its values are constant inputs)."""
+        return spec_from_params(op.fn, op.params)
 
     def tensors_json(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "scale": t.scale,
                  "constant": t.name in self.constants} for t in self.tensors.values()]
-
-
-def resolve_params(params: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Kernel params with each relative `.npy` path made absolute under `root`."""
-    return {k: str(root / v) if isinstance(v, str) and v.endswith(".npy") else v
-            for k, v in params.items()}

@@ -20,7 +20,6 @@ Where each step runs, and why:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from codegen.kernels.matmul import MatmulSpec
 from codegen.kernels.mel import log_mel
 from codegen.models import reference
 from codegen.models.checkpoint import Checkpoint, EncoderDims
-from codegen.models.graph import Graph, Op, Tensor, resolve_params
+from codegen.models.graph import Graph, Op, Tensor
 from codegen.models.quantise import QMAX, TensorScale, calibrate, quantise, weight_scales
 from codegen.spec import SpecError
 from runtime.errors import NpukitError
@@ -85,20 +84,23 @@ def _divisors(n: int, step: int, top: int) -> list[int]:
     return [d for d in range(step, min(n, top) + 1, step) if n % d == 0]
 
 
-def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any], root: Path) -> dict[str, Any]:
-    """The matmul variant of an [m,k]x[k,n] product: most MACs per core call x columns that fit."""
+def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, Any]:
+    """The matmul variant of an [m,k]x[k,n] product: the most cores, then the most MACs per
+    core call, that fit. Columns split N's tiles; rows (the spec's choice) split M's."""
     options = []
     for tm in _divisors(m, 4, 256):
+        rows = max(r for r in range(1, 5) if (m // tm) % r == 0)
         for tk in _divisors(k, 4, 256):
             for tn in _divisors(n, 4, 256):
                 for cols in (4, 3, 2, 1):
-                    if (m // tm) % cols == 0:
-                        options.append((cols * tm * tn * tk, tm * tn, tm, tk, tn, cols))
+                    if (n // tn) % cols == 0:
+                        cores = (rows if rows % min(rows, cols) == 0 else 1) * cols
+                        options.append((cores, tm * tn * tk, tm * tn, tm, tk, tn, cols))
     for *_, tm, tk, tn, cols in sorted(options, reverse=True):
         params = {"M": m, "K": k, "N": n, "tm": tm, "tk": tk, "tn": tn, "columns": cols,
                   "device": DEVICE, **fixed}
         try:
-            MatmulSpec(resolve_params(params, root))
+            MatmulSpec(params)
         except SpecError:
             continue
         return params
@@ -106,14 +108,14 @@ def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any], root: Path) -> 
                     "in multiples of 4 and fit a core's 64 KiB)")
 
 
-def layernorm_params(rows: int, d: int, fixed: dict[str, Any], root: Path) -> dict[str, Any]:
+def layernorm_params(rows: int, d: int, fixed: dict[str, Any]) -> dict[str, Any]:
     from codegen.kernels.layernorm import LayerNormSpec
 
     for tile_rows in sorted(_divisors(rows, 1, 64), reverse=True):
         params = {"rows": rows, "d": d, "tile_rows": tile_rows, "device": STREAM_DEVICE,
                   **fixed}
         try:
-            LayerNormSpec(resolve_params(params, root))
+            LayerNormSpec(params)
         except SpecError:
             continue
         return params
@@ -123,9 +125,8 @@ def layernorm_params(rows: int, d: int, fixed: dict[str, Any], root: Path) -> di
 class _Planner:
     """Builds the op list and the constant tensors: weights and packed per-layer values."""
 
-    def __init__(self, ckpt: Checkpoint, scales: dict[str, TensorScale], root: Path) -> None:
+    def __init__(self, ckpt: Checkpoint, scales: dict[str, TensorScale]) -> None:
         self.ck, self.dims, self.s = ckpt, ckpt.dims, scales
-        self.root = root
         self.ops: list[Op] = []
         self.tensors: dict[str, Tensor] = {}
         self.constants: dict[str, np.ndarray] = {}
@@ -186,7 +187,7 @@ class _Planner:
         if gelu is not None:
             fixed["epilogue"] = "gelu"
             extra["gelu_table"] = self.gelu_table(f"{name}.gelu", out_shape, common, gelu)
-        params = matmul_params(m, k, w.shape[1], fixed, self.root)
+        params = matmul_params(m, k, w.shape[1], fixed)
         # Per-column requantisation also gives each column group its own output scale:
         # (a·ws_j/c_j) = (a·(ws_j·c/c_j)/c) with c the one c_scale the records are made for.
         weight = self.packed(f"{name}.B", MatmulSpec(params), b=b,
@@ -214,7 +215,7 @@ class _Planner:
 
         rows, d = self.tensors[x].shape
         self.act(out, (rows, d))
-        params = layernorm_params(rows, d, dict(RUNTIME), self.root)
+        params = layernorm_params(rows, d, dict(RUNTIME))
         values = self.packed(
             f"{name}.P", LayerNormSpec(params), in_scale=self.tensors[x].scale,
             out_scale=self.scale(out), gamma=self.ck[prefix + ".weight"].astype(np.float64),
@@ -320,8 +321,8 @@ class _Planner:
         return Graph(self.ops, self.tensors, set(self.constants), "pcm", "features")
 
 
-def plan_encoder(ckpt: Checkpoint, scales: dict[str, TensorScale], root: Path
+def plan_encoder(ckpt: Checkpoint, scales: dict[str, TensorScale]
                  ) -> tuple[Graph, dict[str, np.ndarray]]:
     """The encoder's graph and its constant tensors (weights and packed per-layer values)."""
-    planner = _Planner(ckpt, scales, Path(root))
+    planner = _Planner(ckpt, scales)
     return planner.plan(), planner.constants
