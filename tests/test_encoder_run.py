@@ -106,6 +106,13 @@ def test_bad_audio_gets_one_line(model: tuple[Path, Path, ModelBuild], tmp_path:
         f"error: audio {wav}: 22050 Hz; the encoder takes 16000 Hz, resample first (e.g. "
         "`ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`)"]
     good = write_wav(tmp_path / "ok.wav", np.zeros(1600, np.int16))
+    # the NPU without its toolchain: one line, before any calibration or build
+    result = invoke("encode", str(good), "--checkpoint", str(model[0]), "--backend", "xrt",
+                    build_dir=tmp_path)
+    assert result.returncode == 1 and "calibrating" not in result.stdout
+    assert result.stdout.strip().splitlines() == [
+        line for line in result.stdout.strip().splitlines()
+        if line.startswith("error: no xclbin: aiecc (mlir-aie) and Peano (llvm-aie) not found")]
     result = invoke("encode", str(good), "--checkpoint", str(tmp_path / "nope.pt"),
                     build_dir=tmp_path)
     assert result.returncode == 1

@@ -29,15 +29,22 @@ pytest.importorskip("whisper")
 
 @pytest.fixture(scope="module")
 def hw_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Built with target auto twice: first without the NPU toolchain (an emulation-only model),
+    then with the fake aiecc and Peano installed, which must rebuild it for the NPU."""
     ckpt = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", seed=21)
     root = tmp_path_factory.mktemp("build")
+    clips = es.calibration_clips(load_checkpoint(ckpt).dims)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("PEANO_INSTALL_DIR", raising=False)
+        first = build_encoder(ckpt, root, clips=clips, name="tiny", target="auto")
+    assert read_context(first.directory / "contexts" / "context0")["emulation_only"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
         mp.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
         mp.setenv("FAKE_AIECC_LOG", str(root / "aiecc.log"))
         mp.delenv("FAKE_AIECC_FAIL", raising=False)
-        built = build_encoder(ckpt, root, clips=es.calibration_clips(load_checkpoint(ckpt).dims),
-                              name="tiny", target="hw")
+        built = build_encoder(ckpt, root, clips=clips, name="tiny", target="auto")
+    assert not built.up_to_date  # the toolchain appeared: not the emulation-only model
     return ckpt, built.directory
 
 

@@ -62,8 +62,22 @@ def model_key(ckpt: Checkpoint, clips: Sequence[np.ndarray], settings: dict[str,
     for clip in clips:
         h.update(hashlib.sha256(np.ascontiguousarray(clip).tobytes()).digest())
     h.update(json.dumps(settings, sort_keys=True).encode())
-    h.update(code_digest(("codegen/models", "codegen/kernels", "mlir")).encode())
+    # everything that shapes the artifact: the planner, the kernels' specs and sources, the
+    # build pipeline and its checks, the linker, and the formats the runtime reads back
+    h.update(code_digest(("codegen", "mlir", "runtime/manifest.py", "runtime/context.py",
+                          "runtime/model.py")).encode())
     return h.hexdigest()
+
+
+def _hw_tools(target: str) -> list[str] | None:
+    """The NPU toolchain's identities where the target depends on it ("auto"): a model built
+    emulation-only is rebuilt, not "up to date", once aiecc and Peano are installed."""
+    if target == "emu":
+        return None
+    from codegen.toolchain import discover
+
+    tc = discover()
+    return [tool.identity if tool else "missing" for tool in (tc.aiecc, tc.peano, tc.bootgen)]
 
 
 def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[np.ndarray],
@@ -72,7 +86,7 @@ def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[n
     """Calibrate on `clips`, plan, build every kernel variant and write the model artifact."""
     say = progress or (lambda line: None)
     ckpt = load_checkpoint(checkpoint)
-    settings = {"percentile": percentile, "target": target}
+    settings = {"percentile": percentile, "target": target, "tools": _hw_tools(target)}
     key = model_key(ckpt, clips, settings)
     directory = build_root / "models" / (name or Path(checkpoint).stem)
     existing = _read(directory)

@@ -38,9 +38,16 @@ def encode(audio: str, checkpoint: str, *, backend: str = "auto", out: str = "",
         raise NpukitError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     pcm = read_wav(audio)
     ckpt = load_checkpoint(checkpoint)
+    if backend == "xrt":  # before calibrating: the NPU build needs the toolchain
+        from codegen.toolchain import discover
+        from runtime.errors import ToolchainError
+
+        tc = discover()
+        if tc.missing_for_hw:
+            raise ToolchainError(tc.hw_missing_line())
     clips = calibration_clips(calibrate, ckpt.dims.n_samples)
     model = build_encoder(checkpoint, build_root, clips=clips, percentile=percentile,
-                          target="emu" if backend == "emu" else "auto",
+                          target={"emu": "emu", "xrt": "hw"}.get(backend, "auto"),
                           progress=lambda line: console.print(line, highlight=False))
     if report:
         for line in report_lines(model.scales):
