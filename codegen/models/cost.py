@@ -18,7 +18,6 @@ from typing import Any
 
 from codegen.cost import PATHS, PDI_SWITCH, Projection, device_family, project
 from codegen.kernels import spec_from_params
-from codegen.models.graph import resolve_params
 from codegen.spec import KernelSpec, SpecError
 from runtime.errors import ArtifactError, NpukitError
 
@@ -171,7 +170,7 @@ def _kernel_artifact(directory: Path) -> str:
 def _kernel_op(directory: Path, op: dict[str, Any], group: str, variant: str) -> OpCost:
     params = dict(op.get("params", {}))
     try:
-        spec = spec_from_params(op["fn"], resolve_params(params, directory))
+        spec = spec_from_params(op["fn"], params)
     except SpecError as e:
         raise ModelCostError(f"{directory}: op {op['name']}: {e}; rebuild the model "
                              "(`invoke encode ... --checkpoint CKPT`)") from None
@@ -199,7 +198,7 @@ def _projections(spec: KernelSpec, fn: str, params: dict[str, Any], directory: P
         workload = built
         if "path" in spec.params and spec.params["path"] != path:
             try:
-                other = spec_from_params(fn, resolve_params({**params, "path": path}, directory))
+                other = spec_from_params(fn, {**params, "path": path})
                 workload = other.workload()
             except SpecError as e:
                 note = (f"its {path} variant does not validate ({e}): {path} is the built "

@@ -43,6 +43,9 @@ STREAM_DEVICE = DEVICE
 # Every kernel takes its per-layer values (scales, bias, gamma/beta, GELU table) as an input
 # buffer, so one build per shape serves every layer (RTPARAMS: runtime_params=1).
 RUNTIME = {"runtime_params": 1}
+# The matmuls run AIE API's int8 mmul blocks (verified on the host through npukit's AIE API
+# subset; not compiled for aie2 here); the other kernels have only a scalar core.
+MATMUL_PATH = "vector"
 
 
 class PlanError(NpukitError):
@@ -98,7 +101,7 @@ def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, An
                         options.append((cores, tm * tn * tk, tm * tn, tm, tk, tn, cols))
     for *_, tm, tk, tn, cols in sorted(options, reverse=True):
         params = {"M": m, "K": k, "N": n, "tm": tm, "tk": tk, "tn": tn, "columns": cols,
-                  "device": DEVICE, **fixed}
+                  "device": DEVICE, "path": MATMUL_PATH, **fixed}
         try:
             MatmulSpec(params)
         except SpecError:
