@@ -98,6 +98,13 @@ def _hash(*parts: str) -> str:
     return h.hexdigest()
 
 
+def aie_api_missing_line(kernel: str) -> str:
+    """Why a vector-path core cannot be compiled for the NPU here, and the fix."""
+    return (f"{kernel} path=vector: Peano needs mlir-aie's aie_api headers and none were found; "
+            "set MLIR_AIE_INSTALL_DIR to the mlir-aie install whose include/ holds aie_api, or "
+            "install the pinned mlir_aie wheel")
+
+
 def aie_triple(device: str) -> str:
     """Peano's target: aie2 for Phoenix (npu1*), aie2p for Strix (npu2*) (NPU_FACTS 3)."""
     return "aie2p-none-unknown-elf" if device.startswith("npu2") else "aie2-none-unknown-elf"
@@ -212,10 +219,7 @@ class Build:
         self.work_dir = build_root / ".work" / spec.name / spec.variant
         self.hw = self._decide_hw(target)
         if self.hw and spec.core_path == "vector" and not self.tc.mlir_aie_include:
-            raise ToolchainError(
-                f"{spec.name} path=vector: Peano needs mlir-aie's aie_api headers and none were "
-                "found; set MLIR_AIE_INSTALL_DIR to the mlir-aie install whose include/ holds "
-                "aie_api, or install the pinned mlir_aie wheel")
+            raise ToolchainError(aie_api_missing_line(spec.name))
         self.rendered: Rendered = render(spec)
         self.keys = self._keys()
 

@@ -38,7 +38,11 @@ def hw_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         mp.delenv("PEANO_INSTALL_DIR", raising=False)
         first = build_encoder(ckpt, root, clips=clips, name="tiny", target="auto")
     assert read_context(first.directory / "contexts" / "context0")["emulation_only"]
+    mlir_aie = root / "mlir_aie"  # the aie_api headers the vector matmuls' Peano build needs
+    (mlir_aie / "include" / "aie_api").mkdir(parents=True)
+    (mlir_aie / "include" / "aie_api" / "aie.hpp").write_text("// stand-in\n")
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLIR_AIE_INSTALL_DIR", str(mlir_aie))
         mp.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
         mp.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
         mp.setenv("FAKE_AIECC_LOG", str(root / "aiecc.log"))

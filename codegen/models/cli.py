@@ -45,6 +45,10 @@ def encode(audio: str, checkpoint: str, *, backend: str = "auto", out: str = "",
         tc = discover()
         if tc.missing_for_hw:
             raise ToolchainError(tc.hw_missing_line())
+        if not tc.mlir_aie_include:  # the encoder's matmuls run the vector path
+            from codegen.pipeline import aie_api_missing_line
+
+            raise ToolchainError(aie_api_missing_line("matmul"))
     clips = calibration_clips(calibrate, ckpt.dims.n_samples)
     model = build_encoder(checkpoint, build_root, clips=clips, percentile=percentile,
                           target={"emu": "emu", "xrt": "hw"}.get(backend, "auto"),
