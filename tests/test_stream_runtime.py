@@ -241,7 +241,46 @@ def test_golden_refuses_a_params_input_pack_params_cannot_make() -> None:
     _refused(lambda: gelu.golden([gelu.random_inputs(0)[0], np.zeros(255, np.int8)]),
              r"int8 x \(255,\) but the build takes int8 x \(256,\)")
     _refused(lambda: gelu.reference([gelu.random_inputs(0)[0], np.zeros(256, np.int8)]),
-             "not made by this spec's pack_params")
+             "a table alone does not determine its scales")
+
+
+def test_gelu_reference_takes_the_scales_a_table_does_not_determine() -> None:
+    """The float reference of a runtime_params=1 build: explicit scales for a table packed
+    anywhere (checked against it), the packing spec's own scales otherwise, never a guess."""
+    gelu = runtime_spec("gelu")
+    x = gelu.random_inputs(0)[0]
+    other = runtime_spec("gelu").pack_params(in_scale=0.05, out_scale=0.04)
+    compiled = spec_from_params("gelu", {**SHAPES["gelu"], "in_scale": "0.05",
+                                         "out_scale": "0.04"})
+    want = compiled.reference([x])[0]
+    _refused(lambda: gelu.reference([x, other]), "pass in_scale= and out_scale=")
+    np.testing.assert_array_equal(gelu.reference([x, other], in_scale=0.05, out_scale=0.04)[0],
+                                  want)
+    _refused(lambda: gelu.reference([x, other], in_scale=0.05, out_scale=0.05),
+             "in_scale 0.05 and out_scale 0.05 do not make this table input")
+    _refused(lambda: gelu.reference([x, other], in_scale=0.05), "pass both")
+    _refused(lambda: compiled.reference([x], in_scale=0.05, out_scale=0.04),
+             "compiled into this variant")
+    # in_scale 1e-9 and 2e-9 both give the all-zero table: which pair is ambiguous
+    tiny = gelu.pack_params(in_scale=1e-9, out_scale=1.0)
+    assert np.array_equal(tiny, gelu.pack_params(in_scale=2e-9, out_scale=1.0))
+    _refused(lambda: gelu.reference([x, tiny]), "two scale pairs packed here make this table")
+    assert not gelu.reference([x, tiny], in_scale=2e-9, out_scale=1.0)[0].any()
+    assert np.array_equal(gelu.reference([x, gelu.pack_params(in_scale=0.05, out_scale=0.04)])[0],
+                          want)  # a table this spec packed: its own scales
+
+
+def test_gelu_remembers_only_its_latest_packed_tables() -> None:
+    from codegen.kernels.gelu import PACKED_KEPT
+
+    gelu = runtime_spec("gelu")
+    x = gelu.random_inputs(0)[0]
+    tables = [gelu.pack_params(in_scale=0.03 + 0.001 * i, out_scale=0.05)
+              for i in range(PACKED_KEPT + 1)]
+    assert len({t.tobytes() for t in tables}) == PACKED_KEPT + 1
+    _refused(lambda: gelu.reference([x, tables[0]]), "did not pack it lately")
+    gelu.reference([x, tables[1]])  # the oldest kept
+    gelu.reference([x, tables[-1]])
 
 
 @pytest.mark.parametrize(("kernel", "name", "value", "buffer"), [
@@ -275,3 +314,12 @@ def test_test_hw_verifies_a_runtime_build(kernel: str, builds: dict[str, BuildRe
     result = verify(builds[kernel].artifact_dir, "emu", seeds=2, iterations=0)
     assert result.passed, result.reason()
     assert not result.flags
+
+
+def test_test_hw_checks_the_accuracy_of_a_runtime_gelu_past_the_kept_tables(
+        builds: dict[str, BuildResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    """test-hw packs every seed's table with one spec, then asks the float reference of seed
+    0's: it is still known with more seeds than the spec keeps tables (here 2)."""
+    monkeypatch.setattr("codegen.kernels.gelu.PACKED_KEPT", 2)
+    result = verify(builds["gelu"].artifact_dir, "emu", seeds=4, iterations=0)
+    assert result.passed and not result.error and not result.flags, result

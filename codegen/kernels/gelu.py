@@ -8,6 +8,9 @@ PyTorch's erf GELU.
 
 runtime_params=1: the table is the second input t (int8[256], `pack_params(in_scale=,
 out_scale=)`), delivered once per invocation; in_scale and out_scale are then per-call values.
+A table does not determine its scales (saturation and rounding make many pairs give one table),
+so the float reference takes them: `reference(inputs, in_scale=, out_scale=)`, or, without
+them, the scales of one of the last PACKED_KEPT tables this spec instance packed.
 
 A length is refused when its largest tile that divides it is below MIN_TILE bytes (or
 max_tile when that is smaller), e.g. 4·4099, a prime times 4: 4-byte tiles, 4,099 FIFO
@@ -18,6 +21,7 @@ message names the nearest lengths that tile.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -43,6 +47,7 @@ MIN_TILE = 256  # bytes: below this, per-tile FIFO and DMA handshakes dominate t
 # load the table entry, store y. Loop control is not counted (nor is it in matmul's counts). The
 # same with runtime_params=1: the table is then read through the params pointer.
 OPS_PER_ELEMENT = 4
+PACKED_KEPT = 64  # tables whose scales a spec instance remembers for reference(), newest kept
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
@@ -86,9 +91,9 @@ class GeluSpec(StreamSpec):
     params_name = "t"
 
     def __init__(self, params: Any = None) -> None:
-        #: (in_scale, out_scale) of each table pack_params made, by its bytes: the float
-        #: reference needs the scales, which a table does not give back
-        self._scales: dict[bytes, tuple[float, float]] = {}
+        #: (in_scale, out_scale) of the last PACKED_KEPT tables pack_params made, by their
+        #: bytes (None: two pairs made that table); only a convenience for reference()
+        self._packed: OrderedDict[bytes, tuple[float, float] | None] = OrderedDict()
         super().__init__(params)
 
     @property
@@ -148,17 +153,17 @@ class GeluSpec(StreamSpec):
         if sorted(values) != sorted(names):
             raise SpecError(f"gelu pack_params takes in_scale and out_scale; got "
                             f"{', '.join(sorted(values)) or 'nothing'}")
-        scales = []
-        for name in names:
-            try:
-                scale = float(values[name])
-            except (TypeError, ValueError):
-                raise SpecError(f"{name} {values[name]!r} is not a number") from None
-            if not (scale > 0 and math.isfinite(scale)):
-                raise SpecError(f"{name} {scale} must be a positive finite number")
-            scales.append(scale)
-        t = _table(scales[0], scales[1])
-        self._scales[t.tobytes()] = (scales[0], scales[1])
+        pair = (_scale(values["in_scale"], "in_scale"), _scale(values["out_scale"], "out_scale"))
+        t = _table(*pair)
+        key = t.tobytes()
+        if key in self._packed and self._packed[key] != pair:
+            pair_or_none: tuple[float, float] | None = None  # ambiguous from now on
+        else:
+            pair_or_none = pair
+        self._packed[key] = pair_or_none
+        self._packed.move_to_end(key)
+        while len(self._packed) > PACKED_KEPT:
+            self._packed.popitem(last=False)
         return t
 
     def extra_context(self) -> dict[str, Any]:
@@ -194,13 +199,49 @@ class GeluSpec(StreamSpec):
         x = np.asarray(inputs[0], dtype=np.int8)
         return [self._input_table(inputs)[x.astype(np.int16) + 128]]
 
-    def reference(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        in_scale, out_scale = self.in_scale, self.out_scale
-        if self.runtime:
-            known = self._scales.get(self._input_table(inputs).tobytes())
-            if known is None:
-                raise SpecError("gelu reference: this table input was not made by this spec's "
-                                "pack_params, so its scales are unknown; pack it here first")
-            in_scale, out_scale = known
+    def reference(self, inputs: list[np.ndarray], *, in_scale: float | None = None,
+                  out_scale: float | None = None) -> list[np.ndarray]:
+        """x·Φ(x) on x = q·in_scale, over out_scale. With runtime_params=1 the scales are the
+        ones passed (they must make the table input), else those this spec packed it with."""
+        if not self.runtime:
+            if in_scale is not None or out_scale is not None:
+                raise SpecError("gelu reference: in_scale/out_scale are compiled into this "
+                                "variant; pass them only with runtime_params=1")
+            in_scale, out_scale = self.in_scale, self.out_scale
+        else:
+            in_scale, out_scale = self._table_scales(self._input_table(inputs), in_scale,
+                                                     out_scale)
         x = np.asarray(inputs[0], dtype=np.float64) * in_scale
         return [saturate_i8(round_half_away(gelu_by_erfc(x) / out_scale))]
+
+    def _table_scales(self, table: np.ndarray, in_scale: float | None,
+                      out_scale: float | None) -> tuple[float, float]:
+        """The (in_scale, out_scale) the reference of this table input uses."""
+        if (in_scale is None) != (out_scale is None):
+            raise SpecError("gelu reference: pass both in_scale and out_scale, or neither")
+        if in_scale is not None and out_scale is not None:
+            pair = (_scale(in_scale, "in_scale"), _scale(out_scale, "out_scale"))
+            if not np.array_equal(_table(*pair), table):
+                raise SpecError(f"gelu reference: in_scale {pair[0]} and out_scale {pair[1]} do "
+                                "not make this table input; pass the scales it was packed with")
+            return pair
+        key = table.tobytes()
+        if key not in self._packed:
+            raise SpecError("gelu reference: a table alone does not determine its scales and "
+                            "this spec did not pack it lately; pass in_scale= and out_scale=")
+        known = self._packed[key]
+        if known is None:
+            raise SpecError("gelu reference: two scale pairs packed here make this table; pass "
+                            "in_scale= and out_scale=")
+        return known
+
+
+def _scale(value: Any, name: str) -> float:
+    """A positive finite scale, or a one-line SpecError."""
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name} {value!r} is not a number") from None
+    if not (scale > 0 and math.isfinite(scale)):
+        raise SpecError(f"{name} {scale} must be a positive finite number")
+    return scale
