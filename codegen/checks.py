@@ -4,6 +4,8 @@ The design is read with the emulator's reader (the same model the emulator execu
 checks see what the template actually rendered, not what the spec intended:
 - the device, and the runtime-sequence arguments against the host buffers (order, dtype, size);
 - every DMA transfer within the shim limits and inside its host buffer;
+- task-completion tokens: each dma_wait takes the token of the last transfer on its FIFO and
+  no token is left over (the rule and the lowering it follows: `runtime.emulator.tokens`);
 - every output element written, every input element read;
 - the functions called are the kernel's, linked from its object;
 - every core runs forever (its program starts once per xclbin load);
@@ -33,6 +35,7 @@ from codegen.spec import (
 from runtime.emulator.lower import lower
 from runtime.emulator.model import Design, Tile, TransferSpec, WaitSpec
 from runtime.emulator.reader import parse_design
+from runtime.emulator.tokens import issues_token, leftover_problem, wait_problem
 from runtime.errors import DesignError
 
 DESIGN_FILE = "aie.mlir"
@@ -54,6 +57,7 @@ def check_model(spec: KernelSpec, design: Design) -> list[str]:
         check_device(spec, design),
         check_arguments(spec, design),
         check_transfers(design),
+        check_tokens(design),
         check_coverage(spec, design),
         check_functions(spec, design),
         check_cores_run_forever(design),
@@ -104,16 +108,34 @@ def check_transfers(design: Design) -> str:
     unwaited: dict[str, TransferSpec] = {}
     for step in design.sequence:
         if isinstance(step, WaitSpec):
-            if step.problems:
-                raise _fail(f"line {step.line}: dma_wait on @{step.fifo}: "
-                            f"{'; '.join(step.problems)}")
             unwaited.pop(step.fifo, None)
         elif not step.to_fifo:
             unwaited[step.fifo] = step
     for t in unwaited.values():
         raise _fail(f"line {t.line}: the transfer from @{t.fifo} to the host is never waited on: "
                     "the host could read its output before it arrives")
-    return f"{len(transfers)} DMA transfers within the shim limits, every wait can complete"
+    return f"{len(transfers)} DMA transfers within the shim limits, every output waited on"
+
+
+def check_tokens(design: Design) -> str:
+    """The token rule, statically: between two waits on a FIFO exactly one transfer on it issues
+    a token, the last one, and none is issued after the last wait (the emulator also checks
+    it as it runs, with the shim task-queue depth, which depends on completion order)."""
+    since_wait: dict[str, list[TransferSpec]] = defaultdict(list)
+    waits = 0
+    for step in design.sequence:
+        if isinstance(step, WaitSpec):
+            problem = wait_problem(step.fifo, list(since_wait.pop(step.fifo, [])))
+            if problem is not None:
+                raise _fail(f"line {step.line}: dma_wait on @{step.fifo}: {problem}")
+            waits += 1
+        else:
+            since_wait[step.fifo].append(step)
+    for fifo, left in since_wait.items():
+        for t in left:
+            if t.to_fifo and issues_token(t):
+                raise _fail(f"line {t.line}: dma_memcpy_nd {leftover_problem(fifo, t)}")
+    return f"{waits} dma_wait(s), each taking the one token it waits for, none left over"
 
 
 def _indices(t: TransferSpec) -> np.ndarray:

@@ -215,3 +215,28 @@ MUTANTS += [
            ("tests/test_matmul_epilogue.py", "-k", "host_core"),
            "epilogue=gelu maps the pre-activation v to T[v + 128] of the record tile's table"),
 ]
+
+TOKENS = ("tests/test_checks.py", "-k", "token_rule")
+TOKEN_FAULTS = ("tests/emulator/test_faults.py", "-k", "token or queued")
+
+MUTANTS += [
+    # -- task-completion tokens (runtime/emulator/tokens.py; README "The emulator") ----------
+    Mutant("mha-qk-token", "tokens", "mlir/mha/design.mlir.j2",
+           "{{ c }}, id = {{ t.id }} : i64} : {{ aie.memref(t.elems) }}",
+           "{{ c }}, id = {{ t.id }} : i64, issue_token = true} : {{ aie.memref(t.elems) }}",
+           TOKENS, "mha's Q, K and V transfers issue no token: nobody waits for them, and a "
+           "left-over token on @qk would end the next invocation's wait for P early"),
+    Mutant("matmul-a-token", "tokens", "codegen/kernels/matmul.py",
+           '"id": 1 + 2 * i, "token": False,', '"id": 1 + 2 * i, "token": True,', TOKENS,
+           "matmul's A transfers issue no token (only the waited C transfers have one)"),
+    Mutant("emu-token-leftover", "tokens", "runtime/emulator/host.py",
+           "elif self.to_fifo and t.token and not t.taken:", "elif False:", TOKEN_FAULTS,
+           "the emulator fails a run that leaves a token nobody takes"),
+    Mutant("emu-queue-depth", "tokens", "runtime/emulator/host.py",
+           "if len(in_flight) >= TASK_QUEUE_DEPTH:", "if len(in_flight) > TASK_QUEUE_DEPTH:",
+           TOKEN_FAULTS, "a shim channel's task queue holds 4 transfers"),
+    Mutant("matmul-group-queue", "tokens", "codegen/kernels/matmul.py",
+           "MAX_GROUP = min((SHIM_BDS - 1) // 2, TASK_QUEUE_DEPTH)",
+           "MAX_GROUP = (SHIM_BDS - 1) // 2", ("tests/test_emulated.py", "-k", "whole_array"),
+           "matmul issues at most 4 row blocks per column before its waits (the task queue)"),
+]

@@ -8,10 +8,17 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from codegen.checks import check_buffer_descriptors, check_design, check_routing, read_design
+from codegen.checks import (
+    check_buffer_descriptors,
+    check_design,
+    check_routing,
+    check_tokens,
+    read_design,
+)
 from codegen.kernels import spec_from_params
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import KernelSpec, SpecError
+from runtime.emulator.model import TransferSpec, WaitSpec
 from runtime.errors import DesignError
 
 STREAM_SETS = [
@@ -61,8 +68,10 @@ def attention_text() -> str:
     (r"link_with = \"attention.o\"", 'link_with = "other.o"', "links 'other.o'"),
     (r"aiex.npu.dma_wait \{symbol = @outq\}", "aiex.npu.dma_wait {symbol = @inq}",
      "the transfer from @outq to the host is never waited on"),
-    (r", issue_token = true\}(.*)\n(.*)\n", r"}\1\n\2\n      aiex.npu.dma_wait {symbol = @inq}\n",
-     "dma_wait on @inq"),
+    (r"(metadata = @inq, id = 1 : i64\}.*\n.*\n)", r"\1      aiex.npu.dma_wait {symbol = @inq}\n",
+     "dma_wait on @inq: waits for the host->device (MM2S) transfer at line"),
+    (r"metadata = @inq, id = 1 : i64\}", "metadata = @inq, id = 1 : i64, issue_token = true}",
+     "issues a task-completion token on @inq that no later"),
     (r"arith.constant 9223372036854775807 : index", "arith.constant 2 : index",
      "tile(0, 2)'s program ends; on the NPU it starts once per xclbin load"),
 ])
@@ -202,3 +211,84 @@ def test_one_wait_for_two_output_transfers_is_refused() -> None:
     waited = broken(text, r"(\n      aiex\.npu\.dma_memcpy_nd\(%out\[0, 0, 0, 4096\])",
                     r"\n      aiex.npu.dma_wait {symbol = @outq}\1")
     check_design(spec, waited)
+
+
+MHA_ONE = {"seq_q": "32", "seq_k": "32", "heads": "2", "head_dim": "16", "device": "npu1_1col"}
+MHA_TWO = {"seq_q": "36", "seq_k": "36", "heads": "2", "head_dim": "16", "tq": "4", "tk": "8",
+           "rows": "2", "columns": "2", "device": "npu1_2col"}
+MATMUL_TWO = {"M": "16", "K": "48", "N": "64", "tm": "8", "tk": "24", "tn": "32", "rows": "2",
+              "columns": "2", "device": "npu1_2col"}
+#: every kernel's runtime sequence, with runtime_params 0 and 1, packed_qkv and epilogue gelu
+TOKEN_SETS = [
+    ("attention", {}),
+    ("gelu", {}),
+    ("gelu", {"runtime_params": "1"}),
+    ("layernorm", {"rows": "6", "d": "384", "tile_rows": "3"}),
+    ("layernorm", {"rows": "6", "d": "384", "tile_rows": "3", "runtime_params": "1"}),
+    ("mel", {"frames": "24", "tile_frames": "4", "fifo_depth": "1"}),
+    ("matmul", {}),
+    ("matmul", {"M": "160", "K": "64", "N": "64", "tm": "16", "tk": "32", "tn": "32"}),
+    ("matmul", {**MATMUL_TWO, "runtime_params": "1"}),
+    ("matmul", {**MATMUL_TWO, "runtime_params": "1", "epilogue": "gelu"}),
+    ("mha", MHA_ONE),
+    ("mha", {**MHA_ONE, "runtime_params": "1"}),
+    ("mha", {**MHA_TWO, "causal": "1"}),
+    ("mha", {**MHA_TWO, "runtime_params": "1"}),
+    ("mha", {**MHA_TWO, "packed_qkv": "1"}),
+    ("mha", {**MHA_TWO, "packed_qkv": "1", "runtime_params": "1", "causal": "1"}),
+]
+
+
+@pytest.mark.parametrize(("kernel", "params"), TOKEN_SETS,
+                         ids=[f"{k}-{'-'.join(f'{a}{b}' for a, b in p.items())}"
+                              for k, p in TOKEN_SETS])
+def test_rendered_runtime_sequences_follow_the_token_rule(kernel: str,
+                                                          params: dict[str, str]) -> None:
+    """Only transfers a later wait takes the token of issue one; each wait takes exactly one."""
+    spec = spec_from_params(kernel, params)
+    text = render(spec).files[DESIGN_NAME]
+    check_design(spec, text)
+    design = read_design(text)
+    waited = {step.fifo for step in design.sequence if isinstance(step, WaitSpec)}
+    for step in design.sequence:
+        if isinstance(step, TransferSpec) and step.issue_token:
+            assert step.fifo in waited, f"line {step.line}: @{step.fifo} issues a token"
+    assert "waits" in check_tokens(design)
+
+
+def _mha_text(params: dict[str, str]) -> str:
+    return render(spec_from_params("mha", params)).files[DESIGN_NAME]
+
+
+def test_a_stale_token_that_would_end_a_wait_early_is_refused() -> None:
+    """mha with runtime_params=1 waits on @qk for P: a token left by a Q transfer before it (as
+    the previous invocation's Q/K transfers left theirs) would end that wait before P is sent."""
+    params = {**MHA_ONE, "runtime_params": "1"}
+    spec = spec_from_params("mha", params)
+    text = _mha_text(params)
+    check_design(spec, text)
+    # Q of the first pass issues a token again: nobody takes it, the next invocation's P wait would.
+    q_line = re.search(r"aiex\.npu\.dma_memcpy_nd\(%q\[.*id = 0 : i64\}", text)
+    assert q_line is not None
+    stale = text.replace(q_line.group(0), q_line.group(0)[:-1] + ", issue_token = true}", 1)
+    with pytest.raises(DesignError, match=r"dma_memcpy_nd issues a task-completion token on "
+                                          r"@qk0 that no later"):
+        check_design(spec, stale)
+    # Moved in front of P's wait, the same token is the one that wait takes first.
+    p_wait = "      aiex.npu.dma_wait {symbol = @qk0}\n"
+    early = stale.replace(q_line.group(0) + ", issue_token = true}", "", 1)
+    early = early.replace(p_wait, "      " + q_line.group(0)[:-1] + ", issue_token = true}"
+                          + text[q_line.end():].split("\n", 1)[0] + "\n" + p_wait, 1)
+    with pytest.raises(DesignError, match=r"dma_wait on @qk0: covers 2 token-issuing transfers "
+                                          r"on @qk0 .* returns on the first to arrive"):
+        check_design(spec, early)
+
+
+def test_a_wait_with_no_token_pending_is_refused() -> None:
+    params = {**MHA_ONE, "runtime_params": "1"}
+    spec = spec_from_params("mha", params)
+    p_wait = "      aiex.npu.dma_wait {symbol = @qk0}\n"
+    text = _mha_text(params).replace(p_wait, p_wait * 2, 1)
+    with pytest.raises(DesignError, match=r"dma_wait on @qk0: no transfer was issued on @qk0 "
+                                          r"since the last wait"):
+        check_design(spec, text)

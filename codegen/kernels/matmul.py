@@ -67,6 +67,7 @@ from codegen.spec import (
     scale_param,
 )
 from runtime.emulator.dma import check_dma
+from runtime.emulator.tokens import TASK_QUEUE_DEPTH
 from runtime.manifest import BufferSpec
 
 MULT_BITS = 31
@@ -108,9 +109,11 @@ VALUE_PARAMS = ("a_scale", "b_scale", "c_scale", "b_scales", "bias")
 BLOCKS = {"aie2": (4, 8, 8), "aie2p": (8, 8, 8)}
 MAX_ROWS = 4  # compute rows 2..5 on npu1 and npu2 (NPU_FACTS 1)
 # A shim tile has 16 BDs (dma.SHIM_BDS): per group of row blocks a column uses one for C and
-# two (A, B) per row block, so a group is at most 7 row blocks, then every C is waited on.
+# two (A, B) per row block, so 7 row blocks would fit; but each row block is one transfer on the
+# A and on the B channel, and a channel's task queue holds 4 (TASK_QUEUE_DEPTH), so a group is at
+# most 4 row blocks, then every C is waited on.
 SHIM_BDS = 16
-MAX_GROUP = (SHIM_BDS - 1) // 2
+MAX_GROUP = min((SHIM_BDS - 1) // 2, TASK_QUEUE_DEPTH)
 MAX_WRAP = 1023  # a shim BD's d0/d1 wrap (NPU_FACTS 2)
 
 
@@ -444,14 +447,14 @@ class MatmulSpec(KernelSpec):
                     if c < self.a_shims:
                         out.append({
                             "what": f"A column {c}", "arg": "A", "fifo": f"a{c}",
-                            "id": 1 + 2 * i, "token": True, "elems": self.M * K,
+                            "id": 1 + 2 * i, "token": False, "elems": self.M * K,
                             "offsets": [0, 0, 0, (bi * rows + c * g) * tm * K],
                             "sizes": [self.n_blocks, self.k_tiles, g * tm, tk],
                             "strides": [0, tk, K, 1],
                         })
                     out.append({
                         "what": f"B column {c}", "arg": "B", "fifo": f"b{c}",
-                        "id": 2 + 2 * i, "token": True, "elems": self.b_rows * N,
+                        "id": 2 + 2 * i, "token": False, "elems": self.b_rows * N,
                         "offsets": [0, 0, 0, c * tn],
                         "sizes": [self.n_blocks, self.b_tiles, tk, tn],
                         "strides": [cols * tn, tk * N, N, 1],

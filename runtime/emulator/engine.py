@@ -66,11 +66,8 @@ class EmulatedDesign:
         self._dma_faults = [
             f"{self.source}:{s.line}: `aiex.npu.dma_memcpy_nd` of "
             f"%{design.args[s.arg][0]} on @{s.fifo}: {'; '.join(s.problems)}"
-            if isinstance(s, TransferSpec)
-            else f"{self.source}:{s.line}: `aiex.npu.dma_wait` on @{s.fifo}: "
-            f"{'; '.join(s.problems)}"
             for s in design.sequence
-            if s.problems
+            if isinstance(s, TransferSpec) and s.problems
         ]
         self.runs = 0
         self._reload_needed = False

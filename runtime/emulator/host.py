@@ -4,6 +4,10 @@ A channel carries its FIFO's transfers in issue order as one stream: a host->FIF
 transfer is cut into FIFO-element-sized pieces, a FIFO->host (S2MM) transfer takes released
 elements in order, and a transfer that ends inside an element leaves the rest of that element
 to the next transfer on the same FIFO.
+
+Tokens and the task queue are modelled as `runtime.emulator.tokens` describes the lowering: a
+transfer that issues a token pushes one onto its channel when it completes, a dma_wait takes
+one (blocking until it exists), and a channel holds at most TASK_QUEUE_DEPTH transfers queued.
 """
 
 from __future__ import annotations
@@ -16,19 +20,30 @@ from runtime.emulator.faults import DmaError
 from runtime.emulator.fifo import Clock, Fifo
 from runtime.emulator.model import SHIM_ROW, TransferSpec, WaitSpec
 from runtime.emulator.scheduler import Steps, Task
+from runtime.emulator.tokens import (
+    TASK_QUEUE_DEPTH,
+    issues_token,
+    leftover_problem,
+    queue_problem,
+    wait_problem,
+)
 
 
 class Transfer:
     """One issued `dma_memcpy_nd` during a run."""
 
-    __slots__ = ("done", "flat", "moved", "spec", "waited")
+    __slots__ = ("done", "flat", "moved", "spec", "taken", "token", "waited")
 
     def __init__(self, spec: TransferSpec, flat: np.ndarray) -> None:
         self.spec = spec
         self.flat = flat
         self.moved = 0
         self.done = False
+        # Retired by a dma_wait: its own token, or one of a transfer queued after it, taken.
         self.waited = False
+        self.token = issues_token(spec)
+        # Its token taken by a dma_wait.
+        self.taken = False
 
 
 class ShimChannel(Task):
@@ -50,6 +65,10 @@ class ShimChannel(Task):
         self.holding = False
         self.fill = 0
         self.bytes = 0
+        # Task-completion tokens pushed and not yet taken by a dma_wait.
+        self.tokens = 0
+        # Transfers issued on this channel since the last dma_wait on it.
+        self.since_wait: list[Transfer] = []
 
     def reset(self) -> None:
         self.queue = []
@@ -57,6 +76,12 @@ class ShimChannel(Task):
         self.holding = False
         self.fill = 0
         self.bytes = 0
+        self.tokens = 0
+        self.since_wait = []
+
+    def in_flight(self) -> list[Transfer]:
+        """Transfers pushed onto the task queue and not complete (the running one included)."""
+        return self.queue[self.next :]
 
     def steps(self) -> Steps:
         move = self._feed if self.to_fifo else self._drain
@@ -66,6 +91,8 @@ class ShimChannel(Task):
             transfer = self.queue[self.next]
             yield from move(transfer)
             transfer.done = True
+            if transfer.token:
+                self.tokens += 1
             self.next += 1
             self.clock.ticks += 1
 
@@ -139,6 +166,8 @@ class ShimChannel(Task):
             where = f"{source}:{t.spec.line}: `aiex.npu.dma_memcpy_nd` on @{self.fifo.name}"
             if not t.done:
                 out.append(f"{where} moved only {t.moved} of {t.spec.length} elements")
+            elif self.to_fifo and t.token and not t.taken:
+                out.append(f"{where} {leftover_problem(self.fifo.name, t.spec)}")
             elif not self.to_fifo and not t.waited:
                 out.append(
                     f"{where} was never waited on (no `aiex.npu.dma_wait {{symbol = "
@@ -195,17 +224,34 @@ class SequenceTask(Task):
                 earlier = self.bds.get(key)
                 if earlier is not None and not earlier.done:
                     raise DmaError(self._reused(step, earlier))
+                in_flight = channel.in_flight()
+                if len(in_flight) >= TASK_QUEUE_DEPTH:
+                    raise DmaError(
+                        f"{self.source}:{step.line}: `aiex.npu.dma_memcpy_nd` on @{step.fifo} "
+                        + queue_problem(step.fifo, [t.spec for t in in_flight])
+                    )
                 self.bds[key] = transfer
                 channel.queue.append(transfer)
+                channel.since_wait.append(transfer)
                 self.clock.ticks += 1
                 continue
-            pending = list(channel.queue)
-            for t in pending:
-                t.waited = True
-            while not all(t.done for t in pending):
+            problem = wait_problem(step.fifo, [t.spec for t in channel.since_wait])
+            if problem is not None:
+                raise DmaError(
+                    f"{self.source}:{step.line}: `aiex.npu.dma_wait` on @{step.fifo}: {problem}"
+                )
+            # The rule leaves one token-issuing transfer since the last wait, the last issued:
+            # the token this wait takes is its.
+            awaited = channel.since_wait[-1]
+            channel.since_wait = []
+            while channel.tokens == 0:
                 self.at = step
                 yield
             self.at = None
+            channel.tokens -= 1
+            awaited.taken = True
+            for t in channel.queue[: channel.queue.index(awaited) + 1]:
+                t.waited = True
 
     def _reused(self, step: TransferSpec, earlier: Transfer) -> str:
         return (

@@ -101,9 +101,8 @@ class TransferSpec:
     # The shim buffer descriptor (0..15) the transfer is written into: one BD id may be reused
     # on a shim tile only once the transfer that used it before is complete.
     id: int = 0
-    # Whether the DMA reports completion: mlir-aie's DMA-to-NPU lowering always asks for a token
-    # on S2MM (device -> host) but on MM2S only with `issue_token = true` (AIEDmaToNpu.cpp), and
-    # a `dma_wait` needs that token.
+    # `issue_token = true`: the DMA sends a task-completion token when the transfer is done (an
+    # S2MM transfer always does, see runtime.emulator.tokens), and a `dma_wait` takes one.
     issue_token: bool = False
     # The shim tile's column, whose 16 BDs the transfer uses.
     column: int = 0
@@ -111,13 +110,10 @@ class TransferSpec:
 
 @dataclass(frozen=True)
 class WaitSpec:
-    """An `aiex.npu.dma_wait {symbol = @fifo}`: waits for the transfers issued on `fifo`."""
+    """An `aiex.npu.dma_wait {symbol = @fifo}`: takes one task-completion token of `fifo`."""
 
     line: int
     fifo: str
-    # Why this wait could never return on the NPU (e.g. waiting on an MM2S transfer issued
-    # without `issue_token = true`), one sentence each; empty when it is fine.
-    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

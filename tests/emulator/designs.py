@@ -43,7 +43,7 @@ module {
       aie.end
     } {stack_size = 4096 : i32}
     aie.runtime_sequence(%in : memref<49152xi8>, %out : memref<16384xi8>) {
-      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 49152][0, 0, 0, 1]) {metadata = @inq, id = 1 : i64, issue_token = true} : memref<49152xi8>
+      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 49152][0, 0, 0, 1]) {metadata = @inq, id = 1 : i64} : memref<49152xi8>
       aiex.npu.dma_memcpy_nd(%out[0, 0, 0, 0][1, 1, 1, 16384][0, 0, 0, 1]) {metadata = @outq, id = 0 : i64} : memref<16384xi8>
       aiex.npu.dma_wait {symbol = @outq}
     }
@@ -99,7 +99,7 @@ module {{
       aie.end
     }} {{stack_size = 1024 : i32}}
     aie.runtime_sequence(%in : memref<{host_in}xi32>, %out : memref<{host_out}xi32>) {{
-      aiex.npu.dma_memcpy_nd(%in{in_pattern}) {{metadata = @inq, id = 1 : i64, issue_token = true}} : memref<{host_in}xi32>
+      aiex.npu.dma_memcpy_nd(%in{in_pattern}) {{metadata = @inq, id = 1 : i64}} : memref<{host_in}xi32>
       aiex.npu.dma_memcpy_nd(%out{out_pattern}) {{metadata = @outq, id = 0 : i64}} : memref<{host_out}xi32>
       aiex.npu.dma_wait {{symbol = @outq}}
     }}
@@ -157,7 +157,7 @@ module {{
 {_core("%c2", "in0", "out0", 64, "add_i32", 1, tiles)}
 {_core("%c3", "in1", "out1", 64, "add_i32", 2, tiles)}
     aie.runtime_sequence(%a : memref<{total}xi32>, %b : memref<{total}xi32>) {{
-      aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @in, id = 1 : i64, issue_token = true}} : memref<{total}xi32>
+      aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @in, id = 1 : i64}} : memref<{total}xi32>
       aiex.npu.dma_memcpy_nd(%b[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @out, id = 0 : i64}} : memref<{total}xi32>
       aiex.npu.dma_wait {{symbol = @out}}
     }}
@@ -183,7 +183,7 @@ module {{
 {_core("%c2", "in", "mid", 64, "add_i32", 3, tiles)}
 {_core("%c3", "mid", "out", 64, "scale_i32", 2, tiles)}
     aie.runtime_sequence(%a : memref<{total}xi32>, %b : memref<{total}xi32>) {{
-      aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @in, id = 1 : i64, issue_token = true}} : memref<{total}xi32>
+      aiex.npu.dma_memcpy_nd(%a[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @in, id = 1 : i64}} : memref<{total}xi32>
       aiex.npu.dma_memcpy_nd(%b[0, 0, 0, 0][1, 1, 1, {total}][0, 0, 0, 1]) {{metadata = @out, id = 0 : i64}} : memref<{total}xi32>
       aiex.npu.dma_wait {{symbol = @out}}
     }}

@@ -54,9 +54,10 @@ def test_out_of_bounds_stride_is_a_dma_error_naming_the_line(libs: dict[str, Pat
 def test_waiting_on_an_input_without_issue_token_is_a_dma_error(libs: dict[str, Path]) -> None:
     wait_in = "      aiex.npu.dma_wait {symbol = @inq}\n"
     wait_out = "      aiex.npu.dma_wait {symbol = @outq}\n"
-    text = broken(wait_out, wait_in + wait_out)
-    run(text, libs)  # with issue_token = true the wait returns
-    untokened = broken(", issue_token = true}", "}", text)
+    untokened = broken(wait_out, wait_in + wait_out)
+    tokened = broken("metadata = @inq, id = 1 : i64}", "metadata = @inq, id = 1 : i64, "
+                     "issue_token = true}", untokened)
+    run(tokened, libs)  # with issue_token = true the wait takes its token and returns
     with pytest.raises(DmaError) as err:
         run(untokened, libs)
     msg = str(err.value)
@@ -73,15 +74,16 @@ def test_a_bd_id_outside_the_shims_sixteen_is_a_dma_error(libs: dict[str, Path])
 
 
 def _two_inputs(middle: str) -> str:
-    """GOOD with %in sent in two transfers on @inq, both with BD id 1, `middle` between them."""
+    """GOOD with %in sent in two transfers on @inq, both with BD id 1, `middle` between them
+    (the first issues a token, for a wait in `middle` to take)."""
     return broken(
         "      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1]) "
-        "{metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi32>\n",
+        "{metadata = @inq, id = 1 : i64} : memref<256xi32>\n",
         "      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 128][0, 0, 0, 1]) "
         "{metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi32>\n"
         + middle
         + "      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 128][1, 1, 1, 128][0, 0, 0, 1]) "
-        "{metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi32>\n",
+        "{metadata = @inq, id = 1 : i64} : memref<256xi32>\n",
     )
 
 
@@ -282,3 +284,87 @@ def test_a_forever_core_stopped_mid_iteration_is_incomplete(libs: dict[str, Path
 def test_faults_are_run_errors() -> None:
     for fault in (CoreEndedError, DeadlockError, DmaError, FifoError, IncompleteRunError):
         assert issubclass(fault, EmulationFault) and issubclass(fault, RunError)
+
+
+# -- task-completion tokens and the shim task queue (runtime.emulator.tokens) ------------------
+IN_WHOLE = ("      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1]) "
+            "{metadata = @inq, id = 1 : i64} : memref<256xi32>\n")
+WAIT_OUT = "      aiex.npu.dma_wait {symbol = @outq}\n"
+
+
+def _inputs(parts: list[tuple[int, int, bool]], after: str = "") -> str:
+    """GOOD with %in sent as the transfers (start, length, token), BD ids 1, 2, .., then `after`."""
+    return broken(IN_WHOLE, "".join(
+        f"      aiex.npu.dma_memcpy_nd(%in[0, 0, 0, {start}][1, 1, 1, {n}][0, 0, 0, 1]) "
+        f"{{metadata = @inq, id = {i} : i64{', issue_token = true' if token else ''}}} "
+        ": memref<256xi32>\n"
+        for i, (start, n, token) in enumerate(parts, 1)) + after)
+
+
+def test_a_token_nobody_takes_fails_the_run_naming_the_transfer(libs: dict[str, Path]) -> None:
+    """It would persist into the next invocation and end that one's first wait on @inq early."""
+    text = broken("metadata = @inq, id = 1 : i64}", "metadata = @inq, id = 1 : i64, "
+                  "issue_token = true}")
+    with pytest.raises(IncompleteRunError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert (f"aie.mlir:{line_of(text, 'metadata = @inq')}: `aiex.npu.dma_memcpy_nd` on @inq "
+            "issues a task-completion token on @inq that no later") in msg
+    assert "the next invocation's first wait on that channel returns on it" in msg
+
+
+def test_a_wait_that_would_take_a_stale_token_is_refused(libs: dict[str, Path]) -> None:
+    """Two token-issuing transfers, one wait: it returns on the first token, before the second
+    transfer is done, and leaves that one's token for a later wait to take by mistake."""
+    wait_in = "      aiex.npu.dma_wait {symbol = @inq}\n"
+    run(_inputs([(0, 128, False), (128, 128, True)], wait_in), libs)  # one token, the last
+    text = _inputs([(0, 128, True), (128, 128, True)], wait_in)
+    first, second = (i for i, line in enumerate(text.splitlines(), 1) if "metadata = @inq" in line)
+    with pytest.raises(DmaError) as err:
+        run(text, libs)
+    msg = str(err.value)
+    assert msg.startswith(f"aie.mlir:{line_of(text, 'symbol = @inq')}: `aiex.npu.dma_wait` on "
+                          f"@inq: covers 2 token-issuing transfers on @inq (lines {first}, "
+                          f"{second})")
+    assert f"returns on the first to arrive (line {first}'s)" in msg
+    early = _inputs([(0, 128, True), (128, 128, False)], wait_in)
+    with pytest.raises(DmaError, match=r"takes the token of the transfer at line \d+, but the "
+                                       r"transfer at line \d+ after it on @inq"):
+        run(early, libs)
+
+
+def test_a_wait_with_no_token_pending_is_refused(libs: dict[str, Path]) -> None:
+    text = broken(WAIT_OUT, WAIT_OUT * 2)
+    second = len(text.splitlines()) - 3
+    assert "dma_wait" in text.splitlines()[second - 1]
+    with pytest.raises(DmaError, match=rf"aie\.mlir:{second}: `aiex\.npu\.dma_wait` on @outq: no "
+                                       r"transfer was issued on @outq since the last wait"):
+        run(text, libs)
+
+
+def test_one_wait_for_two_output_transfers_is_refused(libs: dict[str, Path]) -> None:
+    out = ("      aiex.npu.dma_memcpy_nd(%out[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1]) "
+           "{metadata = @outq, id = 0 : i64} : memref<256xi32>\n")
+    halves = "".join(
+        f"      aiex.npu.dma_memcpy_nd(%out[0, 0, 0, {s}][1, 1, 1, 128][0, 0, 0, 1]) "
+        f"{{metadata = @outq, id = {i} : i64}} : memref<256xi32>\n" for i, s in ((0, 0), (2, 128)))
+    with pytest.raises(DmaError, match=r"covers 2 device->host transfers on @outq"):
+        run(broken(out, halves), libs)
+    first, second = halves.splitlines(keepends=True)
+    run(broken(out, first + WAIT_OUT + second), libs)
+
+
+def test_a_fifth_transfer_queued_on_a_shim_channel_is_refused(libs: dict[str, Path]) -> None:
+    """The task queue holds 4: a push onto a full one is dropped on the NPU."""
+    run(_inputs([(0, 64, False), (64, 64, False), (128, 64, False), (192, 64, False)]), libs)
+    text = _inputs([(0, 64, False), (64, 64, False), (128, 64, False), (192, 32, False),
+                    (224, 32, False)])
+    lines = [i for i, line in enumerate(text.splitlines(), 1) if "metadata = @inq" in line]
+    with pytest.raises(DmaError) as err:
+        run(text, libs)
+    assert str(err.value) == (
+        f"aie.mlir:{lines[4]}: `aiex.npu.dma_memcpy_nd` on @inq queues a transfer on the shim "
+        f"channel of @inq while 4 are queued and not done (lines "
+        f"{', '.join(map(str, lines[:4]))}); a channel's task queue holds 4 (aie-rt "
+        "XAIE_DMA_MAX_QUEUE_SIZE) and drops a push onto a full one: wait for an earlier "
+        "transfer first")
