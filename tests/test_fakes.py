@@ -30,7 +30,7 @@ DESIGN = """module {
     func.func private @k(memref<64xi8>, memref<64xi8>) attributes {link_with = "k.o"}
     aie.runtime_sequence(%%a : memref<256xi8>, %%unused : memref<4xi8>, %%b : memref<256xi8>) {
       aiex.npu.dma_memcpy_nd(%%a[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1])
-          {metadata = @inq, id = 1 : i64, issue_token = true} : memref<256xi8>
+          {metadata = @inq, id = 1 : i64} : memref<256xi8>
       aiex.npu.dma_memcpy_nd(%%b[0, 0, 0, 0][1, 1, 1, 256][0, 0, 0, 1])
           {metadata = @outq, id = 0 : i64} : memref<256xi8>
       aiex.npu.dma_wait {symbol = @outq}

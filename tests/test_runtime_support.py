@@ -86,8 +86,7 @@ def standin_design(symbol: str = "add_one", order: tuple[str, str] = ("in", "out
     fifo = {"in": "inq", "out": "outq"}
     copies = "\n".join(
         f"      aiex.npu.dma_memcpy_nd(%{name}[0, 0, 0, 0][1, 1, 1, {N}][0, 0, 0, 1]) "
-        f"{{metadata = @{fifo[name]}, id = {int(name == 'in')} : i64"
-        f"{', issue_token = true' if name == 'in' else ''}}} : {ty}"
+        f"{{metadata = @{fifo[name]}, id = {int(name == 'in')} : i64}} : {ty}"
         for name in order
     )
     return f"""module {{
