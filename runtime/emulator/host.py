@@ -184,11 +184,13 @@ class ShimChannel(Task):
 
 
 class SequenceTask(Task):
-    """The `aie.runtime_sequence`: issues transfers in order and blocks at each dma_wait.
+    """The `aie.runtime_sequence`: issues transfers in order and blocks at each dma_wait until
+    it can take its channel's task-completion token.
 
     Issuing a transfer writes its buffer descriptor: reusing a BD id on a shim tile while the
     transfer that used it before is still moving data would overwrite that descriptor under
-    the running DMA, so it is a DmaError. The sequence moves on only at a dma_wait, so a
+    the running DMA, so it is a DmaError; so is a push onto a full task queue, and a wait the
+    token rule refuses (`tokens.wait_problem`). The sequence moves on only at a dma_wait, so a
     transfer found complete here was complete when the last wait returned.
     """
 
