@@ -44,8 +44,6 @@ def test_emulated_encoder_equals_golden(model: tuple[Path, Path, ModelBuild]) ->
     graph, constants = load_graph(built.directory)
     with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
         runner = encoder.runner
-        bound = {op: [id(b) for b in binding.slots.values()]
-                 for op, binding in runner.bindings.items()}
         for label, clip in es.test_clips(dims).items():
             pcm = window(clip, dims)
             ours = encoder.run(pcm)
@@ -61,10 +59,9 @@ def test_emulated_encoder_equals_golden(model: tuple[Path, Path, ModelBuild]) ->
         for name, member in member_of.items():  # every block runs block 0's kernels
             if name.startswith("b1."):
                 assert member == member_of["b0." + name[3:]], name
-        # each op's weights and per-layer values were bound once, at load, and reused
+        # each op's weights and per-layer values are bound (once, at load: the count of BOs
+        # that takes is checked through the fake pyxrt in test_encoder_xrt.py)
         assert set(runner.bindings) == {op.name for op in kernel_ops if op.fn != "mel"}
-        assert bound == {op: [id(b) for b in binding.slots.values()]
-                         for op, binding in runner.bindings.items()}
         kernels = {r.fn for r in encoder.report if r.kind == "kernel"}
         assert kernels == {"mel", "matmul", "layernorm", "mha"}  # GELU: in matmul's epilogue
 
