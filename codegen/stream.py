@@ -7,6 +7,9 @@ With runtime_params=1 (GELU, layernorm) the per-layer values come in a second in
 buffer: one shim MM2S transfer into @paramq (depth 1), acquired by the core once per invocation
 around its tile loop and passed to the core function as its last argument.
 
+With `cores` > 1 the tiles spread over several cores (codegen/wide.py, WideStream,
+mlir/common/stream_wide.mlir.j2); cores=1 renders this one-core design.
+
 The cost model (`workload`, codegen/cost.py): one core, the shim's channels straight to it (no
 mem tile); the core's scalar cycles are the kernel's own per-tile count of its core code
 (`core_cycles_per_tile`), an estimate read off the code, not a measurement.
@@ -28,6 +31,7 @@ from codegen.spec import (
     TilePlan,
     refuse_runtime_values,
 )
+from codegen.wide import WideStream
 from runtime.manifest import BufferSpec
 
 STACK_MARGIN = 1024  # bytes above the core function's own frame, for calls and spills
@@ -50,7 +54,7 @@ def stream_workload(spec: KernelSpec, in_bytes: int, out_bytes: int, params_byte
                         *notes))
 
 
-class StreamSpec(KernelSpec):
+class StreamSpec(WideStream, KernelSpec):
     """A one-core int8 stream; subclasses give the tile sizes, tables and the frame size."""
 
     in_name: str = "x"
@@ -107,10 +111,31 @@ class StreamSpec(KernelSpec):
         """Per invocation: the tiles' bytes on each channel, the params buffer's with
         runtime_params=1 (the core code's work is the same in both modes: only where the
         values are read from differs), and the core's cycles."""
+        if self.cores > 1:
+            return self.wide_workload(self.name, self.device)
         return stream_workload(self, self.n_tiles * self.in_tile_bytes,
                                self.n_tiles * self.out_tile_bytes,
                                self.params_bytes if self.runtime else 0,
                                self.n_tiles * self.core_cycles_per_tile())
+
+    @property
+    def wide_in_tile(self) -> int:
+        return self.in_tile_bytes
+
+    @property
+    def wide_out_tile(self) -> int:
+        return self.out_tile_bytes
+
+    @property
+    def in_len(self) -> int:
+        return self.n_tiles * self.in_tile_bytes
+
+    @property
+    def out_len(self) -> int:
+        return self.n_tiles * self.out_tile_bytes
+
+    def wide_cycles_per_tile(self) -> int:
+        return self.core_cycles_per_tile()
 
     def refuse_values(self) -> None:
         """With runtime_params=1 a value parameter set away from its default is refused."""
@@ -154,15 +179,16 @@ class StreamSpec(KernelSpec):
 
     def memory_plan(self) -> list[TilePlan]:
         depth = self.params["fifo_depth"]
-        return [
-            TilePlan((0, 2), CORE_MEMORY, [
-                MemoryItem("inq buffers", self.in_tile_bytes, depth),
-                MemoryItem("outq buffers", self.out_tile_bytes, depth),
-                *([MemoryItem("paramq buffer", self.params_bytes)] if self.runtime else []),
-                *self.tables(),
-                MemoryItem("stack", self.stack_size, kind="stack"),
-            ])
+        items = [
+            MemoryItem("inq buffers", self.in_tile_bytes, depth),
+            MemoryItem("outq buffers", self.out_tile_bytes, depth),
+            *([MemoryItem("paramq buffer", self.params_bytes)] if self.runtime else []),
+            *self.tables(),
+            MemoryItem("stack", self.stack_size, kind="stack"),
         ]
+        if self.cores > 1:
+            return self.wide_memory_plan(items)
+        return [TilePlan((0, 2), CORE_MEMORY, items)]
 
     def render_context(self) -> dict[str, Any]:
         return {
@@ -177,12 +203,13 @@ class StreamSpec(KernelSpec):
             "in_tile": self.in_tile_bytes,
             "out_tile": self.out_tile_bytes,
             "n_tiles": self.n_tiles,
-            "in_len": self.n_tiles * self.in_tile_bytes,
-            "out_len": self.n_tiles * self.out_tile_bytes,
+            "in_len": self.in_len,
+            "out_len": self.out_len,
             "stack_size": self.stack_size,
             "runtime_params": int(self.runtime),
             "params_name": self.params_name,
             "params_type": {"int8": "i8", "int32": "i32"}[self.params_dtype],
             "params_len": self.params_len,
+            **(self.wide_context() if self.cores > 1 else {"stream_base": "common/stream.mlir.j2"}),
             **self.extra_context(),
         }

@@ -16,6 +16,7 @@ from codegen.pipeline import build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import KernelSpec, SpecError
 from codegen.stream import StreamSpec
+from runtime.emulator.model import Design
 from runtime.kernel import NpuKernel
 
 
@@ -79,6 +80,14 @@ def test_matmul_shim_bytes_are_what_its_design_moves(params: dict[str, str]) -> 
     """The workload's bytes per shim channel, recounted from the rendered design's transfers."""
     spec = spec_from_params("matmul", params)
     design = read_design(render(spec).files[DESIGN_NAME])
+    w = spec.workload()
+    assert w.shim_bytes == design_shim_bytes(design)
+    assert w.bds == sum(1 for t in design.sequence if hasattr(t, "length"))
+    assert w.total_macs == spec.M * spec.K * spec.N
+
+
+def design_shim_bytes(design: Design) -> dict[str, int]:
+    """Bytes per shim channel of one run, recounted from a rendered design's transfers."""
     moved: Counter[str] = Counter()
     for t in design.sequence:
         if hasattr(t, "length"):
@@ -87,10 +96,7 @@ def test_matmul_shim_bytes_are_what_its_design_moves(params: dict[str, str]) -> 
                 c for c in fifo.consumers if c.kind == "shim")
             moved[f"shim({shim.col}) {'MM2S' if t.to_fifo else 'S2MM'} @{t.fifo}"] += (
                 t.length * fifo.dtype.itemsize)
-    w = spec.workload()
-    assert w.shim_bytes == dict(moved)
-    assert w.bds == sum(1 for t in design.sequence if hasattr(t, "length"))
-    assert w.total_macs == spec.M * spec.K * spec.N
+    return dict(moved)
 
 
 def test_cost_report_prints_projections_and_sources() -> None:

@@ -39,6 +39,7 @@ from codegen.spec import (
     scale_param,
 )
 from codegen.stream import StreamSpec
+from codegen.wide import cores_param
 
 WORD = 4  # the shim DMA moves 32-bit words: int8 lengths are multiples of 4 (NPU_FACTS 2)
 MIN_TILE = 256  # bytes: below this, per-tile FIFO and DMA handshakes dominate the call
@@ -86,7 +87,9 @@ class GeluSpec(StreamSpec):
         fifo_depth_param(),
         device_param(),
         runtime_params_param(),
+        cores_param(),
     )
+    tile_param = "max_tile"
     VALUE_PARAMS = ("in_scale", "out_scale")
     params_name = "t"
 
@@ -142,6 +145,7 @@ class GeluSpec(StreamSpec):
                 f"max_tile {self.max_tile} is {self.tile} bytes, {self.n_tiles:,} tiles a call "
                 f"(below {step} bytes each the handshakes dominate); pad the data to a "
                 f"length that tiles, e.g. {below:,} or {above:,} (multiples of {step})")
+        self.check_cores()
         self.check_memory()
 
     def table(self) -> np.ndarray:

@@ -39,6 +39,7 @@ from codegen.spec import (
     scale_param,
 )
 from codegen.stream import StreamSpec
+from codegen.wide import cores_param
 
 SQRT_SHIFT = 11
 GAMMA_BITS = 12
@@ -94,7 +95,9 @@ class LayerNormSpec(StreamSpec):
         fifo_depth_param(),
         device_param(),
         runtime_params_param(),
+        cores_param(),
     )
+    tile_param = "tile_rows"
     VALUE_PARAMS = ("in_scale", "out_scale", "gamma", "beta", "eps")
 
     @property
@@ -137,6 +140,7 @@ class LayerNormSpec(StreamSpec):
         if not self.runtime:
             gamma, beta = self.affine()
             _check_values(self.d, self.in_scale, self.out_scale, gamma, beta, self.eps)
+        self.check_cores()
         self.check_memory()
 
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
