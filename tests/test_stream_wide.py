@@ -1,4 +1,4 @@
-"""`cores` > 1 for the stream kernels: an invocation's tiles spread over columns, then rows.
+"""`cores` > 1 for gelu, layernorm and mel: an invocation's tiles over columns, then rows.
 
 Emulated builds over 2..16 cores equal the golden model and the one-core build on the same
 inputs, bit for bit (runtime_params 0 and 1); refusals are one line; rendered designs pass the
@@ -8,12 +8,14 @@ static checks on several devices; the workload's bytes are what the emulator mov
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from codegen.checks import check_design, read_design
 from codegen.kernels import spec_from_params
+from codegen.kernels.mel import MelSpec
 from codegen.pipeline import BuildResult, build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
@@ -26,15 +28,18 @@ from tests.test_cost import design_shim_bytes
 SHAPES: dict[str, dict[str, str]] = {
     "gelu": {"length": "4096", "max_tile": "256"},  # 16 tiles
     "layernorm": {"rows": "16", "d": "64", "tile_rows": "1"},  # 16 tiles, a row each
+    "mel": {"frames": "32", "tile_frames": "2"},  # 16 tiles of overlapping frames
 }
 # (cores, device): one column of 2 rows (mem tile), 4 columns, 4 x 2, the whole npu1 array
 WIDE = [(2, "npu1_1col"), (4, "npu1"), (8, "npu1"), (16, "npu1")]
 
 
-def wide_spec(kernel: str, rt: int, cores: int = 1, device: str = "npu1_1col") -> StreamSpec:
-    spec = spec_from_params(kernel, {**SHAPES[kernel], "runtime_params": str(rt),
-                                     "cores": str(cores), "device": device})
-    assert isinstance(spec, StreamSpec)
+def wide_spec(kernel: str, rt: int, cores: int = 1, device: str = "npu1_1col") -> Any:
+    """A StreamSpec (gelu, layernorm) or the MelSpec (no runtime_params) of SHAPES."""
+    rt_param = {"runtime_params": str(rt)} if kernel != "mel" else {}
+    spec = spec_from_params(kernel, {**SHAPES[kernel], **rt_param, "cores": str(cores),
+                                     "device": device})
+    assert isinstance(spec, StreamSpec | MelSpec)
     return spec
 
 
@@ -45,18 +50,20 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def one_core(root: Path) -> dict[tuple[str, int], BuildResult]:
-    return {(k, rt): build(wide_spec(k, rt), root, target="emu") for k in SHAPES for rt in (0, 1)}
+    return {(k, rt): build(wide_spec(k, rt), root, target="emu") for k, rt in KERNEL_RT}
 
 
-def _cases(spec: StreamSpec) -> list[list[np.ndarray]]:
+def _cases(spec: Any) -> list[list[np.ndarray]]:
     """Two seeds (with runtime_params=1 two value sets through one build) and the edge inputs."""
     return [spec.random_inputs(0), spec.random_inputs(1),
             *(inputs for _, inputs in spec.edge_inputs())]
 
 
-@pytest.mark.parametrize("rt", [0, 1])
+KERNEL_RT = [("gelu", 0), ("gelu", 1), ("layernorm", 0), ("layernorm", 1), ("mel", 0)]
+
+
 @pytest.mark.parametrize(("cores", "device"), WIDE)
-@pytest.mark.parametrize("kernel", sorted(SHAPES))
+@pytest.mark.parametrize(("kernel", "rt"), KERNEL_RT)
 def test_wide_build_equals_golden_and_the_one_core_build(
         kernel: str, cores: int, device: str, rt: int, root: Path,
         one_core: dict[tuple[str, int], BuildResult]) -> None:
@@ -82,17 +89,17 @@ def test_wide_build_equals_golden_and_the_one_core_build(
     (6, "npu1_3col", (3, 2)), (4, "npu1", (4, 1)), (12, "npu1", (4, 3)), (16, "npu1", (4, 4)),
     (8, "npu2", (8, 1)), (16, "npu2", (8, 2)), (32, "npu2", (8, 4)),
 ])
-@pytest.mark.parametrize("rt", [0, 1])
-@pytest.mark.parametrize("kernel", ["gelu", "layernorm"])
+@pytest.mark.parametrize(("kernel", "rt"), KERNEL_RT)
 def test_rendered_designs_pass_the_static_checks(kernel: str, rt: int, cores: int, device: str,
                                                  layout: tuple[int, int]) -> None:
     """Columns first, then rows; the checks (channels, BDs, routes, memory plan per core and
     mem tile, every element moved) pass on the rendered design."""
     params = {"gelu": {"length": str(96 * 256), "max_tile": "256"},  # 96 tiles
-              "layernorm": {"rows": "96", "d": "64", "tile_rows": "1"}}[kernel]
-    spec = spec_from_params(kernel, {**params, "runtime_params": str(rt), "cores": str(cores),
-                                     "device": device})
-    assert isinstance(spec, StreamSpec) and spec.layout == layout
+              "layernorm": {"rows": "96", "d": "64", "tile_rows": "1"},
+              "mel": {"frames": "96", "tile_frames": "1"}}[kernel]
+    rt_param = {"runtime_params": str(rt)} if kernel != "mel" else {}
+    spec = spec_from_params(kernel, {**params, **rt_param, "cores": str(cores), "device": device})
+    assert spec.layout == layout
     text = render(spec).files[DESIGN_NAME]
     passed = check_design(spec, text)
     assert f"{cores} core(s) run forever" in passed
@@ -118,6 +125,8 @@ def test_grid_is_columns_first() -> None:
      r"^cores 3: the 16 tile\(s\) .* use cores 1, 2, 4, 8, 16 or a tile_rows that makes"),
     ("gelu", {"length": "1024", "max_tile": "256", "cores": "8", "device": "npu1"},
      r"^cores 8: the 4 tile\(s\) .* use cores 1, 2, 4 or a max_tile that makes"),
+    ("mel", {"frames": "30", "tile_frames": "2", "cores": "4", "device": "npu1"},
+     r"^cores 4: the 15 tile\(s\) .* use cores 1, 3 or a tile_frames that makes"),
     ("gelu", {"length": "1024", "max_tile": "256", "cores": "2", "device": "npu1_1col",
               "fifo_depth": "1"}, None),
 ])
@@ -140,12 +149,11 @@ def _emulated_bytes(design: Design) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("rt", [0, 1])
-@pytest.mark.parametrize(("kernel", "cores", "device"), [
-    ("gelu", 2, "npu1_1col"), ("gelu", 8, "npu1"), ("layernorm", 4, "npu1"),
-    ("layernorm", 16, "npu1"),
+@pytest.mark.parametrize(("kernel", "rt", "cores", "device"), [
+    ("gelu", 0, 2, "npu1_1col"), ("gelu", 1, 8, "npu1"), ("layernorm", 1, 4, "npu1"),
+    ("layernorm", 0, 16, "npu1"), ("layernorm", 1, 16, "npu1"), ("mel", 0, 8, "npu1"),
 ])
-def test_workload_is_what_the_emulator_moves(kernel: str, cores: int, device: str, rt: int,
+def test_workload_is_what_the_emulator_moves(kernel: str, rt: int, cores: int, device: str,
                                              root: Path) -> None:
     """Shim bytes per channel as the design's transfers and the emulator's channels count them,
     the transfers issued, per-core cycles = that core's calls x the per-tile count, and every
@@ -162,13 +170,13 @@ def test_workload_is_what_the_emulator_moves(kernel: str, cores: int, device: st
     assert w.shim_bytes == emulated == design_shim_bytes(read_design(
         render(spec).files[DESIGN_NAME]))
     assert w.bds == transfers == spec.columns * (2 + rt)
-    assert w.scalar_cycles == {c: n * spec.core_cycles_per_tile() for c, n in calls.items()}
+    assert w.scalar_cycles == {c: n * spec.wide_cycles_per_tile() for c, n in calls.items()}
     assert w.cores == cores and set(calls.values()) == {16 // cores}
-    tiles = spec.n_tiles * spec.in_tile_bytes
+    tiles = spec.n_tiles * spec.wide_in_tile * np.dtype(spec.in_dtype).itemsize
     assert sum(v for key, v in w.core_bytes.items() if "@inq" in key) == tiles
     assert sum(v for key, v in w.mem_tile_bytes.items() if "S2MM @inq" in key) == (
         tiles if spec.core_rows > 1 else 0)
     params = sum(v for key, v in w.core_bytes.items() if "@paramq" in key)
-    assert params == rt * cores * spec.params_bytes
+    assert params == rt * cores * spec.wide_params_bytes
     one = wide_spec(kernel, rt).workload()
     assert sum(one.scalar_cycles.values()) == sum(w.scalar_cycles.values())

@@ -55,6 +55,7 @@ from codegen.spec import (
     round_half_away,
 )
 from codegen.stream import stream_workload
+from codegen.wide import WideStream, cores_param
 from runtime.errors import NpukitError
 from runtime.manifest import BufferSpec
 
@@ -154,8 +155,9 @@ def log10_2() -> int:
 
 
 # -- the spec -----------------------------------------------------------------------------
-class MelSpec(KernelSpec):
-    """`frames` Whisper log-mel frames per invocation, `tile_frames` per core call."""
+class MelSpec(WideStream, KernelSpec):
+    """`frames` Whisper log-mel frames per invocation, `tile_frames` per core call; with
+    `cores` > 1 column c's framing DMA reads its own frames' overlapping rows (codegen/wide.py)."""
 
     name = "mel"
     summary = "Whisper log-mel front end: int16 PCM -> Q11 log10-mel codes, DFT in fixed point"
@@ -170,7 +172,11 @@ class MelSpec(KernelSpec):
         Param("n_mels", int, 80, "mel bins (80; 128 for large-v3)", choices=(80, 128)),
         fifo_depth_param(),
         device_param(),
+        cores_param(),
     )
+    in_name, out_name, in_dtype, out_dtype = "pcm", "mel", "int16", "int16"
+    tile_param = "tile_frames"
+    runtime = False
 
     # -- derived sizes -----------------------------------------------------------------
     @property
@@ -193,8 +199,35 @@ class MelSpec(KernelSpec):
     @property
     def dma_rows(self) -> int:
         """Frames per DMA block: the largest divisor of `frames` within the d1 wrap."""
-        return max(r for r in range(1, min(self.frames, MAX_DMA_WRAP) + 1)
-                   if self.frames % r == 0)
+        return _dma_rows(self.frames)
+
+    @property
+    def wide_in_tile(self) -> int:
+        return self.in_tile
+
+    @property
+    def wide_out_tile(self) -> int:
+        return self.out_tile
+
+    @property
+    def in_len(self) -> int:
+        return self.pcm_len
+
+    @property
+    def out_len(self) -> int:
+        return self.frames * self.n_mels
+
+    def wide_cycles_per_tile(self) -> int:
+        return self.tile_frames * self.core_cycles_per_frame()
+
+    def column_input(self, column: int) -> dict[str, Any]:
+        """Column `column`'s frames, its part of them, as overlapping rows of the PCM."""
+        frames = self.frames // self.columns
+        rows = _dma_rows(frames)
+        return {"arg": "pcm", "fifo": f"inq{column}", "id": 1, "token": True,
+                "offsets": [0, 0, 0, column * frames * HOP],
+                "sizes": [1, frames // rows, rows, N_FFT], "strides": [0, rows * HOP, HOP, 1],
+                "elems": self.pcm_len, "type": "i16", "dtype": "int16"}
 
     @property
     def stack_size(self) -> int:
@@ -232,6 +265,9 @@ class MelSpec(KernelSpec):
     def workload(self) -> Workload:
         """Per invocation: each frame's 400 samples read by the framing DMA (overlapping rows:
         2.5x the PCM), the codes written back, the core's cycles."""
+        if self.cores > 1:
+            return self.wide_workload(self.name, self.device, notes=(
+                "the DFT is direct (201 bins x 199 sample pairs a frame) on each core",))
         return stream_workload(
             self, self.frames * N_FFT * 2, self.frames * self.n_mels * 2, 0,
             self.frames * self.core_cycles_per_frame(),
@@ -244,6 +280,7 @@ class MelSpec(KernelSpec):
         if worst.bit_length() + POWER_BITS > 63:
             raise SpecError(f"mel weights sum to {worst} in Q{WEIGHT_BITS}: the int64 mel "
                             f"accumulator overflows for powers up to 2^{POWER_BITS}")
+        self.check_cores()
         self.check_memory()
 
     def buffers(self) -> list[BufferSpec]:
@@ -264,12 +301,15 @@ class MelSpec(KernelSpec):
 
     def memory_plan(self) -> list[TilePlan]:
         depth = self.fifo_depth
-        return [TilePlan((0, 2), CORE_MEMORY, [
+        items = [
             MemoryItem("frames buffers", 2 * self.in_tile, depth),
             MemoryItem("mels buffers", 2 * self.out_tile, depth),
             *self.core_data(),
             MemoryItem("stack", self.stack_size, kind="stack"),
-        ])]
+        ]
+        if self.cores > 1:
+            return self.wide_memory_plan(items)
+        return [TilePlan((0, 2), CORE_MEMORY, items)]
 
     def render_context(self) -> dict[str, Any]:
         first, count, offset, weights = self.sparse_filters()
@@ -311,6 +351,7 @@ class MelSpec(KernelSpec):
             "mel_offset": offset,
             "mel_weights": weights,
             "log2_table": [int(v) for v in log2_table()],
+            **(self.wide_context() if self.cores > 1 else {"stream_base": "common/stream.mlir.j2"}),
         }
 
     # -- data ------------------------------------------------------------------------------
@@ -381,6 +422,11 @@ class MelSpec(KernelSpec):
         mel = power @ slaney_filters(self.n_mels).T
         logs = np.log10(np.maximum(mel, 1e-10))
         return [round_half_away(logs * (1 << CODE_FRAC_BITS)).astype(np.int16)]
+
+
+def _dma_rows(frames: int) -> int:
+    """Frames per DMA block: the largest divisor of `frames` within the d1 wrap."""
+    return max(r for r in range(1, min(frames, MAX_DMA_WRAP) + 1) if frames % r == 0)
 
 
 def _exact_dot(x: np.ndarray, c: np.ndarray) -> np.ndarray:
