@@ -85,11 +85,31 @@ class WideStream:
     in_dtype: str = "int8"
     out_dtype: str = "int8"
     params_dtype: str = "int8"
+    PARAMS: Any
     #: the parameter that sets the tile size, named when the tiles do not split evenly
-    tile_param: str = "tile size"
+    tile_param: str
 
     def wide_cycles_per_tile(self) -> int:
         raise NotImplementedError
+
+    def tile_units(self) -> tuple[str, int, int]:
+        """(what, units, step): the invocation's indivisible units (rows, frames, words), how
+        many, and the `tile_param` value of one unit; a tile is a whole number of units."""
+        raise NotImplementedError
+
+    def tile_hint(self) -> str:
+        """The `tile_param` value nearest the current one that splits over the cores, or why
+        none does."""
+        what, units, step = self.tile_units()
+        if units % self.cores:
+            return (f"split the invocation otherwise (its {units:,} {what} are not a multiple of "
+                    f"{self.cores}: no {self.tile_param} splits them)")
+        limit = next(p.maximum for p in self.PARAMS if p.name == self.tile_param)
+        current = self.params[self.tile_param] / step
+        per_core = units // self.cores
+        fits = [d for d in range(1, per_core + 1) if per_core % d == 0 and d * step <= limit]
+        best = min(fits, key=lambda d: (abs(d - current), -d))
+        return f"{self.tile_param} {best * step} ({units // best:,} tiles)"
 
     @property
     def cores(self) -> int:
@@ -132,8 +152,7 @@ class WideStream:
             valid = [k for k in device_cores(self.params["device"]) if self.n_tiles % k == 0]
             raise SpecError(f"cores {self.cores}: the {self.n_tiles} tile(s) of an invocation do "
                             f"not split evenly over {self.cores} cores; use cores "
-                            f"{', '.join(map(str, valid))} or a {self.tile_param} that makes the "
-                            f"tile count a multiple of {self.cores}")
+                            f"{', '.join(map(str, valid))}, or {self.tile_hint()}")
         for t in self.wide_transfers():
             if "wait" in t:
                 continue

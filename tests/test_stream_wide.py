@@ -122,11 +122,17 @@ def test_grid_is_columns_first() -> None:
      r"^cores 5 do not fit device npu1 \(4 column\(s\) of 4 cores, columns first\); use cores "
      r"1, 2, 3, 4, 6, 8, 9, 12, 16$"),
     ("layernorm", {"rows": "16", "d": "64", "tile_rows": "1", "cores": "3", "device": "npu1"},
-     r"^cores 3: the 16 tile\(s\) .* use cores 1, 2, 4, 8, 16 or a tile_rows that makes"),
+     r"^cores 3: the 16 tile\(s\) .* use cores 1, 2, 4, 8, 16, or split the invocation "
+     r"otherwise \(its 16 rows are not a multiple of 3: no tile_rows splits them\)$"),
     ("gelu", {"length": "1024", "max_tile": "256", "cores": "8", "device": "npu1"},
-     r"^cores 8: the 4 tile\(s\) .* use cores 1, 2, 4 or a max_tile that makes"),
-    ("mel", {"frames": "30", "tile_frames": "2", "cores": "4", "device": "npu1"},
-     r"^cores 4: the 15 tile\(s\) .* use cores 1, 3 or a tile_frames that makes"),
+     r"^cores 8: the 4 tile\(s\) .* use cores 1, 2, 4, or max_tile 128 \(8 tiles\)$"),
+    ("layernorm", {"rows": "1500", "d": "64", "tile_rows": "4", "cores": "12",
+                   "device": "npu1"},
+     r"^cores 12: the 375 tile\(s\) .* use cores 1, 3, or tile_rows 5 \(300 tiles\)$"),
+    ("mel", {"frames": "32", "tile_frames": "2", "cores": "32", "device": "npu1"},
+     r"^cores 32 do not fit device npu1 .*; use cores 1, 2, 3, 4, 6, 8, 9, 12, 16$"),
+    ("mel", {"frames": "32", "tile_frames": "8", "cores": "8", "device": "npu1"},
+     r"^cores 8: the 4 tile\(s\) .* use cores 1, 2, 4, or tile_frames 4 \(8 tiles\)$"),
     ("gelu", {"length": "1024", "max_tile": "256", "cores": "2", "device": "npu1_1col",
               "fifo_depth": "1"}, None),
 ])

@@ -135,6 +135,9 @@ class GeluSpec(StreamSpec):
     def core_cycles_per_tile(self) -> int:
         return self.tile * OPS_PER_ELEMENT
 
+    def tile_units(self) -> tuple[str, int, int]:
+        return "32-bit words", self.length // WORD, WORD
+
     def validate(self) -> None:
         self.refuse_values()
         step = min(MIN_TILE, self.max_tile - self.max_tile % WORD)

@@ -133,6 +133,9 @@ class LayerNormSpec(StreamSpec):
     def core_cycles_per_tile(self) -> int:
         return self.tile_rows * (self.d * (STATS_OPS + NORM_OPS) + ROW_OPS)
 
+    def tile_units(self) -> tuple[str, int, int]:
+        return "rows", self.rows, 1
+
     def validate(self) -> None:
         if self.rows % self.tile_rows:
             raise SpecError(f"tile_rows {self.tile_rows} does not divide rows {self.rows}")

@@ -273,6 +273,9 @@ class MelSpec(WideStream, KernelSpec):
             self.frames * self.core_cycles_per_frame(),
             notes=("the DFT is direct (201 bins x 199 sample pairs a frame) on one core",))
 
+    def tile_units(self) -> tuple[str, int, int]:
+        return "frames", self.frames, 1
+
     def validate(self) -> None:
         if self.frames % self.tile_frames:
             raise SpecError(f"tile_frames {self.tile_frames} does not divide frames {self.frames}")
