@@ -240,3 +240,17 @@ MUTANTS += [
            "MAX_GROUP = (SHIM_BDS - 1) // 2", ("tests/test_emulated.py", "-k", "whole_array"),
            "matmul issues at most 4 row blocks per column before its waits (the task queue)"),
 ]
+
+MUTANTS += [
+    # -- stream kernels over several cores (codegen/wide.py) -----------------------------------
+    Mutant("wide-join-order", "numerics", "mlir/common/stream_wide.mlir.j2",
+           "[[% for r in range(core_rows) %]{{ r * out_tile }}",
+           "[[% for r in range(core_rows) %]{{ (core_rows - 1 - r) * out_tile }}",
+           ("tests/test_stream_wide.py", "-k", "equals_golden and gelu-0-2-npu1_1col"),
+           "a column's mem tile joins its cores' outputs back in tile order"),
+    Mutant("wide-column-output", "numerics", "codegen/wide.py",
+           'steps.append(linear(self.out_name, f"outq{c}", 0, c * out,',
+           'steps.append(linear(self.out_name, f"outq{c}", 0, 0,',
+           ("tests/test_stream_wide.py", "-k", "static_checks and gelu-0-4-npu1"),
+           "column c's shim writes part c of the output"),
+]
