@@ -224,7 +224,7 @@ class MelSpec(WideStream, KernelSpec):
         """Column `column`'s frames, its part of them, as overlapping rows of the PCM."""
         frames = self.frames // self.columns
         rows = _dma_rows(frames)
-        return {"arg": "pcm", "fifo": f"inq{column}", "id": 1, "token": True,
+        return {"arg": "pcm", "fifo": f"inq{column}", "id": 1, "token": False,
                 "offsets": [0, 0, 0, column * frames * HOP],
                 "sizes": [1, frames // rows, rows, N_FFT], "strides": [0, rows * HOP, HOP, 1],
                 "elems": self.pcm_len, "type": "i16", "dtype": "int16"}
