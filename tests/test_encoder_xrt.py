@@ -7,7 +7,6 @@ golden encoder bit for bit, as the emulated run does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +20,6 @@ from codegen.models.whisper import window
 from runtime.context import read_context
 from runtime.encoder import NpuWhisperEncoder
 from tests import encoder_support as es
-from tests.conftest import FAKES
 from tests.whisper_checkpoints import write_checkpoint
 
 pytest.importorskip("whisper")
@@ -38,15 +36,8 @@ def hw_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         mp.delenv("PEANO_INSTALL_DIR", raising=False)
         first = build_encoder(ckpt, root, clips=clips, name="tiny", target="auto")
     assert read_context(first.directory / "contexts" / "context0")["emulation_only"]
-    mlir_aie = root / "mlir_aie"  # the aie_api headers the vector matmuls' Peano build needs
-    (mlir_aie / "include" / "aie_api").mkdir(parents=True)
-    (mlir_aie / "include" / "aie_api" / "aie.hpp").write_text("// stand-in\n")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLIR_AIE_INSTALL_DIR", str(mlir_aie))
-        mp.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
-        mp.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
-        mp.setenv("FAKE_AIECC_LOG", str(root / "aiecc.log"))
-        mp.delenv("FAKE_AIECC_FAIL", raising=False)
+        es.fake_npu_toolchain(mp, root)
         built = build_encoder(ckpt, root, clips=clips, name="tiny", target="auto")
     assert not built.up_to_date  # the toolchain appeared: not the emulation-only model
     return ckpt, built.directory
