@@ -85,3 +85,15 @@ def test_the_scheme_reaches_aiecc_and_the_manifest(tmp_path: Path, fake_toolchai
     assert load_manifest(result.artifact_dir).alloc_scheme == "basic-sequential"
     calls = [json.loads(line)["argv"] for line in fake_toolchain.read_text().splitlines()]
     assert "--alloc-scheme=basic-sequential" in calls[-1]
+
+
+def test_the_fake_aiecc_sizes_banks_by_the_tile_holding_the_fifo(tmp_path: Path,
+                                                                 fake_toolchain: Path) -> None:
+    """A mem tile's banks are 64 KiB (512 KiB in 8): a 25 KiB element staged there builds
+    bank-aware, as mlir-aie's allocator places it; the cores' elements stay within 16 KiB."""
+    spec = spec_from_params("mel", {"frames": "128", "tile_frames": "8", "cores": "16",
+                                    "device": "npu1"})
+    assert max(i.bytes_each for p in spec.memory_plan() if p.tile[1] == 1
+               for i in p.items) > 16 * KIB
+    result = build(spec, tmp_path, target="hw")
+    assert load_manifest(result.artifact_dir).alloc_scheme == "bank-aware"

@@ -111,18 +111,28 @@ def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, An
                     "in multiples of 4 and fit a core's 64 KiB)")
 
 
+CORE_COUNTS = (16, 12, 8, 6, 4, 3, 2, 1)  # a stream kernel's `cores`, most first
+
+
+def widest(cls: type, base: dict[str, Any], tile: str, tiles: Sequence[int]) -> dict[str, Any]:
+    """The stream kernel variant on the most cores (then the largest `tile`) that builds:
+    its rows (frames) must split evenly over the cores' tiles."""
+    for cores in CORE_COUNTS:
+        for size in sorted(tiles, reverse=True):
+            params = {**base, tile: size, "cores": cores}
+            try:
+                cls(params)
+            except SpecError:
+                continue
+            return params
+    raise PlanError(f"no {cls.name} variant fits {base}")
+
+
 def layernorm_params(rows: int, d: int, fixed: dict[str, Any]) -> dict[str, Any]:
     from codegen.kernels.layernorm import LayerNormSpec
 
-    for tile_rows in sorted(_divisors(rows, 1, 64), reverse=True):
-        params = {"rows": rows, "d": d, "tile_rows": tile_rows, "device": STREAM_DEVICE,
-                  **fixed}
-        try:
-            LayerNormSpec(params)
-        except SpecError:
-            continue
-        return params
-    raise PlanError(f"no layernorm variant fits {rows} rows of {d}")
+    return widest(LayerNormSpec, {"rows": rows, "d": d, "device": STREAM_DEVICE, **fixed},
+                  "tile_rows", _divisors(rows, 1, 64))
 
 
 class _Planner:
@@ -297,13 +307,15 @@ class _Planner:
         from codegen.kernels.mel import MelSpec
 
         d = self.dims
-        mel = MelSpec({"frames": d.n_frames, "n_mels": d.n_mels, "device": STREAM_DEVICE})
+        mel_params = widest(MelSpec, {"frames": d.n_frames, "n_mels": d.n_mels,
+                                      "device": STREAM_DEVICE}, "tile_frames",
+                            _divisors(d.n_frames, 1, 32))
+        mel = MelSpec(mel_params)
         self.tensor("pcm", "int16", (d.n_samples,), None)
         self.tensor("pcm_padded", "int16", (mel.pcm_len,), None)
         self.tensor("mel_codes", "int16", (d.n_frames, d.n_mels), None)
         self.host("mel_pad", "mel_pad", ["pcm"], ["pcm_padded"])
-        self.kernel("mel", "mel", ["pcm_padded"], ["mel_codes"],
-                    {"frames": d.n_frames, "n_mels": d.n_mels, "device": STREAM_DEVICE})
+        self.kernel("mel", "mel", ["pcm_padded"], ["mel_codes"], mel_params)
         self.act("mel", (d.n_frames, d.n_mels))
         self.host("mel_normalise", "mel_normalise", ["mel_codes"], ["mel"],
                   scale=self.scale("mel"))
