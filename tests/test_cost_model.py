@@ -16,7 +16,7 @@ from rich.console import Console
 from codegen.cli import model_cost_report
 from codegen.cost import DEVICES, PDI_SWITCH
 from codegen.kernels import layernorm
-from codegen.models.cost import ModelCostError, model_cost
+from codegen.models.cost import BUILT, ModelCostError, model_cost
 from runtime.errors import NpukitError
 from tests import encoder_support as es
 from tests.test_cli import invoke
@@ -53,14 +53,26 @@ def test_every_op_is_projected_and_the_window_adds_up(model: Path) -> None:
             sum(cost.seconds(path, ops) for ops in cost.groups().values()))
     assert list(cost.groups()) == ["front end", "block 0", "block 1", "final"]
     assert cost.window("vector", False) < cost.window("scalar", False)
-    # a layernorm op: its rows x (d x per-element ops + per-row ops) at the clock, + dispatch
+    # a layernorm op: each core's rows x (d x per-element ops + per-row ops) at the clock, +
+    # dispatch (the rows split evenly over its cores)
     ln = next(o for o in cost.ops if o.name == "b0.ln1")
     op = next(op for op in kernels if op["name"] == "b0.ln1")
-    rows, d = op["params"]["rows"], op["params"]["d"]
+    rows, d = op["params"]["rows"] // op["params"].get("cores", 1), op["params"]["d"]
     npu1 = DEVICES["npu1"]
     cycles = rows * (d * (layernorm.STATS_OPS + layernorm.NORM_OPS) + layernorm.ROW_OPS)
     assert ln.seconds("scalar") == pytest.approx(cycles / npu1.clock_hz.value
                                                  + npu1.dispatch_s.value)
+
+
+def test_as_built_takes_each_op_on_its_own_path(model: Path) -> None:
+    """The matmuls are built on the vector path, mha's core is scalar code: "as built" sums
+    each op's projection on its own path, between the all-scalar and all-vector totals."""
+    cost = model_cost(model)
+    built = {o.fn: o.built for o in cost.kernel_ops}
+    assert built["matmul"] == "vector" and built["mha"] == "scalar"
+    for o in cost.kernel_ops:
+        assert o.seconds(BUILT) == o.projections[o.built].seconds
+    assert cost.seconds("vector") < cost.seconds(BUILT) < cost.seconds("scalar")
 
 
 def test_cost_model_report_prints_per_op_rows_and_the_window(model: Path, tmp_path: Path

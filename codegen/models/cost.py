@@ -21,6 +21,9 @@ from codegen.kernels import spec_from_params
 from codegen.spec import KernelSpec, SpecError
 from runtime.errors import ArtifactError, NpukitError
 
+#: the pseudo-path of OpCost.seconds: each op on the path its variant is built with
+BUILT = "built"
+
 FRONT, FINAL = "front end", "final"
 SHAPES = {  # how each kernel's shape is shown, from its parameters
     "matmul": "{M}x{K}x{N}",
@@ -50,9 +53,11 @@ class OpCost:
     projections: dict[str, Projection]  # path -> projection; empty when there is none
     missing: str = ""  # why a kernel op has no projection
     note: str = ""  # how its projection was made, where that differs from the rule
+    built: str = "scalar"  # the path its core code has: a kernel's `path`, else scalar
 
     def seconds(self, path: str) -> float:
-        p = self.projections.get(path)
+        """Projected seconds on `path`, or on the path the variant is built with ("built")."""
+        p = self.projections.get(self.built if path == BUILT else path)
         return p.seconds if p else 0.0
 
 
@@ -182,8 +187,11 @@ def _kernel_op(directory: Path, op: dict[str, Any], group: str, variant: str) ->
         projections, note = _projections(spec, op["fn"], params, directory)
     except SpecError as e:  # a kernel without workload(): shown, left out of the totals
         return OpCost(op["name"], "kernel", op["fn"], group, shape, variant, {}, str(e))
+    # the MAC rate a variant's own core code runs at: a `path` parameter names it (matmul);
+    # the others' code is scalar (mha's vector projection is its MACs at the vector rate)
+    built = str(spec.params.get("path", "scalar"))
     return OpCost(op["name"], "kernel", op["fn"], group, shape, variant, projections,
-                  note=note)
+                  note=note, built=built)
 
 
 def _projections(spec: KernelSpec, fn: str, params: dict[str, Any], directory: Path
