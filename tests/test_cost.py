@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -12,10 +14,11 @@ from codegen.checks import read_design
 from codegen.cli import cost_report
 from codegen.cost import DEVICES, PATHS, Workload, device_family, project
 from codegen.kernels import spec_from_params
-from codegen.pipeline import build
+from codegen.pipeline import BuildResult, build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import KernelSpec, SpecError
 from codegen.stream import StreamSpec
+from runtime.emulator import EmulatedDesign, load_design
 from runtime.emulator.model import Design
 from runtime.kernel import NpuKernel
 
@@ -99,6 +102,29 @@ def design_shim_bytes(design: Design) -> dict[str, int]:
     return dict(moved)
 
 
+def emulated_shim_bytes(design: EmulatedDesign) -> dict[str, int]:
+    """Bytes per shim channel as the emulator's channels counted them in one run."""
+    out = {}
+    for name, c in design.channels.items():
+        spec = c.fifo.spec
+        shim = next(t for t in (spec.producer, *spec.consumers) if t.kind == "shim")
+        out[f"shim({shim.col}) {'MM2S' if c.to_fifo else 'S2MM'} @{name}"] = c.bytes
+    return out
+
+
+def emulate_once(spec: KernelSpec, result: BuildResult
+                 ) -> tuple[EmulatedDesign, list[np.ndarray], dict[str, Any]]:
+    """Load a host build's design in the emulator and run it once on seed 0's inputs and a
+    zeroed output: the design, the buffers (the output filled) and the run's stats."""
+    art = result.artifact_dir
+    libraries = {n: art / so for n, so in result.manifest.host_libraries.items()}
+    design = load_design(art / DESIGN_NAME, libraries=libraries)
+    buffers = [np.asarray(x) for x in spec.random_inputs(0)]
+    (output,) = spec.outputs()
+    buffers.append(np.zeros(output.shape, dtype=output.dtype))
+    return design, buffers, design.run(buffers)
+
+
 def test_cost_report_prints_projections_and_sources() -> None:
     console = Console(record=True, width=200)
     projections = cost_report("matmul", {"M": "128"}, console)
@@ -136,8 +162,7 @@ def test_stream_workload_is_what_the_emulator_moves(kernel: str, params: dict[st
     with NpuKernel.load(result.artifact_dir, backend="emu") as k:
         k(*spec.random_inputs(0))
         design = k.backend.design
-        shim = {f"shim(0) {'MM2S' if c.to_fifo else 'S2MM'} @{name}": c.bytes
-                for name, c in design.channels.items()}
+        shim = emulated_shim_bytes(design)
         core = {f"core(0, 2) {'S2MM' if c.to_fifo else 'MM2S'} @{name}": c.bytes
                 for name, c in design.channels.items()}
         transfers = sum(len(c.queue) for c in design.channels.values())

@@ -27,9 +27,12 @@ def unblocked(y: np.ndarray, rows: int, cols: int, r: int, t: int) -> np.ndarray
 
 
 def run_tiled_host_core(spec: MatmulSpec, lib: Path, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Drive the host-compiled core tile by tile, as each core's loops do, in blocked layout."""
+    """Drive the host-compiled core tile by tile, as each core's loops do, in blocked layout:
+    k_tiles weight tiles, then matmul_out_i8 with the column block's index or, with
+    runtime_params=1, B's record tile (as the mem tile streams it)."""
     core = HostCore(lib)
     r, s, t = spec.block
+    b = b.reshape(spec.b_rows, spec.N)
     c = np.zeros((spec.M, spec.N), dtype=np.int8)
     acc = np.zeros(spec.tm * spec.tn, dtype=np.int32)
     for mi in range(spec.m_tiles):
@@ -41,7 +44,8 @@ def run_tiled_host_core(spec: MatmulSpec, lib: Path, a: np.ndarray, b: np.ndarra
                 core.call("matmul_acc_i8", blocked(a[rows, ks], r, s), blocked(b[ks, cols], s, t),
                           acc, ki)
             tile = np.zeros(spec.tm * spec.tn, dtype=np.int8)
-            core.call("matmul_out_i8", acc, tile, ni)
+            out_arg = blocked(b[spec.K:, cols], s, t) if spec.runtime else ni
+            core.call("matmul_out_i8", acc, tile, out_arg)
             c[rows, cols] = unblocked(tile, spec.tm, spec.tn, r, t)
     return c
 

@@ -17,7 +17,8 @@ from codegen.pipeline import build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
 from runtime.kernel import NpuKernel
-from tests.test_matmul_runtime import _host_core
+from tests.test_matmul import run_tiled_host_core
+from tests.test_matmul_runtime import _one_line
 
 # 2 x 2 cores, 2 k-tiles of weights, then the record tile: (24 - 16) · 32 = 256 table bytes.
 SMALL = {"M": "16", "K": "48", "N": "64", "tm": "8", "tk": "24", "tn": "32", "rows": "2",
@@ -102,7 +103,7 @@ def test_host_core_equals_golden_on_many_seeds(path: str, tmp_path: Path) -> Non
     cases += [(f"layer seed {s}", _layer(spec, s)) for s in range(SEEDS)]
     cases += spec.edge_inputs()
     for name, (a, b) in cases:
-        got = _host_core(spec, lib, a, b)
+        got = run_tiled_host_core(spec, lib, a, b)
         bad = np.flatnonzero(got != spec.golden([a, b])[0])
         assert bad.size == 0, f"{path} {name}: {bad.size} bytes differ, first at {bad[0]}"
 
@@ -143,12 +144,6 @@ def test_epilogue_none_renders_as_before() -> None:
         files = render(base).files
         assert files == render(explicit).files
         assert "epilogue" not in files[DESIGN_NAME] and "TABLE" not in files["matmul_params.h"]
-
-
-def _one_line(exc: pytest.ExceptionInfo[SpecError]) -> str:
-    text = str(exc.value)
-    assert "\n" not in text and "Traceback" not in text
-    return text
 
 
 @pytest.mark.parametrize("change,message", [

@@ -5,21 +5,20 @@ golden model equals the compiled variant's for the same values."""
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from codegen.checks import check_design, read_design
-from codegen.hostcore import HostCore
 from codegen.kernels import spec_from_params
 from codegen.kernels.matmul import REC_ROWS, MatmulSpec
 from codegen.pipeline import build
 from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
 from runtime.kernel import NpuKernel
-from tests.test_matmul import blocked, unblocked
+from tests.test_cost import design_shim_bytes
+from tests.test_matmul import run_tiled_host_core
 
 # 2 x 2 cores, 2 k-tiles of weights plus the record tile per output tile.
 SMALL = {"M": "16", "K": "32", "N": "32", "tm": "8", "tk": "16", "tn": "16", "rows": "2",
@@ -114,28 +113,6 @@ def test_golden_equals_the_compiled_variant_for_the_same_values(seed: int,
         assert np.abs(spec.reference([a, b])[0].astype(int) - ref).max() <= 1
 
 
-def _host_core(spec: MatmulSpec, lib: Path, a: np.ndarray, b_in: np.ndarray) -> np.ndarray:
-    """Drive the host-compiled core as each core's loops do: k_tiles weight tiles, then the
-    record tile handed to matmul_out_i8, all blocked as the mem tile streams them."""
-    core = HostCore(lib)
-    r, s, t = spec.block
-    b_in = b_in.reshape(spec.b_rows, spec.N)
-    c = np.zeros((spec.M, spec.N), dtype=np.int8)
-    acc = np.zeros(spec.tm * spec.tn, dtype=np.int32)
-    for mi in range(spec.m_tiles):
-        rows = slice(mi * spec.tm, (mi + 1) * spec.tm)
-        for ni in range(spec.n_tiles):
-            cols = slice(ni * spec.tn, (ni + 1) * spec.tn)
-            for ki in range(spec.k_tiles):
-                ks = slice(ki * spec.tk, (ki + 1) * spec.tk)
-                core.call("matmul_acc_i8", blocked(a[rows, ks], r, s),
-                          blocked(b_in[ks, cols], s, t), acc, ki)
-            tile = np.zeros(spec.tm * spec.tn, dtype=np.int8)
-            core.call("matmul_out_i8", acc, tile, blocked(b_in[spec.K:, cols], s, t))
-            c[rows, cols] = unblocked(tile, spec.tm, spec.tn, r, t)
-    return c
-
-
 @pytest.mark.parametrize("path", ["scalar", "vector"])
 def test_host_core_equals_golden_on_many_seeds(path: str, tmp_path: Path) -> None:
     spec = _spec({**SMALL, "K": "64", "N": "64", "tn": "32", "path": path})
@@ -146,7 +123,7 @@ def test_host_core_equals_golden_on_many_seeds(path: str, tmp_path: Path) -> Non
               for s in range(SEEDS) for spread in ("wide", "one-binade", "underflow")]
     cases += spec.edge_inputs()
     for name, (a, b) in cases:
-        got = _host_core(spec, lib, a, b)
+        got = run_tiled_host_core(spec, lib, a, b)
         bad = np.flatnonzero(got != spec.golden([a, b])[0])
         assert bad.size == 0, f"{path} {name}: {bad.size} bytes differ, first at {bad[0]}"
 
@@ -174,16 +151,9 @@ def test_static_checks_memory_plan_and_cost_account_for_the_record_tile(
     for rt, ct in zip(spec.memory_plan(), compiled.memory_plan(), strict=True):
         assert rt.items == [i for i in ct.items if i.kind != "static"]
     design = read_design(text)
-    moved: Counter[str] = Counter()
-    for t in design.sequence:
-        if hasattr(t, "length"):
-            fifo = design.fifos[t.fifo]
-            shim = fifo.producer if t.to_fifo else next(
-                c for c in fifo.consumers if c.kind == "shim")
-            moved[f"shim({shim.col}) {'MM2S' if t.to_fifo else 'S2MM'} @{t.fifo}"] += (
-                t.length * fifo.dtype.itemsize)
+    moved = design_shim_bytes(design)
     w = spec.workload()
-    assert w.shim_bytes == dict(moved)
+    assert w.shim_bytes == moved
     assert sum(v for k, v in moved.items() if "@b" in k) == (
         spec.m_blocks * (spec.K + spec.tk) * spec.N)
     assert w.bds == compiled.workload().bds

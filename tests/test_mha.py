@@ -26,6 +26,7 @@ from codegen.kernels.mha import (
 from codegen.pipeline import BuildResult, build
 from codegen.spec import SpecError, accuracy_figures, mean_error
 from runtime.kernel import NpuKernel
+from tests.test_cost import emulate_once, emulated_shim_bytes
 
 #: one core, 8x8 tiles, 51 keys (the last tile overlaps), so every rescale path fits in 7 tiles
 RESCALE = {"seq_q": "8", "seq_k": "51", "heads": "1", "tq": "8", "tk": "8", "columns": "1",
@@ -341,17 +342,9 @@ def test_logit_scale_folds_the_softmax_scale() -> None:
 def test_workload_counts_what_the_emulator_moves(host_builds: dict[str, BuildResult],
                                                  name: str) -> None:
     """The cost model's bytes per shim channel and BDs are the emulated design's."""
-    from runtime import emulator
-
-    spec, result = mha(HOST_CASES[name]), host_builds[name]
-    art = result.artifact_dir
-    libraries = {n: art / so for n, so in result.manifest.host_libraries.items()}
-    design = emulator.load_design(art / "aie.mlir", libraries=libraries)
-    buffers = [np.asarray(x) for x in spec.random_inputs(0)]
-    buffers.append(np.zeros(spec.buffers()[3].shape, dtype=np.int8))
-    stats = design.run(buffers)
+    spec = mha(HOST_CASES[name])
+    design, buffers, stats = emulate_once(spec, host_builds[name])
     work = spec.workload()
-    moved = {f"@{ch.fifo.name}": ch.bytes for ch in design.channels.values()}
-    assert {k.split()[-1]: v for k, v in work.shim_bytes.items()} == moved
+    assert work.shim_bytes == emulated_shim_bytes(design)
     assert stats["transfers"] == work.bds
     np.testing.assert_array_equal(buffers[3], spec.golden(buffers[:3])[0])

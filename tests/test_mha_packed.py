@@ -13,6 +13,7 @@ from codegen.pipeline import BuildResult, build
 from codegen.render import render
 from codegen.spec import SpecError
 from runtime.kernel import NpuKernel
+from tests.test_cost import emulate_once, emulated_shim_bytes
 from tests.test_mha import run_host_core
 
 TINY = {"seq_q": "32", "seq_k": "32", "heads": "2", "head_dim": "16", "device": "npu1_1col"}
@@ -182,21 +183,13 @@ def test_rendered_packed_designs_pass_the_static_checks(params: dict[str, str]) 
 @pytest.mark.parametrize("name", ["causal", "runtime"])
 def test_workload_moves_the_unpacked_bytes_as_the_emulator_does(
         builds: dict[tuple[str, bool], BuildResult], name: str) -> None:
-    from runtime import emulator
-
-    spec, result = mha(SHAPES[name]), builds[(name, True)]
+    spec = mha(SHAPES[name])
     work, three = spec.workload(), mha(SHAPES[name], packed=False).workload()
     for field in ("macs", "shim_bytes", "mem_tile_bytes", "core_bytes", "scalar_cycles", "bds"):
         assert getattr(work, field) == getattr(three, field), field
     assert any("row stride" in note for note in work.notes)
-    art = result.artifact_dir
-    libraries = {n: art / so for n, so in result.manifest.host_libraries.items()}
-    design = emulator.load_design(art / "aie.mlir", libraries=libraries)
-    buffers = [np.asarray(x) for x in spec.random_inputs(0)]
-    buffers.append(np.zeros(spec.outputs()[0].shape, dtype=np.int8))
-    stats = design.run(buffers)
-    moved = {f"@{ch.fifo.name}": ch.bytes for ch in design.channels.values()}
-    assert {k.split()[-1]: v for k, v in work.shim_bytes.items()} == moved
+    design, buffers, stats = emulate_once(spec, builds[(name, True)])
+    assert work.shim_bytes == emulated_shim_bytes(design)
     assert stats["transfers"] == work.bds
     np.testing.assert_array_equal(buffers[-1], spec.golden(buffers[:-1])[0])
 

@@ -14,6 +14,7 @@ from codegen.pipeline import BuildResult, build
 from codegen.render import render
 from codegen.spec import SpecError
 from runtime.kernel import NpuKernel
+from tests.test_cost import emulate_once, emulated_shim_bytes
 from tests.test_mha import run_host_core
 
 TINY = {"seq_q": "32", "seq_k": "32", "heads": "2", "head_dim": "16", "device": "npu1_1col"}
@@ -125,18 +126,10 @@ def test_rendered_runtime_designs_pass_the_static_checks() -> None:
 
 def test_workload_counts_what_the_emulator_moves(host_builds: dict[str, BuildResult]) -> None:
     """The cost model's bytes per shim channel (P included) and transfers are the emulator's."""
-    from runtime import emulator
-
-    spec, result = mha(CAUSAL), host_builds["causal"]
-    art = result.artifact_dir
-    libraries = {n: art / so for n, so in result.manifest.host_libraries.items()}
-    design = emulator.load_design(art / "aie.mlir", libraries=libraries)
-    buffers = [np.asarray(x) for x in spec.random_inputs(0)]
-    buffers.append(np.zeros(spec.buffers()[4].shape, dtype=np.int8))
-    stats = design.run(buffers)
+    spec = mha(CAUSAL)
+    design, buffers, stats = emulate_once(spec, host_builds["causal"])
     work = spec.workload()
-    moved = {f"@{ch.fifo.name}": ch.bytes for ch in design.channels.values()}
-    assert {k.split()[-1]: v for k, v in work.shim_bytes.items()} == moved
+    assert work.shim_bytes == emulated_shim_bytes(design)
     assert stats["transfers"] == work.bds == mha(CAUSAL, runtime=False).n_transfers + 2
     np.testing.assert_array_equal(buffers[4], spec.golden(buffers[:4])[0])
 

@@ -21,9 +21,8 @@ from codegen.render import DESIGN_NAME, render
 from codegen.spec import SpecError
 from codegen.stream import StreamSpec
 from codegen.wide import device_cores, grid
-from runtime.emulator.model import Design
 from runtime.kernel import NpuKernel
-from tests.test_cost import design_shim_bytes
+from tests.test_cost import design_shim_bytes, emulated_shim_bytes
 
 SHAPES: dict[str, dict[str, str]] = {
     "gelu": {"length": "4096", "max_tile": "256"},  # 16 tiles
@@ -145,16 +144,6 @@ def test_refusals_are_one_line(kernel: str, params: dict[str, str], match: str |
     assert "\n" not in str(info.value)
 
 
-def _emulated_bytes(design: Design) -> dict[str, int]:
-    """Shim channel bytes as the emulator counted them in one run."""
-    out = {}
-    for name, c in design.channels.items():
-        spec = c.fifo.spec
-        shim = next(t for t in (spec.producer, *spec.consumers) if t.kind == "shim")
-        out[f"shim({shim.col}) {'MM2S' if c.to_fifo else 'S2MM'} @{name}"] = c.bytes
-    return out
-
-
 @pytest.mark.parametrize(("kernel", "rt", "cores", "device"), [
     ("gelu", 0, 2, "npu1_1col"), ("gelu", 1, 8, "npu1"), ("layernorm", 1, 4, "npu1"),
     ("layernorm", 0, 16, "npu1"), ("layernorm", 1, 16, "npu1"), ("mel", 0, 8, "npu1"),
@@ -169,7 +158,7 @@ def test_workload_is_what_the_emulator_moves(kernel: str, rt: int, cores: int, d
     with NpuKernel.load(result.artifact_dir, backend="emu") as k:
         k(*spec.random_inputs(0))
         design = k.backend.design
-        emulated = _emulated_bytes(design)
+        emulated = emulated_shim_bytes(design)
         transfers = sum(len(c.queue) for c in design.channels.values())
         calls = {str(c.spec.tile).replace("tile", "core"): c.calls for c in design.cores}
     w = spec.workload()
