@@ -56,6 +56,19 @@ then k's, then v's, as one fused projection writes them (self-attention: seq_q =
 runtime sequence reads each head's q, k and v columns straight out of it, at column offsets 0,
 n and 2n (n = heads·head_dim) with the row stride 3n; the cores see the same tiles as with three
 buffers, so only the strides change (every transfer is checked against the shim DMA limits).
+
+Vector path (`path=vector`): the QKᵀ scores come from AIE API int8 mmul blocks (R keys x 8 depth
+x 8 queries, R = 4 on aie2, 8 on aie2p: `QK_BLOCK_ROWS`), computed as Sᵀ = K·Qᵀ so the K tile
+needs no transpose: the mem tile streams every Q/K element blocked [tk/R][d/8][R][8]
+(`dimensionsToStream`, `qk_dims`; each block one A operand, as matmul's A tiles), and mha_load_q,
+once per pass, stores the core's Q rows transposed as [d/8][tq/8][8][8] (each block one B
+operand). Per tile and group of 8 query rows the core computes the scores of all tk keys
+(tk/R x d/8 mmuls, exact in acc32: |s| < 2^21) into a [tk][8] int32 stack array, skipping a group
+none of whose rows sees a key of the tile, then runs the scalar softmax and PV of each row on
+them: the same integers as the scalar path, so the output is the same bit for bit. The params
+element P crosses the same blocking, and mha_params reads its words through it. tq must be a
+multiple of 8 and tk of R. The softmax and PV (its weights are Q24, wider than the int16 operand
+of AIE API's int16 x int8 mmul) stay scalar; `workload` counts them so.
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ from typing import Any
 import numpy as np
 
 from codegen.cost import Workload
+from codegen.kernels.matmul import arch
 from codegen.spec import (
     CORE_MEMORY,
     DEVICE_COLUMNS,
@@ -77,6 +91,7 @@ from codegen.spec import (
     SpecError,
     TilePlan,
     fifo_depth_param,
+    path_param,
     quantize_multiplier,
     refuse_runtime_values,
     round_half_away,
@@ -116,11 +131,24 @@ CORE_BDS = 16
 MEM_BDS = 48
 MAX_D1 = 1023  # the 10-bit d1 wrap of an ND shim transfer
 STACK_MARGIN = 1024
+# The vector path's mmul block rows (keys) per architecture: aie::mmul<R, 8, 8> int8, the native
+# modes of AIE API's "Supported Matrix Multiplication Modes" (4x8x8 on aie2, 8x8x8 on aie2p).
+QK_BLOCK_ROWS = {"aie2": 4, "aie2p": 8}
+QK_GROUP = 8  # query rows per mmul B operand (the block's columns)
+# The vector path's frames beyond the scalar ones as the host build of the AIE API subset
+# measures them (vectors and accumulators as arrays; on the core they live in registers), as
+# matmul's VECTOR_STACK; the [tk][8] int32 scores are counted on top.
+VECTOR_STACK = {"aie2": 2048, "aie2p": 4096}
 # Scalar-unit operations of the softmax per (query row, key) in mha_tile (scaling, maximum,
 # table lookup, rounding shift, sum) and per output element in mha_end: estimates read off the
 # core code, for the cost model.
 SOFTMAX_OPS_PER_KEY = 8
 END_OPS_PER_ELEMENT = 4
+# Vector path only (npukit's count of its core code, not a measurement): reading a score back
+# from the [tk][8] group array per (row, key), and mha_load_q's transposing store per Q byte
+# (index arithmetic, load, store) per pass.
+GATHER_OPS_PER_KEY = 1
+TRANSPOSE_OPS_PER_BYTE = 4
 
 
 def exp2_table() -> np.ndarray:
@@ -188,6 +216,7 @@ class MhaSpec(KernelSpec):
         Param("packed_qkv", int, 0, "1: one input qkv [seq, 3·heads·head_dim] (q, k, v columns "
               "as a fused projection writes them) instead of q, k, v; needs seq_q == seq_k",
               choices=(0, 1)),
+        path_param(),
     )
 
     # -- derived sizes -------------------------------------------------------------------
@@ -280,12 +309,30 @@ class MhaSpec(KernelSpec):
 
     @property
     def frame_bytes(self) -> int:
-        """The largest core frame: scores and weights of one tile row (mha_tile)."""
-        return 8 * self.tk + 8 * self.head_dim
+        """The largest core frame: scores and weights of one tile row (mha_tile); on the vector
+        path also the [tk][8] int32 scores of a query group."""
+        return 8 * self.tk + 8 * self.head_dim + self.vector * 4 * QK_GROUP * self.tk
 
     @property
     def stack_size(self) -> int:
-        return (self.frame_bytes + STACK_MARGIN + 1023) // 1024 * 1024
+        extra = VECTOR_STACK[arch(self.device)] if self.vector else 0
+        return (self.frame_bytes + STACK_MARGIN + extra + 1023) // 1024 * 1024
+
+    @property
+    def vector(self) -> bool:
+        """path=vector: QKᵀ on AIE API mmul blocks (module docstring, "Vector path")."""
+        return self.core_path == "vector"
+
+    @property
+    def block_r(self) -> int:
+        """Keys per mmul block (the A operand's rows) of the device's architecture."""
+        return QK_BLOCK_ROWS[arch(self.device)]
+
+    def qk_dims(self) -> list[tuple[int, int]]:
+        """The mem tile's `dimensionsToStream` of every Q/K element on the vector path, outermost
+        first: row-major tk x d -> [tk/R][d/8][R][8]."""
+        r, d = self.block_r, self.head_dim
+        return [(self.tk // r, r * d), (d // 8, 8), (r, d), (8, 1)]
 
     @property
     def cores(self) -> int:
@@ -375,9 +422,11 @@ class MhaSpec(KernelSpec):
         fits seq_q and fills whole K tiles, then every column the device has, up to the passes.
         The chosen values shadow the 0s (`self.tq` etc.); `params` keeps what was asked."""
         given = {n: self.params[n] for n in ("tq", "tk", "rows", "columns")}
-        tks = [given["tk"]] if given["tk"] else [t for t in (64, 32, 16, 8, 4) if t <= self.seq_k]
+        r, g = (self.block_r, QK_GROUP) if self.vector else (1, 1)  # vector: mmul multiples
+        tks = [given["tk"]] if given["tk"] else [t for t in (64, 32, 16, 8, 4)
+                                                 if t <= self.seq_k and t % r == 0]
         rows = [given["rows"]] if given["rows"] else list(range(CORE_ROWS, 0, -1))
-        tqs = [given["tq"]] if given["tq"] else [32, 24, 16, 8, 4, 2, 1]
+        tqs = [given["tq"]] if given["tq"] else [t for t in (32, 24, 16, 8, 4, 2, 1) if t % g == 0]
         choice = next(((tk, r, tq) for tk in tks or [4] for r in rows for tq in tqs
                        if r * tq <= self.seq_q and (r * tq) % tk == 0), None)
         if choice is None:  # nothing fits: keep the first candidates, so validation names why
@@ -416,6 +465,10 @@ class MhaSpec(KernelSpec):
         self.check_memory()
 
     def _validate_split(self) -> None:
+        if self.vector and (self.tq % QK_GROUP or self.tk % self.block_r):
+            raise SpecError(f"path=vector needs tq a multiple of {QK_GROUP} and tk of "
+                            f"{self.block_r} (the {arch(self.device)} mmul block "
+                            f"{self.block_r}x8x{QK_GROUP}); got tq {self.tq}, tk {self.tk}")
         if self.tk > self.seq_k:
             raise SpecError(f"tk {self.tk} is more than seq_k {self.seq_k}: the key tile must "
                             "fit in the sequence (lower tk)")
@@ -604,6 +657,9 @@ class MhaSpec(KernelSpec):
             "prm_index": 1 + 2 * self.tq,
             "p_bd": P_BD,
             "acc_len": self.tq * self.head_dim,
+            "vector": self.vector,
+            "block_r": self.block_r,
+            "qk_dims": ", ".join(f"<size = {n}, stride = {st}>" for n, st in self.qk_dims()),
             "stack_size": self.stack_size,
             "logit_mult": mult,
             "logit_shift": shift,
@@ -629,9 +685,27 @@ class MhaSpec(KernelSpec):
         last = first_row + np.arange(self.tq)[:, None] + (self.seq_k - self.seq_q)
         return int(np.count_nonzero((last >= first[None, :]) & useful[None, :]))
 
+    def _tile_groups(self, first_row: int) -> int:
+        """(group of 8 rows, tile) pairs of one block the vector path computes QKᵀ for: it skips
+        a group none of whose rows sees a key of the tile (its last row sees the most)."""
+        return sum(self._tile_rows_of(first_row + g * QK_GROUP + QK_GROUP - 1)
+                   for g in range(self.tq // QK_GROUP))
+
+    def _tile_rows_of(self, row: int) -> int:
+        """Tiles holding a key query `row` may see (as _tile_rows, for one row)."""
+        starts = np.array([self.key_tile_start(t) for t in range(self.k_tiles)])
+        first = np.maximum(starts, [self.key_tile_fresh(t) for t in range(self.k_tiles)])
+        useful = first < starts + self.tk
+        if self.causal:
+            useful &= row + (self.seq_k - self.seq_q) >= first
+        return int(np.count_nonzero(useful))
+
     def workload(self) -> Workload:
         """Per invocation: each core's MACs (QKᵀ and PV over whole tiles, duplicates included)
-        and softmax work, and the bytes on every shim, mem-tile and core channel."""
+        and softmax work, and the bytes on every shim, mem-tile and core channel. On the vector
+        path the MACs are QKᵀ's, per whole group of 8 rows, at the vector rate; PV's MACs are
+        scalar cycles (one MAC per cycle, the scalar rate), with the score read-back and
+        mha_load_q's transposing store."""
         d = self.head_dim
         macs: dict[str, int] = {}
         scalar: dict[str, int] = {}
@@ -655,6 +729,11 @@ class MhaSpec(KernelSpec):
                 macs[core] = 2 * pairs * self.tk * d
                 scalar[core] = (pairs * self.tk * SOFTMAX_OPS_PER_KEY
                                 + n * self.q_bytes * END_OPS_PER_ELEMENT)
+                if self.vector:
+                    groups = sum(self._tile_groups(self.block_start(g, r)) for g in passes)
+                    macs[core] = groups * QK_GROUP * self.tk * d
+                    scalar[core] += (pairs * self.tk * (d + GATHER_OPS_PER_KEY)
+                                     + n * self.q_bytes * TRANSPOSE_OPS_PER_BYTE)
                 core_bytes[f"{core} S2MM @qkb{c}"] = n * (self.pass_rows * d + kv) + prm
                 core_bytes[f"{core} S2MM @vb{c}"] = n * kv
                 core_bytes[f"{core} MM2S @o{c}_{r}"] = n * self.q_bytes
@@ -663,8 +742,10 @@ class MhaSpec(KernelSpec):
             f"shim once per pass, i.e. once per {self.rows} cores",
             "MACs count whole tiles (the last tile's repeated keys and masked keys included)",
         ) + (("packed_qkv=1: Q, K, V are read out of one qkv buffer (row stride "
-               f"{self.row_stride} bytes), the same bytes as from three",) * self.packed_qkv)
-        return Workload(self.name, self.device, "scalar", macs, shim, mem, core_bytes, scalar,
+               f"{self.row_stride} bytes), the same bytes as from three",) * self.packed_qkv) + (
+            ("path=vector: MACs are QKᵀ's (mmul, whole groups of 8 query rows); PV's MACs, the "
+             "softmax, the score read-back and the Q transpose are scalar cycles",) * self.vector)
+        return Workload(self.name, self.device, self.core_path, macs, shim, mem, core_bytes, scalar,
                         bds=self.n_transfers, notes=notes)
 
     # -- data ---------------------------------------------------------------------------

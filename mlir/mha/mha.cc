@@ -1,5 +1,8 @@
 // Whole-sequence multi-head attention, one query block per core: the online softmax of
-// codegen/kernels/mha.py. Scalar C++: the reference path for Peano (aie2) and the host alike.
+// codegen/kernels/mha.py. Scalar C++: the reference path for Peano (aie2) and the host alike;
+// with NPUKIT_VECTOR=1 (path=vector) the QK^T scores come from AIE API mmul blocks
+// (mha_qk_vector.h), the Q/K elements arrive blocked and Q is stored transposed (mha.py,
+// "Vector path"); the softmax and PV stay the scalar code below.
 // The state buffer holds [query start row, m[TQ], l[TQ]] as int64; acc is [TQ][D] int64.
 // With runtime parameters (MHA_RUNTIME_PARAMS) the state then holds the three scale-derived
 // constants, copied from the params element once per invocation by mha_params.
@@ -7,6 +10,23 @@
 
 #include "mha_params.h"
 #include "npukit_fixed.h"
+
+#if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
+#include "mha_qk_vector.h"
+#define MHA_VECTOR 1
+#else
+#define MHA_VECTOR 0
+#endif
+
+// Byte offset of (row, column) of a Q/K element of TK rows x D bytes as the core receives it:
+// row-major, or on the vector path blocked [TK/R][D/8][R][8] by the mem tile.
+static inline int32_t mha_elem_at(int32_t row, int32_t col) {
+#if MHA_VECTOR
+  return (row / MHA_R) * MHA_R * MHA_D + (col / 8) * MHA_R * 8 + (row % MHA_R) * 8 + col % 8;
+#else
+  return row * MHA_D + col;
+#endif
+}
 
 #define MHA_NONE INT64_MIN
 
@@ -19,9 +39,11 @@ static inline int32_t mha_block(int32_t g, int32_t r) {
 #ifdef MHA_RUNTIME_PARAMS
 // Little-endian int32 word w of the params element (codegen/kernels/mha.py, P_LAYOUT).
 static inline int64_t mha_word(const int8_t *elem, int w) {
-  const uint8_t *b = (const uint8_t *)elem + 4 * w;
-  return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                   (uint32_t)b[3] << 24);
+  const uint8_t *b = (const uint8_t *)elem;
+  const int32_t c = 4 * w;  // row 0, columns c..c+3 of the element (D >= 8: one row holds 3 words)
+  return (int32_t)((uint32_t)b[mha_elem_at(0, c)] | (uint32_t)b[mha_elem_at(0, c + 1)] << 8 |
+                   (uint32_t)b[mha_elem_at(0, c + 2)] << 16 |
+                   (uint32_t)b[mha_elem_at(0, c + 3)] << 24);
 }
 
 // The params element: logit multiplier, logit shift, output multiplier into the state.
@@ -38,12 +60,22 @@ static inline int32_t mha_logit_shift(const int64_t *) { return MHA_LOGIT_SHIFT;
 static inline int64_t mha_out_mult(const int64_t *) { return MHA_OUT_MULT; }
 #endif
 
-// The part of Q/K element e (one K tile's bytes of the pass's Q rows) that is this core's.
+// The part of Q/K element e (one K tile's bytes of the pass's Q rows) that is this core's: row
+// major, or on the vector path transposed into [D/8][TQ/8][8][8] (depth x query blocks).
 extern "C" void mha_load_q(const int8_t *elem, int8_t *q, int32_t e, int32_t g, int32_t r) {
-  const int32_t elem_bytes = MHA_TK * MHA_D;
-  const int32_t lo = mha_block(g, r) * MHA_TQ * MHA_D, hi = lo + MHA_TQ * MHA_D;
-  const int32_t from = e * elem_bytes, to = from + elem_bytes;
-  for (int32_t i = (lo > from ? lo : from); i < (hi < to ? hi : to); ++i) q[i - lo] = elem[i - from];
+  const int32_t lo = mha_block(g, r) * MHA_TQ, hi = lo + MHA_TQ;  // pass rows of this core
+  const int32_t from = e * MHA_TK, to = from + MHA_TK;            // pass rows of element e
+  for (int32_t row = (lo > from ? lo : from); row < (hi < to ? hi : to); ++row) {
+    const int32_t i = row - lo;
+    for (int32_t d = 0; d < MHA_D; ++d) {
+#if MHA_VECTOR
+      const int32_t at = ((d / 8) * (MHA_TQ / 8) + i / 8) * 64 + (d % 8) * 8 + i % 8;
+#else
+      const int32_t at = i * MHA_D + d;
+#endif
+      q[at] = elem[mha_elem_at(row - from, d)];
+    }
+  }
 }
 
 // A new pass g on the core of row r: its block's first query row, empty rows. Odd heads take
@@ -82,6 +114,67 @@ static inline void mha_pv_row(const uint32_t *p, const int8_t *v, int64_t *acc) 
   }
 }
 
+// One query row against a tile: the scaled scores x, the running maximum and rescale, the
+// weights p, l and acc. score[j * stride] is q . k_j (x may be score itself, stride 1); keys
+// outside [first_key, last_key) get zero weight.
+static inline void mha_row(const int32_t *score, int32_t stride, int32_t *x, int32_t first_key,
+                           int32_t last_key, int64_t lmult, int32_t lshift, const int8_t *v,
+                           int64_t *m, int64_t *l, int64_t *ai) {
+  uint32_t p[MHA_TK];
+  int64_t mt = MHA_NONE;
+  for (int j = first_key; j < last_key; ++j) {
+    const int64_t xj =
+        ((int64_t)score[j * stride] * lmult + ((int64_t)1 << (lshift - 1))) >> lshift;
+    x[j] = (int32_t)xj;
+    if (xj > mt) mt = xj;
+  }
+  if (*m == MHA_NONE) {
+    *m = mt;
+  } else if (mt > *m) {
+    const int64_t u = mt - *m;
+    const int64_t g = ((int64_t)mha_exp2_table[u & ((1 << MHA_EXP2_FRAC_BITS) - 1)] +
+                       ((int64_t)1 << (MHA_P_BITS - MHA_RESCALE_BITS - 1))) >>
+                      (MHA_P_BITS - MHA_RESCALE_BITS);
+    const int64_t sh = MHA_RESCALE_BITS + (u >> MHA_EXP2_FRAC_BITS);
+    if (sh <= MHA_MAX_SHIFT) {
+      *l = npk_round_shift_s64(*l * g, (int)sh);
+      for (int d = 0; d < MHA_D; ++d) ai[d] = npk_round_shift_s64(ai[d] * g, (int)sh);
+    } else {
+      *l = 0;
+      for (int d = 0; d < MHA_D; ++d) ai[d] = 0;
+    }
+    *m = mt;
+  }
+  int64_t sum = 0;
+  for (int j = 0; j < MHA_TK; ++j) {
+    uint32_t pj = 0;
+    if (j >= first_key && j < last_key) {
+      const int64_t tt = *m - x[j];
+      const int64_t whole = tt >> MHA_EXP2_FRAC_BITS;
+      if (whole < 32) {
+        const uint32_t e = mha_exp2_table[tt & ((1 << MHA_EXP2_FRAC_BITS) - 1)];
+        pj = (uint32_t)(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole);
+      }
+    }
+    p[j] = pj;
+    sum += pj;
+  }
+  *l += sum;
+  mha_pv_row(p, v, ai);
+}
+
+// The keys [first_key, last_key) of the tile that query row q0 + i may see (none when
+// last_key <= first_key). Causal: key ks + j is visible to query q0 + i when
+// ks + j <= q0 + i + (SEQ_K - SEQ_Q).
+static inline int32_t mha_last_key(int32_t q0, int32_t i, int32_t ks) {
+  int32_t last_key = MHA_TK;
+  if (MHA_CAUSAL) {
+    const int32_t lim = q0 + i + (MHA_SEQ_K - MHA_SEQ_Q) - ks + 1;
+    last_key = lim < MHA_TK ? lim : MHA_TK;
+  }
+  return last_key;
+}
+
 // One K/V tile (tile t of the head) into every row of the block.
 extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int64_t *state,
                          int64_t *acc, int32_t t) {
@@ -89,61 +182,35 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
   // Keys below KH*TK in the second run repeat keys of the first: zero weight.
   const int32_t fresh = (t < MHA_KH ? t : MHA_KH) * MHA_TK - ks;
   const int32_t first_key = fresh > 0 ? fresh : 0;
-  int32_t x[MHA_TK];
-  uint32_t p[MHA_TK];
   const int32_t q0 = (int32_t)state[0];
   const int64_t lmult = mha_logit_mult(state);
   const int32_t lshift = mha_logit_shift(state);
-  for (int i = 0; i < MHA_TQ; ++i) {
-    // Causal: key ks + j is visible to query q0 + i when ks + j <= q0 + i + (SEQ_K - SEQ_Q).
-    int32_t last_key = MHA_TK;
-    if (MHA_CAUSAL) {
-      const int32_t lim = q0 + i + (MHA_SEQ_K - MHA_SEQ_Q) - ks + 1;
-      last_key = lim < MHA_TK ? lim : MHA_TK;
+#if MHA_VECTOR
+  // Per group of 8 query rows, the scores of every key at once (mmul), then row by row; a group
+  // none of whose rows sees a key of the tile (its last row sees the most) is skipped.
+  alignas(64) int32_t score[MHA_TK * 8];
+  int32_t x[MHA_TK];
+  for (int qg = 0; qg < MHA_TQ / 8; ++qg) {
+    if (mha_last_key(q0, qg * 8 + 7, ks) <= first_key) continue;
+    mha_qk_group_vector(q, k, score, (unsigned)qg);
+    for (int ii = 0; ii < 8; ++ii) {
+      const int i = qg * 8 + ii;
+      const int32_t last_key = mha_last_key(q0, i, ks);
+      if (last_key <= first_key) continue;
+      mha_row(score + ii, 8, x, first_key, last_key, lmult, lshift, v, state + 1 + i,
+              state + 1 + MHA_TQ + i, acc + i * MHA_D);
     }
+  }
+#else
+  int32_t x[MHA_TK];
+  for (int i = 0; i < MHA_TQ; ++i) {
+    const int32_t last_key = mha_last_key(q0, i, ks);
     if (last_key <= first_key) continue;
     mha_qk_row(q + i * MHA_D, k, x);
-    int64_t mt = MHA_NONE;
-    for (int j = first_key; j < last_key; ++j) {
-      const int64_t xj = ((int64_t)x[j] * lmult + ((int64_t)1 << (lshift - 1))) >> lshift;
-      x[j] = (int32_t)xj;
-      if (xj > mt) mt = xj;
-    }
-    int64_t *m = state + 1 + i, *l = state + 1 + MHA_TQ + i, *ai = acc + i * MHA_D;
-    if (*m == MHA_NONE) {
-      *m = mt;
-    } else if (mt > *m) {
-      const int64_t u = mt - *m;
-      const int64_t g = ((int64_t)mha_exp2_table[u & ((1 << MHA_EXP2_FRAC_BITS) - 1)] +
-                         ((int64_t)1 << (MHA_P_BITS - MHA_RESCALE_BITS - 1))) >>
-                        (MHA_P_BITS - MHA_RESCALE_BITS);
-      const int64_t sh = MHA_RESCALE_BITS + (u >> MHA_EXP2_FRAC_BITS);
-      if (sh <= MHA_MAX_SHIFT) {
-        *l = npk_round_shift_s64(*l * g, (int)sh);
-        for (int d = 0; d < MHA_D; ++d) ai[d] = npk_round_shift_s64(ai[d] * g, (int)sh);
-      } else {
-        *l = 0;
-        for (int d = 0; d < MHA_D; ++d) ai[d] = 0;
-      }
-      *m = mt;
-    }
-    int64_t sum = 0;
-    for (int j = 0; j < MHA_TK; ++j) {
-      uint32_t pj = 0;
-      if (j >= first_key && j < last_key) {
-        const int64_t tt = *m - x[j];
-        const int64_t whole = tt >> MHA_EXP2_FRAC_BITS;
-        if (whole < 32) {
-          const uint32_t e = mha_exp2_table[tt & ((1 << MHA_EXP2_FRAC_BITS) - 1)];
-          pj = (uint32_t)(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole);
-        }
-      }
-      p[j] = pj;
-      sum += pj;
-    }
-    *l += sum;
-    mha_pv_row(p, v, ai);
+    mha_row(x, 1, x, first_key, last_key, lmult, lshift, v, state + 1 + i,
+            state + 1 + MHA_TQ + i, acc + i * MHA_D);
   }
+#endif
 }
 
 // The block's output: o = round(acc * round(Mo * 2^32 / l) / 2^48), saturated.
