@@ -178,18 +178,21 @@ MUTANTS += [
            "const int32_t c = 4 * w;", "const int32_t c = w;",
            ("tests/test_mha_runtime.py", "-k", "host_core or serves"),
            "mha's core reads P's constants as the int32 words pack_params writes"),
-    # path=vector (README "mha"): the mmul operands walk the blocked layouts, and the cost
-    # model keeps PV's MACs on the scalar unit, where the vector path leaves them.
-    Mutant("mha-vector-depth-stride", "numerics", "mlir/mha/mha_qk_vector.h",
+    # path=vector (README "mha"): the mmul operands walk the blocked layouts, the digit sums are
+    # folded before a rescale, and the cost model counts the scalar work the vector path adds.
+    Mutant("mha-vector-depth-stride", "numerics", "mlir/mha/mha_vector.h",
            "pq += kGroups * Mmul::size_B;", "pq += Mmul::size_B;", MHA_VECTOR,
            "mha's vector QK^T takes Q^T's depth blocks of the row group, tq/8 blocks apart"),
     Mutant("mha-vector-q-untransposed", "numerics", "mlir/mha/mha.cc",
            "(d % 8) * 8 + i % 8;", "(i % 8) * 8 + d % 8;", MHA_VECTOR,
            "mha_load_q stores Q transposed (8 depth x 8 query blocks) on the vector path"),
-    Mutant("mha-vector-pv-free", "cost", "codegen/kernels/mha.py",
-           "pairs * self.tk * (d + GATHER_OPS_PER_KEY)", "pairs * self.tk * GATHER_OPS_PER_KEY",
+    Mutant("mha-vector-no-fold", "numerics", "mlir/mha/mha.cc",
+           "if (*m != MHA_NONE && mt > *m) mha_fold_row(ai, sums, (unsigned)i);", "",
+           MHA_VECTOR, "a row's digit sums are folded into its int64 row before it is rescaled"),
+    Mutant("mha-vector-digits-free", "cost", "codegen/kernels/mha.py",
+           "+ rows_done * self.tk * DIGIT_OPS_PER_KEY", "",
            ("tests/test_mha_vector.py", "-k", "workload"),
-           "mha path=vector's workload counts PV's MACs as scalar cycles"),
+           "mha path=vector's workload counts the weights' digit split as scalar cycles"),
     # Swapped, not shifted: every qkv byte is still read, so the static checks pass.
     Mutant("mha-packed-kv-swap", "numerics", "codegen/kernels/mha.py",
            "(self.width, 2 * self.width) if self.packed_qkv", "(2 * self.width, self.width) if "

@@ -57,18 +57,27 @@ runtime sequence reads each head's q, k and v columns straight out of it, at col
 n and 2n (n = heads·head_dim) with the row stride 3n; the cores see the same tiles as with three
 buffers, so only the strides change (every transfer is checked against the shim DMA limits).
 
-Vector path (`path=vector`): the QKᵀ scores come from AIE API int8 mmul blocks (R keys x 8 depth
-x 8 queries, R = 4 on aie2, 8 on aie2p: `QK_BLOCK_ROWS`), computed as Sᵀ = K·Qᵀ so the K tile
-needs no transpose: the mem tile streams every Q/K element blocked [tk/R][d/8][R][8]
-(`dimensionsToStream`, `qk_dims`; each block one A operand, as matmul's A tiles), and mha_load_q,
-once per pass, stores the core's Q rows transposed as [d/8][tq/8][8][8] (each block one B
-operand). Per tile and group of 8 query rows the core computes the scores of all tk keys
-(tk/R x d/8 mmuls, exact in acc32: |s| < 2^21) into a [tk][8] int32 stack array, skipping a group
-none of whose rows sees a key of the tile, then runs the scalar softmax and PV of each row on
-them: the same integers as the scalar path, so the output is the same bit for bit. The params
-element P crosses the same blocking, and mha_params reads its words through it. tq must be a
-multiple of 8 and tk of R. The softmax and PV (its weights are Q24, wider than the int16 operand
-of AIE API's int16 x int8 mmul) stay scalar; `workload` counts them so.
+Vector path (`path=vector`): QKᵀ and PV run on AIE API int8 mmul blocks (R x 8 x 8, R = 4 on
+aie2, 8 on aie2p: `QK_BLOCK_ROWS`), per tile and group of 8 query rows; the softmax between them
+stays the scalar code. The integers are the scalar path's, so the output is the same bit for bit.
+- QKᵀ as Sᵀ = K·Qᵀ, so the K tile needs no transpose: the mem tile streams every Q/K element
+  blocked [tk/R][d/8][R][8] (`qk_dims`, `dimensionsToStream`; each block one A operand, as
+  matmul's A tiles), and mha_load_q, once per pass, stores the core's Q rows transposed as
+  [d/8][tq/8][8][8] (each block one B operand). The group's scores land in a [tk][8] int32 stack
+  array (exact in acc32: |s| < 2^21). The params element P crosses the same blocking, and
+  mha_params reads its words through it.
+- PV: the Q24 weights do not fit an int8 (nor an int16) operand, so each is split into
+  `DIGITS` int8 digits of `DIGIT_BITS` bits (p = Σ_k digit_k·2^(7k), the top digit 0..8); the
+  mem tile streams V blocked [tk/8][d/8][8][8] (`v_dims`, one B operand per block), and per
+  digit the group's [8 x tk] digits times V accumulate into int32 digit sums kept after acc's
+  int64 rows (acc is 3·tq·d int64 words). A digit sum gathers at most 127·128 per key over at
+  most 32767 keys, < 2^29, so no acc32 lane wraps. A row's value, acc + Σ_k sums_k·2^(7k), is
+  folded into its int64 row before the row is rescaled, and read whole by mha_end.
+A group none of whose rows sees a key of the tile is skipped. tq must be a multiple of 8 and tk
+of 8 (chosen 16 and up to 64: the digit sums take twice the scalar accumulator's memory).
+`workload` counts the mmul MACs at the vector rate, per whole group, and the softmax, the score
+read-back, the digit split, mha_load_q's transpose and mha_end's fold as scalar cycles (the folds
+before rescales depend on the data and are not counted, as the scalar path's rescales are not).
 """
 
 from __future__ import annotations
@@ -135,9 +144,12 @@ STACK_MARGIN = 1024
 # modes of AIE API's "Supported Matrix Multiplication Modes" (4x8x8 on aie2, 8x8x8 on aie2p).
 QK_BLOCK_ROWS = {"aie2": 4, "aie2p": 8}
 QK_GROUP = 8  # query rows per mmul B operand (the block's columns)
+PV_KEYS = 8  # keys per PV mmul block (the depth of aie::mmul<R, 8, 8>)
+DIGITS = 4  # int8 digits of a Q24 weight on the vector path's PV
+DIGIT_BITS = 7
 # The vector path's frames beyond the scalar ones as the host build of the AIE API subset
 # measures them (vectors and accumulators as arrays; on the core they live in registers), as
-# matmul's VECTOR_STACK; the [tk][8] int32 scores are counted on top.
+# matmul's VECTOR_STACK; the [tk][8] int32 scores and the group's digits are counted on top.
 VECTOR_STACK = {"aie2": 2048, "aie2p": 4096}
 # Scalar-unit operations of the softmax per (query row, key) in mha_tile (scaling, maximum,
 # table lookup, rounding shift, sum) and per output element in mha_end: estimates read off the
@@ -145,10 +157,14 @@ VECTOR_STACK = {"aie2": 2048, "aie2p": 4096}
 SOFTMAX_OPS_PER_KEY = 8
 END_OPS_PER_ELEMENT = 4
 # Vector path only (npukit's count of its core code, not a measurement): reading a score back
-# from the [tk][8] group array per (row, key), and mha_load_q's transposing store per Q byte
-# (index arithmetic, load, store) per pass.
+# from the [tk][8] group array per (row, key); splitting a weight into its digits per (row, key)
+# of a computed group (per digit a shift, a mask and a store, and the index); mha_load_q's
+# transposing store per Q byte per pass; mha_end's fold per output element (per digit a load,
+# a shift and an add).
 GATHER_OPS_PER_KEY = 1
+DIGIT_OPS_PER_KEY = 3 * DIGITS + 1
 TRANSPOSE_OPS_PER_BYTE = 4
+FOLD_OPS_PER_ELEMENT = 3 * DIGITS
 
 
 def exp2_table() -> np.ndarray:
@@ -310,8 +326,10 @@ class MhaSpec(KernelSpec):
     @property
     def frame_bytes(self) -> int:
         """The largest core frame: scores and weights of one tile row (mha_tile); on the vector
-        path also the [tk][8] int32 scores of a query group."""
-        return 8 * self.tk + 8 * self.head_dim + self.vector * 4 * QK_GROUP * self.tk
+        path also the [tk][8] int32 scores and the [DIGITS][8][tk] int8 digits of a query
+        group."""
+        return (8 * self.tk + 8 * self.head_dim
+                + self.vector * (4 + DIGITS) * QK_GROUP * self.tk)
 
     @property
     def stack_size(self) -> int:
@@ -333,6 +351,18 @@ class MhaSpec(KernelSpec):
         first: row-major tk x d -> [tk/R][d/8][R][8]."""
         r, d = self.block_r, self.head_dim
         return [(self.tk // r, r * d), (d // 8, 8), (r, d), (8, 1)]
+
+    def v_dims(self) -> list[tuple[int, int]]:
+        """The mem tile's `dimensionsToStream` of every V tile on the vector path: row-major
+        tk x d -> [tk/8][d/8][8][8] (PV's B operands)."""
+        d = self.head_dim
+        return [(self.tk // PV_KEYS, PV_KEYS * d), (d // 8, 8), (PV_KEYS, d), (8, 1)]
+
+    @property
+    def acc_len(self) -> int:
+        """int64 words of a core's accumulator: [tq][d], on the vector path followed by the
+        DIGITS int32 digit sums of every element (module docstring, "Vector path")."""
+        return (1 + self.vector * DIGITS // 2) * self.tq * self.head_dim
 
     @property
     def cores(self) -> int:
@@ -422,11 +452,13 @@ class MhaSpec(KernelSpec):
         fits seq_q and fills whole K tiles, then every column the device has, up to the passes.
         The chosen values shadow the 0s (`self.tq` etc.); `params` keeps what was asked."""
         given = {n: self.params[n] for n in ("tq", "tk", "rows", "columns")}
-        r, g = (self.block_r, QK_GROUP) if self.vector else (1, 1)  # vector: mmul multiples
+        # vector: mmul multiples, and tq at most 16 (the digit sums triple the accumulator)
+        unit, tq_most = (PV_KEYS, 16) if self.vector else (1, 32)
         tks = [given["tk"]] if given["tk"] else [t for t in (64, 32, 16, 8, 4)
-                                                 if t <= self.seq_k and t % r == 0]
+                                                 if t <= self.seq_k and t % unit == 0]
         rows = [given["rows"]] if given["rows"] else list(range(CORE_ROWS, 0, -1))
-        tqs = [given["tq"]] if given["tq"] else [t for t in (32, 24, 16, 8, 4, 2, 1) if t % g == 0]
+        tqs = [given["tq"]] if given["tq"] else [t for t in (32, 24, 16, 8, 4, 2, 1)
+                                                 if t <= tq_most and t % unit == 0]
         choice = next(((tk, r, tq) for tk in tks or [4] for r in rows for tq in tqs
                        if r * tq <= self.seq_q and (r * tq) % tk == 0), None)
         if choice is None:  # nothing fits: keep the first candidates, so validation names why
@@ -465,10 +497,10 @@ class MhaSpec(KernelSpec):
         self.check_memory()
 
     def _validate_split(self) -> None:
-        if self.vector and (self.tq % QK_GROUP or self.tk % self.block_r):
+        if self.vector and (self.tq % QK_GROUP or self.tk % PV_KEYS):
             raise SpecError(f"path=vector needs tq a multiple of {QK_GROUP} and tk of "
-                            f"{self.block_r} (the {arch(self.device)} mmul block "
-                            f"{self.block_r}x8x{QK_GROUP}); got tq {self.tq}, tk {self.tk}")
+                            f"{PV_KEYS} (the {arch(self.device)} mmul block "
+                            f"{self.block_r}x8x8); got tq {self.tq}, tk {self.tk}")
         if self.tk > self.seq_k:
             raise SpecError(f"tk {self.tk} is more than seq_k {self.seq_k}: the key tile must "
                             "fit in the sequence (lower tk)")
@@ -603,7 +635,8 @@ class MhaSpec(KernelSpec):
             MemoryItem("O block buffers", self.q_bytes, depth),
             MemoryItem("Q block", self.q_bytes),
             MemoryItem("row state (int64)", 8 * self.state_len),
-            MemoryItem("accumulator (int64)", 8 * self.tq * self.head_dim),
+            MemoryItem("accumulator (int64, then int32 digit sums)" if self.vector else
+                       "accumulator (int64)", 8 * self.acc_len),
             *self.core_data(),
             MemoryItem("stack", self.stack_size, kind="stack"),
         ]
@@ -656,10 +689,11 @@ class MhaSpec(KernelSpec):
             "state_len": self.state_len,
             "prm_index": 1 + 2 * self.tq,
             "p_bd": P_BD,
-            "acc_len": self.tq * self.head_dim,
+            "acc_len": self.acc_len,
             "vector": self.vector,
             "block_r": self.block_r,
             "qk_dims": ", ".join(f"<size = {n}, stride = {st}>" for n, st in self.qk_dims()),
+            "v_dims": ", ".join(f"<size = {n}, stride = {st}>" for n, st in self.v_dims()),
             "stack_size": self.stack_size,
             "logit_mult": mult,
             "logit_shift": shift,
@@ -703,9 +737,9 @@ class MhaSpec(KernelSpec):
     def workload(self) -> Workload:
         """Per invocation: each core's MACs (QKᵀ and PV over whole tiles, duplicates included)
         and softmax work, and the bytes on every shim, mem-tile and core channel. On the vector
-        path the MACs are QKᵀ's, per whole group of 8 rows, at the vector rate; PV's MACs are
-        scalar cycles (one MAC per cycle, the scalar rate), with the score read-back and
-        mha_load_q's transposing store."""
+        path the MACs are the mmuls' (QKᵀ and PV's DIGITS digit products, per whole group of 8
+        rows), at the vector rate, and the scalar cycles add the score read-back, the digit
+        split, the Q transpose and the final fold (module docstring, "Vector path")."""
         d = self.head_dim
         macs: dict[str, int] = {}
         scalar: dict[str, int] = {}
@@ -730,10 +764,13 @@ class MhaSpec(KernelSpec):
                 scalar[core] = (pairs * self.tk * SOFTMAX_OPS_PER_KEY
                                 + n * self.q_bytes * END_OPS_PER_ELEMENT)
                 if self.vector:
-                    groups = sum(self._tile_groups(self.block_start(g, r)) for g in passes)
-                    macs[core] = groups * QK_GROUP * self.tk * d
-                    scalar[core] += (pairs * self.tk * (d + GATHER_OPS_PER_KEY)
-                                     + n * self.q_bytes * TRANSPOSE_OPS_PER_BYTE)
+                    rows_done = QK_GROUP * sum(self._tile_groups(self.block_start(g, r))
+                                               for g in passes)
+                    macs[core] = (1 + DIGITS) * rows_done * self.tk * d
+                    scalar[core] += (pairs * self.tk * GATHER_OPS_PER_KEY
+                                     + rows_done * self.tk * DIGIT_OPS_PER_KEY
+                                     + n * self.q_bytes * (TRANSPOSE_OPS_PER_BYTE
+                                                           + FOLD_OPS_PER_ELEMENT))
                 core_bytes[f"{core} S2MM @qkb{c}"] = n * (self.pass_rows * d + kv) + prm
                 core_bytes[f"{core} S2MM @vb{c}"] = n * kv
                 core_bytes[f"{core} MM2S @o{c}_{r}"] = n * self.q_bytes
@@ -743,8 +780,9 @@ class MhaSpec(KernelSpec):
             "MACs count whole tiles (the last tile's repeated keys and masked keys included)",
         ) + (("packed_qkv=1: Q, K, V are read out of one qkv buffer (row stride "
                f"{self.row_stride} bytes), the same bytes as from three",) * self.packed_qkv) + (
-            ("path=vector: MACs are QKᵀ's (mmul, whole groups of 8 query rows); PV's MACs, the "
-             "softmax, the score read-back and the Q transpose are scalar cycles",) * self.vector)
+            (f"path=vector: MACs are the mmuls' (QKᵀ, and PV once per each of the {DIGITS} "
+             "digits of the weights; whole groups of 8 query rows); the softmax, the digit split "
+             "and the folds are scalar cycles",) * self.vector)
         return Workload(self.name, self.device, self.core_path, macs, shim, mem, core_bytes, scalar,
                         bds=self.n_transfers, notes=notes)
 

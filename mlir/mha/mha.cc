@@ -1,9 +1,10 @@
 // Whole-sequence multi-head attention, one query block per core: the online softmax of
 // codegen/kernels/mha.py. Scalar C++: the reference path for Peano (aie2) and the host alike;
-// with NPUKIT_VECTOR=1 (path=vector) the QK^T scores come from AIE API mmul blocks
-// (mha_qk_vector.h), the Q/K elements arrive blocked and Q is stored transposed (mha.py,
-// "Vector path"); the softmax and PV stay the scalar code below.
-// The state buffer holds [query start row, m[TQ], l[TQ]] as int64; acc is [TQ][D] int64.
+// with NPUKIT_VECTOR=1 (path=vector) QK^T and PV run on AIE API mmul blocks (mha_vector.h), the
+// Q/K and V elements arrive blocked, Q is stored transposed, and acc holds int32 digit sums
+// beside its int64 rows (mha.py, "Vector path"); the softmax stays the scalar code below.
+// The state buffer holds [query start row, m[TQ], l[TQ]] as int64; acc is [TQ][D] int64 (on
+// the vector path followed by the digit sums, mha_vector.h).
 // With runtime parameters (MHA_RUNTIME_PARAMS) the state then holds the three scale-derived
 // constants, copied from the params element once per invocation by mha_params.
 #include <stdint.h>
@@ -12,10 +13,16 @@
 #include "npukit_fixed.h"
 
 #if defined(NPUKIT_VECTOR) && NPUKIT_VECTOR
-#include "mha_qk_vector.h"
+#include "mha_vector.h"
 #define MHA_VECTOR 1
 #else
 #define MHA_VECTOR 0
+#endif
+
+#if MHA_VECTOR
+#define MHA_ACC_LEN (3 * MHA_TQ * MHA_D)  // int64 rows, then MHA_DIGITS x TQ x D int32 sums
+#else
+#define MHA_ACC_LEN (MHA_TQ * MHA_D)
 #endif
 
 // Byte offset of (row, column) of a Q/K element of TK rows x D bytes as the core receives it:
@@ -91,7 +98,7 @@ extern "C" void mha_begin(int64_t *state, int64_t *acc, int32_t g, int32_t r) {
     state[1 + i2] = MHA_NONE;
     state[1 + MHA_TQ + i2] = 0;
   }
-  for (int i2 = 0; i2 < MHA_TQ * MHA_D; ++i2) acc[i2] = 0;
+  for (int i2 = 0; i2 < MHA_ACC_LEN; ++i2) acc[i2] = 0;
 }
 
 // QK^T for one query row against a tile: score[j] = q . k_j (the swappable vector product).
@@ -114,13 +121,12 @@ static inline void mha_pv_row(const uint32_t *p, const int8_t *v, int64_t *acc) 
   }
 }
 
-// One query row against a tile: the scaled scores x, the running maximum and rescale, the
-// weights p, l and acc. score[j * stride] is q . k_j (x may be score itself, stride 1); keys
-// outside [first_key, last_key) get zero weight.
-static inline void mha_row(const int32_t *score, int32_t stride, int32_t *x, int32_t first_key,
-                           int32_t last_key, int64_t lmult, int32_t lshift, const int8_t *v,
-                           int64_t *m, int64_t *l, int64_t *ai) {
-  uint32_t p[MHA_TK];
+// The scaled scores x of one query row against a tile and their maximum (MHA_NONE when no key
+// is allowed). score[j * stride] is q . k_j (x may be score itself, stride 1); only keys in
+// [first_key, last_key) are scaled.
+static inline int64_t mha_row_max(const int32_t *score, int32_t stride, int32_t *x,
+                                  int32_t first_key, int32_t last_key, int64_t lmult,
+                                  int32_t lshift) {
   int64_t mt = MHA_NONE;
   for (int j = first_key; j < last_key; ++j) {
     const int64_t xj =
@@ -128,6 +134,11 @@ static inline void mha_row(const int32_t *score, int32_t stride, int32_t *x, int
     x[j] = (int32_t)xj;
     if (xj > mt) mt = xj;
   }
+  return mt;
+}
+
+// The running maximum m becomes mt if larger, l and the row's accumulator ai rescaled to it.
+static inline void mha_row_rescale(int64_t mt, int64_t *m, int64_t *l, int64_t *ai) {
   if (*m == MHA_NONE) {
     *m = mt;
   } else if (mt > *m) {
@@ -145,11 +156,16 @@ static inline void mha_row(const int32_t *score, int32_t stride, int32_t *x, int
     }
     *m = mt;
   }
+}
+
+// The weights p of the row's keys (0 outside [first_key, last_key)) and their sum.
+static inline int64_t mha_row_weights(const int32_t *x, int32_t first_key, int32_t last_key,
+                                      int64_t m, uint32_t *p) {
   int64_t sum = 0;
   for (int j = 0; j < MHA_TK; ++j) {
     uint32_t pj = 0;
     if (j >= first_key && j < last_key) {
-      const int64_t tt = *m - x[j];
+      const int64_t tt = m - x[j];
       const int64_t whole = tt >> MHA_EXP2_FRAC_BITS;
       if (whole < 32) {
         const uint32_t e = mha_exp2_table[tt & ((1 << MHA_EXP2_FRAC_BITS) - 1)];
@@ -159,8 +175,7 @@ static inline void mha_row(const int32_t *score, int32_t stride, int32_t *x, int
     p[j] = pj;
     sum += pj;
   }
-  *l += sum;
-  mha_pv_row(p, v, ai);
+  return sum;
 }
 
 // The keys [first_key, last_key) of the tile that query row q0 + i may see (none when
@@ -186,29 +201,44 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
   const int64_t lmult = mha_logit_mult(state);
   const int32_t lshift = mha_logit_shift(state);
 #if MHA_VECTOR
-  // Per group of 8 query rows, the scores of every key at once (mmul), then row by row; a group
+  // Per group of 8 query rows: the scores of every key at once (mmul), the softmax row by row,
+  // each row's weights as int8 digits, then PV for the group (mmul) into the digit sums. A group
   // none of whose rows sees a key of the tile (its last row sees the most) is skipped.
   alignas(64) int32_t score[MHA_TK * 8];
+  alignas(64) int8_t digits[MHA_DIGITS * 8 * MHA_TK];
   int32_t x[MHA_TK];
+  uint32_t p[MHA_TK];
+  int32_t *sums = mha_digit_sums(acc);
   for (int qg = 0; qg < MHA_TQ / 8; ++qg) {
     if (mha_last_key(q0, qg * 8 + 7, ks) <= first_key) continue;
     mha_qk_group_vector(q, k, score, (unsigned)qg);
     for (int ii = 0; ii < 8; ++ii) {
       const int i = qg * 8 + ii;
       const int32_t last_key = mha_last_key(q0, i, ks);
-      if (last_key <= first_key) continue;
-      mha_row(score + ii, 8, x, first_key, last_key, lmult, lshift, v, state + 1 + i,
-              state + 1 + MHA_TQ + i, acc + i * MHA_D);
+      if (last_key <= first_key) {
+        mha_row_digits(nullptr, digits, (unsigned)ii);
+        continue;
+      }
+      int64_t *m = state + 1 + i, *l = state + 1 + MHA_TQ + i, *ai = acc + i * MHA_D;
+      const int64_t mt = mha_row_max(score + ii, 8, x, first_key, last_key, lmult, lshift);
+      if (*m != MHA_NONE && mt > *m) mha_fold_row(ai, sums, (unsigned)i);  // exact value first
+      mha_row_rescale(mt, m, l, ai);
+      *l += mha_row_weights(x, first_key, last_key, *m, p);
+      mha_row_digits(p, digits, (unsigned)ii);
     }
+    mha_pv_group_vector(digits, v, sums, (unsigned)qg);
   }
 #else
   int32_t x[MHA_TK];
+  uint32_t p[MHA_TK];
   for (int i = 0; i < MHA_TQ; ++i) {
     const int32_t last_key = mha_last_key(q0, i, ks);
     if (last_key <= first_key) continue;
     mha_qk_row(q + i * MHA_D, k, x);
-    mha_row(x, 1, x, first_key, last_key, lmult, lshift, v, state + 1 + i,
-            state + 1 + MHA_TQ + i, acc + i * MHA_D);
+    int64_t *m = state + 1 + i, *l = state + 1 + MHA_TQ + i, *ai = acc + i * MHA_D;
+    mha_row_rescale(mha_row_max(x, 1, x, first_key, last_key, lmult, lshift), m, l, ai);
+    *l += mha_row_weights(x, first_key, last_key, *m, p);
+    mha_pv_row(p, v, ai);
   }
 #endif
 }
@@ -219,7 +249,13 @@ extern "C" void mha_end(const int64_t *state, const int64_t *acc, int8_t *o) {
   for (int i = 0; i < MHA_TQ; ++i) {
     const int64_t l = state[1 + MHA_TQ + i];  // >= 2^24: the row maximum contributes 2^24
     const int64_t r = ((mo << MHA_ROW_MULT_SHIFT) + l / 2) / l;
-    for (int d = 0; d < MHA_D; ++d)
-      o[i * MHA_D + d] = npk_sat_i8(npk_round_shift_s64(acc[i * MHA_D + d] * r, MHA_OUT_SHIFT));
+    for (int d = 0; d < MHA_D; ++d) {
+#if MHA_VECTOR
+      const int64_t a = mha_acc_value(acc, (unsigned)i, (unsigned)d);
+#else
+      const int64_t a = acc[i * MHA_D + d];
+#endif
+      o[i * MHA_D + d] = npk_sat_i8(npk_round_shift_s64(a * r, MHA_OUT_SHIFT));
+    }
   }
 }
