@@ -175,7 +175,7 @@ MUTANTS += [
            "(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole)",
            "((uint64_t)e >> whole)", MHA_CORE, "mha's softmax weights are rounded to nearest"),
     Mutant("mha-params-word", "numerics", "mlir/mha/mha.cc",
-           "const int32_t c = 4 * w;", "const int32_t c = w;",
+           "const int32_t at = 4 * w + i;", "const int32_t at = w + i;",
            ("tests/test_mha_runtime.py", "-k", "host_core or serves"),
            "mha's core reads P's constants as the int32 words pack_params writes"),
     # path=vector (README "mha"): the mmul operands walk the blocked layouts, the digit sums are

@@ -42,6 +42,10 @@ CASES = {
     "runtime-packed": {"seq_q": "48", "seq_k": "48", "heads": "2", "tq": "16", "tk": "16",
                        "columns": "1", "rows": "3", "runtime_params": "1", "packed_qkv": "1",
                        "device": "npu1_1col"},
+    # head_dim 8: P's third word lies in the element's second row, another block
+    "runtime-d8": {"seq_q": "16", "seq_k": "24", "heads": "2", "head_dim": "8", "tq": "8",
+                   "tk": "8", "columns": "1", "rows": "2", "runtime_params": "1",
+                   "device": "npu1_1col"},
     "npu2-causal": {"seq_q": "32", "seq_k": "72", "heads": "2", "tq": "8", "tk": "16",
                     "columns": "2", "rows": "2", "causal": "1", "device": "npu2"},
 }

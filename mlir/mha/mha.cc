@@ -47,10 +47,12 @@ static inline int32_t mha_block(int32_t g, int32_t r) {
 // Little-endian int32 word w of the params element (codegen/kernels/mha.py, P_LAYOUT).
 static inline int64_t mha_word(const int8_t *elem, int w) {
   const uint8_t *b = (const uint8_t *)elem;
-  const int32_t c = 4 * w;  // row 0, columns c..c+3 of the element (D >= 8: one row holds 3 words)
-  return (int32_t)((uint32_t)b[mha_elem_at(0, c)] | (uint32_t)b[mha_elem_at(0, c + 1)] << 8 |
-                   (uint32_t)b[mha_elem_at(0, c + 2)] << 16 |
-                   (uint32_t)b[mha_elem_at(0, c + 3)] << 24);
+  uint32_t word = 0;
+  for (int32_t i = 0; i < 4; ++i) {
+    const int32_t at = 4 * w + i;  // byte of the row-major element P was packed as
+    word |= (uint32_t)b[mha_elem_at(at / MHA_D, at % MHA_D)] << (8 * i);
+  }
+  return (int32_t)word;
 }
 
 // The params element: logit multiplier, logit shift, output multiplier into the state.

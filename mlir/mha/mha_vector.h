@@ -76,7 +76,8 @@ static inline void mha_row_digits(const uint32_t *p, int8_t *digits, unsigned ii
   using namespace npukit_mha;
   for (unsigned j = 0; j < MHA_TK; ++j) {
     const uint32_t pj = p ? p[j] : 0;
-    const unsigned at = ((ii / MHA_R) * kKeyBlocks8 + j / 8) * Mmul::size_A + (ii % MHA_R) * 8 + j % 8;
+    const unsigned at =
+        ((ii / MHA_R) * kKeyBlocks8 + j / 8) * Mmul::size_A + (ii % MHA_R) * 8 + j % 8;
     for (unsigned k = 0; k < MHA_DIGITS; ++k)
       digits[k * 8 * MHA_TK + at] = (int8_t)((pj >> (k * MHA_DIGIT_BITS)) &
                                              (k + 1 < MHA_DIGITS ? kDigitMask : 0xffu));
@@ -85,13 +86,15 @@ static inline void mha_row_digits(const uint32_t *p, int8_t *digits, unsigned ii
 
 // sums_k(group qg) += digits_k . V for every digit k: MHA_DIGITS x 8/R x D/8 C blocks, each over
 // TK/8 key blocks.
-static inline void mha_pv_group_vector(const int8_t *__restrict digits, const int8_t *__restrict v,
-                                       int32_t *__restrict sums, unsigned qg) {
+static inline void mha_pv_group_vector(const int8_t *__restrict digits,
+                                       const int8_t *__restrict v, int32_t *__restrict sums,
+                                       unsigned qg) {
   using namespace npukit_mha;
   for (unsigned k = 0; k < MHA_DIGITS; ++k) {
     for (unsigned rb = 0; rb < kRowBlocks; ++rb) {
       const int8_t *pa0 = digits + k * 8 * MHA_TK + rb * kKeyBlocks8 * Mmul::size_A;
-      int32_t *pc = sums + k * MHA_TQ * MHA_D + (qg * kRowBlocks + rb) * kDepthBlocks * Mmul::size_C;
+      int32_t *pc =
+          sums + k * MHA_TQ * MHA_D + (qg * kRowBlocks + rb) * kDepthBlocks * Mmul::size_C;
       for (unsigned db = 0; db < kDepthBlocks; ++db, pc += Mmul::size_C) {
         Mmul c(aie::load_v<Mmul::size_C>(pc));
         const int8_t *pa = pa0, *pb = v + db * Mmul::size_B;
@@ -111,7 +114,8 @@ static inline int64_t mha_acc_value(const int64_t *acc, unsigned i, unsigned d) 
   const int32_t *sums = (const int32_t *)(acc + MHA_TQ * MHA_D);
   int64_t a = acc[i * MHA_D + d];
   for (unsigned k = 0; k < MHA_DIGITS; ++k)
-    a += (int64_t)sums[k * MHA_TQ * MHA_D + npukit_mha::sum_at(i, d)] * ((int64_t)1 << (k * MHA_DIGIT_BITS));
+    a += (int64_t)sums[k * MHA_TQ * MHA_D + npukit_mha::sum_at(i, d)] *
+         ((int64_t)1 << (k * MHA_DIGIT_BITS));
   return a;
 }
 
