@@ -189,10 +189,13 @@ MUTANTS += [
     Mutant("mha-vector-no-fold", "numerics", "mlir/mha/mha.cc",
            "if (*m != MHA_NONE && mt > *m) mha_fold_row(ai, sums, (unsigned)i);", "",
            MHA_VECTOR, "a row's digit sums are folded into its int64 row before it is rescaled"),
+    Mutant("mha-vector-digit-radix", "numerics", "mlir/mha/mha_vector.h",
+           "radix.set((int16)-(1 << MHA_DIGIT_BITS), l);", "radix.set((int16)-(1 << 6), l);",
+           MHA_VECTOR, "a weight's digits are 7 bits: digit_k = q_k - 2^7 q_(k+1)"),
     Mutant("mha-vector-digits-free", "cost", "codegen/kernels/mha.py",
-           "+ rows_done * self.tk * DIGIT_OPS_PER_KEY", "",
+           "+ rows_done * self.tk // DIGIT_LANES * DIGIT_VECTOR_CYCLES", "",
            ("tests/test_mha_vector.py", "-k", "workload"),
-           "mha path=vector's workload counts the weights' digit split as scalar cycles"),
+           "mha path=vector's workload counts the vector digit split's cycles"),
     # Swapped, not shifted: every qkv byte is still read, so the static checks pass.
     Mutant("mha-packed-kv-swap", "numerics", "codegen/kernels/mha.py",
            "(self.width, 2 * self.width) if self.packed_qkv", "(2 * self.width, self.width) if "

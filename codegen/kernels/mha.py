@@ -67,7 +67,8 @@ stays the scalar code. The integers are the scalar path's, so the output is the 
   array (exact in acc32: |s| < 2^21). The params element P crosses the same blocking, and
   mha_params reads its words through it.
 - PV: the Q24 weights do not fit an int8 (nor an int16) operand, so each is split into
-  `DIGITS` int8 digits of `DIGIT_BITS` bits (p = Σ_k digit_k·2^(7k), the top digit 0..8); the
+  `DIGITS` int8 digits of `DIGIT_BITS` bits (p = Σ_k digit_k·2^(7k), the top digit 0..8; the
+  softmax stores the weights in the digits' blocked order and vector shifts split them); the
   mem tile streams V blocked [tk/8][d/8][8][8] (`v_dims`, one B operand per block), and per
   digit the group's [8 x tk] digits times V accumulate into int32 digit sums kept after acc's
   int64 rows (acc is 3·tq·d int64 words). A digit sum gathers at most 127·128 per key over at
@@ -76,8 +77,9 @@ stays the scalar code. The integers are the scalar path's, so the output is the 
 A group none of whose rows sees a key of the tile is skipped. tq must be a multiple of 8 and tk
 of 8 (chosen 16 and up to 64: the digit sums take twice the scalar accumulator's memory).
 `workload` counts the mmul MACs at the vector rate, per whole group, and the softmax, the score
-read-back, the digit split, mha_load_q's transpose and mha_end's fold as scalar cycles (the folds
-before rescales depend on the data and are not counted, as the scalar path's rescales are not).
+read-back, the blocked weight store, the vector digit split (in vector cycles), mha_load_q's
+transpose and mha_end's fold as other cycles of the core (the folds before rescales depend on
+the data and are not counted, as the scalar path's rescales are not).
 """
 
 from __future__ import annotations
@@ -157,12 +159,16 @@ VECTOR_STACK = {"aie2": 2048, "aie2p": 4096}
 SOFTMAX_OPS_PER_KEY = 8
 END_OPS_PER_ELEMENT = 4
 # Vector path only (npukit's count of its core code, not a measurement): reading a score back
-# from the [tk][8] group array per (row, key); splitting a weight into its digits per (row, key)
-# of a computed group (per digit a shift, a mask and a store, and the index); mha_load_q's
-# transposing store per Q byte per pass; mha_end's fold per output element (per digit a load,
-# a shift and an add).
+# from the [tk][8] group array per (row, key); the weight's store in the digits' blocked order
+# per (row, key) of a computed group (its index; a row that sees no key stores zeros); the
+# vector digit split per 16 lanes (one acc64 register) of a group's weights: a load, then per
+# digit two shift-round-saturates, a multiply-accumulate and a store; mha_load_q's transposing
+# store per Q byte per pass; mha_end's fold per output element (per digit a load, a shift and
+# an add).
 GATHER_OPS_PER_KEY = 1
-DIGIT_OPS_PER_KEY = 3 * DIGITS + 1
+WEIGHT_ORDER_OPS_PER_KEY = 1
+DIGIT_LANES = 16
+DIGIT_VECTOR_CYCLES = 1 + 4 * DIGITS
 TRANSPOSE_OPS_PER_BYTE = 4
 FOLD_OPS_PER_ELEMENT = 3 * DIGITS
 
@@ -326,10 +332,10 @@ class MhaSpec(KernelSpec):
     @property
     def frame_bytes(self) -> int:
         """The largest core frame: scores and weights of one tile row (mha_tile); on the vector
-        path also the [tk][8] int32 scores and the [DIGITS][8][tk] int8 digits of a query
-        group."""
+        path also a query group's [tk][8] int32 scores, [8][tk] uint32 weights and
+        [DIGITS][8][tk] int8 digits."""
         return (8 * self.tk + 8 * self.head_dim
-                + self.vector * (4 + DIGITS) * QK_GROUP * self.tk)
+                + self.vector * (4 + 4 + DIGITS) * QK_GROUP * self.tk)
 
     @property
     def stack_size(self) -> int:
@@ -738,8 +744,9 @@ class MhaSpec(KernelSpec):
         """Per invocation: each core's MACs (QKᵀ and PV over whole tiles, duplicates included)
         and softmax work, and the bytes on every shim, mem-tile and core channel. On the vector
         path the MACs are the mmuls' (QKᵀ and PV's DIGITS digit products, per whole group of 8
-        rows), at the vector rate, and the scalar cycles add the score read-back, the digit
-        split, the Q transpose and the final fold (module docstring, "Vector path")."""
+        rows), at the vector rate, and the other cycles add the score read-back, the blocked
+        weight store, the vector digit split, the Q transpose and the final fold (module
+        docstring, "Vector path")."""
         d = self.head_dim
         macs: dict[str, int] = {}
         scalar: dict[str, int] = {}
@@ -768,7 +775,8 @@ class MhaSpec(KernelSpec):
                                                for g in passes)
                     macs[core] = (1 + DIGITS) * rows_done * self.tk * d
                     scalar[core] += (pairs * self.tk * GATHER_OPS_PER_KEY
-                                     + rows_done * self.tk * DIGIT_OPS_PER_KEY
+                                     + rows_done * self.tk * WEIGHT_ORDER_OPS_PER_KEY
+                                     + rows_done * self.tk // DIGIT_LANES * DIGIT_VECTOR_CYCLES
                                      + n * self.q_bytes * (TRANSPOSE_OPS_PER_BYTE
                                                            + FOLD_OPS_PER_ELEMENT))
                 core_bytes[f"{core} S2MM @qkb{c}"] = n * (self.pass_rows * d + kv) + prm
@@ -781,8 +789,8 @@ class MhaSpec(KernelSpec):
         ) + (("packed_qkv=1: Q, K, V are read out of one qkv buffer (row stride "
                f"{self.row_stride} bytes), the same bytes as from three",) * self.packed_qkv) + (
             (f"path=vector: MACs are the mmuls' (QKᵀ, and PV once per each of the {DIGITS} "
-             "digits of the weights; whole groups of 8 query rows); the softmax, the digit split "
-             "and the folds are scalar cycles",) * self.vector)
+             "digits of the weights; whole groups of 8 query rows); the softmax, the vector digit "
+             "split and the folds are other cycles",) * self.vector)
         return Workload(self.name, self.device, self.core_path, macs, shim, mem, core_bytes, scalar,
                         bds=self.n_transfers, notes=notes)
 

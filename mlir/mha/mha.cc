@@ -160,9 +160,10 @@ static inline void mha_row_rescale(int64_t mt, int64_t *m, int64_t *l, int64_t *
   }
 }
 
-// The weights p of the row's keys (0 outside [first_key, last_key)) and their sum.
+// The weights of the row's keys (0 outside [first_key, last_key)) and their sum: key j's at
+// p[(j / 8) * block + j % 8] (block 8: p[j]; the vector path's A-operand order has more).
 static inline int64_t mha_row_weights(const int32_t *x, int32_t first_key, int32_t last_key,
-                                      int64_t m, uint32_t *p) {
+                                      int64_t m, uint32_t *p, int32_t block) {
   int64_t sum = 0;
   for (int j = 0; j < MHA_TK; ++j) {
     uint32_t pj = 0;
@@ -174,7 +175,7 @@ static inline int64_t mha_row_weights(const int32_t *x, int32_t first_key, int32
         pj = (uint32_t)(((uint64_t)e + (((uint64_t)1 << whole) >> 1)) >> whole);
       }
     }
-    p[j] = pj;
+    p[(j / 8) * block + j % 8] = pj;
     sum += pj;
   }
   return sum;
@@ -203,13 +204,14 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
   const int64_t lmult = mha_logit_mult(state);
   const int32_t lshift = mha_logit_shift(state);
 #if MHA_VECTOR
-  // Per group of 8 query rows: the scores of every key at once (mmul), the softmax row by row,
-  // each row's weights as int8 digits, then PV for the group (mmul) into the digit sums. A group
-  // none of whose rows sees a key of the tile (its last row sees the most) is skipped.
+  // Per group of 8 query rows: the scores of every key at once (mmul), the softmax row by row
+  // with the weights stored in the A-operand order, their int8 digits (vector), then PV for the
+  // group (mmul) into the digit sums. A group none of whose rows sees a key of the tile (its
+  // last row sees the most) is skipped.
   alignas(64) int32_t score[MHA_TK * 8];
+  alignas(64) uint32_t pw[8 * MHA_TK];
   alignas(64) int8_t digits[MHA_DIGITS * 8 * MHA_TK];
   int32_t x[MHA_TK];
-  uint32_t p[MHA_TK];
   int32_t *sums = mha_digit_sums(acc);
   for (int qg = 0; qg < MHA_TQ / 8; ++qg) {
     if (mha_last_key(q0, qg * 8 + 7, ks) <= first_key) continue;
@@ -217,17 +219,18 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
     for (int ii = 0; ii < 8; ++ii) {
       const int i = qg * 8 + ii;
       const int32_t last_key = mha_last_key(q0, i, ks);
+      uint32_t *pi = pw + npukit_mha::weight_at((unsigned)ii, 0);
       if (last_key <= first_key) {
-        mha_row_digits(nullptr, digits, (unsigned)ii);
+        for (int j = 0; j < MHA_TK; ++j) pi[(j / 8) * npukit_mha::Mmul::size_A + j % 8] = 0;
         continue;
       }
       int64_t *m = state + 1 + i, *l = state + 1 + MHA_TQ + i, *ai = acc + i * MHA_D;
       const int64_t mt = mha_row_max(score + ii, 8, x, first_key, last_key, lmult, lshift);
       if (*m != MHA_NONE && mt > *m) mha_fold_row(ai, sums, (unsigned)i);  // exact value first
       mha_row_rescale(mt, m, l, ai);
-      *l += mha_row_weights(x, first_key, last_key, *m, p);
-      mha_row_digits(p, digits, (unsigned)ii);
+      *l += mha_row_weights(x, first_key, last_key, *m, pi, npukit_mha::Mmul::size_A);
     }
+    mha_group_digits_vector(pw, digits);
     mha_pv_group_vector(digits, v, sums, (unsigned)qg);
   }
 #else
@@ -239,7 +242,7 @@ extern "C" void mha_tile(const int8_t *q, const int8_t *k, const int8_t *v, int6
     mha_qk_row(q + i * MHA_D, k, x);
     int64_t *m = state + 1 + i, *l = state + 1 + MHA_TQ + i, *ai = acc + i * MHA_D;
     mha_row_rescale(mha_row_max(x, 1, x, first_key, last_key, lmult, lshift), m, l, ai);
-    *l += mha_row_weights(x, first_key, last_key, *m, p);
+    *l += mha_row_weights(x, first_key, last_key, *m, p, 8);
     mha_pv_row(p, v, ai);
   }
 #endif

@@ -9,7 +9,9 @@
 //   PV with the Q24 weights split into MHA_DIGITS int8 digits of MHA_DIGIT_BITS bits,
 //     p = sum_k digit_k 2^(7k) (digits 0..127, the top one 0..8):
 //     V tile as the mem tile streams it: [TK/8][D/8][8][8], each 8 keys x 8 depth block one B;
-//     the group's digits: [MHA_DIGITS][8/R][TK/8][R][8] int8, each R rows x 8 keys block one A;
+//     the group's weights, stored so by the softmax: [8/R][TK/8][R][8] uint32 (weight_at), and
+//       their digits, split by vector shifts: [MHA_DIGITS][8/R][TK/8][R][8] int8, each R rows x
+//       8 keys block one A operand;
 //     the digit sums: MHA_DIGITS arrays [TQ/R][D/8][R][8] int32 after acc's int64 rows, each
 //       R rows x 8 depth block one C. A row's value is acc + sum_k sums_k 2^(7k), folded into
 //       acc (and the sums zeroed) before the row is rescaled; mha_end reads it whole.
@@ -35,12 +37,16 @@ namespace npukit_mha {
 using Mmul = aie::mmul<MHA_R, 8, 8, int8, int8, acc32>;
 constexpr unsigned kKeyBlocks = MHA_TK / MHA_R, kDepthBlocks = MHA_D / 8, kGroups = MHA_TQ / 8;
 constexpr unsigned kKeyBlocks8 = MHA_TK / 8, kRowBlocks = 8 / MHA_R;
-constexpr unsigned kDigitMask = (1u << MHA_DIGIT_BITS) - 1;
 static_assert(MHA_TK % 8 == 0 && MHA_D % 8 == 0 && MHA_TQ % 8 == 0 && 8 % MHA_R == 0,
               "tk, head_dim and tq must be multiples of the mmul block");
 static_assert((((1u << MHA_P_BITS) >> ((MHA_DIGITS - 1) * MHA_DIGIT_BITS)) <= 127) &&
                   MHA_DIGITS * MHA_DIGIT_BITS > MHA_P_BITS,
               "the weights' digits must be int8 and cover the Q24 weights");
+
+// Lane of the group's weights / digits (row ii of the group, key j): the A-operand order.
+constexpr unsigned weight_at(unsigned ii, unsigned j) {
+  return ((ii / MHA_R) * kKeyBlocks8 + j / 8) * Mmul::size_A + (ii % MHA_R) * 8 + j % 8;
+}
 
 // Byte of the sums' element (row i, depth d) within one digit's array.
 constexpr unsigned sum_at(unsigned i, unsigned d) {
@@ -70,17 +76,26 @@ static inline void mha_qk_group_vector(const int8_t *__restrict qt, const int8_t
   }
 }
 
-// Row ii of the group's digit operands: the digits of p[0..TK), or zeros (p null: a row that
-// sees no key of the tile).
-static inline void mha_row_digits(const uint32_t *p, int8_t *digits, unsigned ii) {
+// The group's weights as MHA_DIGITS int8 digit operands, Mmul::size_A lanes at a time:
+// q_k = p >> 7k (floor), digit_k = q_k - 128 q_{k+1} (in acc64, exact, 0..127). pw holds the
+// weights in the digits' order ([8/R][TK/8][R][8], weight_at), digits is [MHA_DIGITS][8 * TK].
+static inline void mha_group_digits_vector(const uint32_t *__restrict pw,
+                                           int8_t *__restrict digits) {
   using namespace npukit_mha;
-  for (unsigned j = 0; j < MHA_TK; ++j) {
-    const uint32_t pj = p ? p[j] : 0;
-    const unsigned at =
-        ((ii / MHA_R) * kKeyBlocks8 + j / 8) * Mmul::size_A + (ii % MHA_R) * 8 + j % 8;
-    for (unsigned k = 0; k < MHA_DIGITS; ++k)
-      digits[k * 8 * MHA_TK + at] = (int8_t)((pj >> (k * MHA_DIGIT_BITS)) &
-                                             (k + 1 < MHA_DIGITS ? kDigitMask : 0xffu));
+  constexpr unsigned n = Mmul::size_A;
+  using Acc = aie::accum<acc64, n>;
+  aie::set_rounding(aie::rounding_mode::floor);
+  aie::vector<int16, n> radix;  // -2^7 in every lane
+  for (unsigned l = 0; l < n; ++l) radix.set((int16)-(1 << MHA_DIGIT_BITS), l);
+  for (unsigned at = 0; at < 8 * MHA_TK; at += n) {
+    const Acc p(aie::load_v<n>((const int32_t *)pw + at));  // p <= 2^24: a valid int32
+    aie::vector<int32, n> q = p.template to_vector<int32>(0);
+    for (unsigned k = 0; k < MHA_DIGITS; ++k) {
+      const aie::vector<int32, n> next = p.template to_vector<int32>((k + 1) * MHA_DIGIT_BITS);
+      aie::store_v(digits + k * 8 * MHA_TK + at,
+                   aie::mac(Acc(q), next, radix).template to_vector<int8>(0));
+      q = next;
+    }
   }
 }
 
