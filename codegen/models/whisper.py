@@ -43,9 +43,9 @@ STREAM_DEVICE = DEVICE
 # Every kernel takes its per-layer values (scales, bias, gamma/beta, GELU table) as an input
 # buffer, so one build per shape serves every layer (RTPARAMS: runtime_params=1).
 RUNTIME = {"runtime_params": 1}
-# The matmuls run AIE API's int8 mmul blocks (verified on the host through npukit's AIE API
-# subset; not compiled for aie2 here); the other kernels have only a scalar core.
-MATMUL_PATH = "vector"
+# The matmuls and mha run AIE API's int8 mmul blocks (verified on the host through npukit's
+# AIE API subset; not compiled for aie2 here); layernorm and mel have only a scalar core.
+VECTOR_PATH = "vector"
 
 
 class PlanError(NpukitError):
@@ -101,7 +101,7 @@ def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, An
                         options.append((cores, tm * tn * tk, tm * tn, tm, tk, tn, cols))
     for *_, tm, tk, tn, cols in sorted(options, reverse=True):
         params = {"M": m, "K": k, "N": n, "tm": tm, "tk": tk, "tn": tn, "columns": cols,
-                  "device": DEVICE, "path": MATMUL_PATH, **fixed}
+                  "device": DEVICE, "path": VECTOR_PATH, **fixed}
         try:
             MatmulSpec(params)
         except SpecError:
@@ -257,7 +257,7 @@ class _Planner:
         # packed_qkv: the kernel's DMAs read q, k and v straight out of the fused projection's
         # [t, 3n] output (column offsets 0, n, 2n), so nothing is split on the host.
         params = {"seq_q": t, "seq_k": t, "heads": heads, "head_dim": self.dims.head_dim,
-                  "causal": 0, "packed_qkv": 1, **RUNTIME}
+                  "causal": 0, "packed_qkv": 1, "path": VECTOR_PATH, **RUNTIME}
         try:
             spec = MhaSpec(params)
         except SpecError as e:
