@@ -142,17 +142,18 @@ def model_cost_report(directory: str | Path, console: Console) -> ModelCost:
     families = ", ".join(cost.families) or "-"
     ops = Table(title=f"projected time per op on {families} (cost model, not a measurement; "
                 "kernel ops include their dispatch)", title_justify="left")
-    for col in ("op", "kernel", "shape", "vector µs", "scalar µs", "bound"):
+    for col in ("op", "kernel", "shape", "as built µs", "vector µs", "scalar µs", "bound"):
         ops.add_column(col, justify="right" if "µs" in col else "left")
     for o in cost.ops:
         p = o.projections
         if o.kind == "host":
-            ops.add_row(o.name, f"host {o.fn}", o.shape, "-", "-", "CPU")
+            ops.add_row(o.name, f"host {o.fn}", o.shape, "-", "-", "-", "CPU")
         elif not p:
-            ops.add_row(o.name, o.fn, o.shape, "-", "-", "no cost model")
+            ops.add_row(o.name, o.fn, o.shape, "-", "-", "-", "no cost model")
         else:
-            ops.add_row(o.name, o.fn, o.shape, f"{p['vector'].seconds * 1e6:,.1f}",
-                        f"{p['scalar'].seconds * 1e6:,.1f}", p["vector"].bound.split(" (")[0])
+            ops.add_row(o.name, o.fn, o.shape, f"{o.seconds(BUILT) * 1e6:,.1f} ({o.built})",
+                        f"{p['vector'].seconds * 1e6:,.1f}", f"{p['scalar'].seconds * 1e6:,.1f}",
+                        p[o.built].bound.split(" (")[0])
     console.print(ops)
     blocks = Table(title="per group (projected)", title_justify="left")
     for col in ("group", "kernel ops", "host ops", "as built ms", "vector ms", "scalar ms"):

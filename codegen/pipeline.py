@@ -67,12 +67,14 @@ ENTRY_SUMS_SCHEMA: Schema = {"type": "object", "additionalProperties": {"type": 
 CALL_MARGIN = 256  # bytes of stack above the core code's own frames, for library calls
 
 
-def code_digest(paths: tuple[str, ...]) -> str:
-    """A hash of the Python sources under `paths` (files or folders of the project)."""
+def code_digest(paths: tuple[str, ...], pattern: str = "*.py") -> str:
+    """A hash of the sources under `paths` (files or folders of the project): the Python ones,
+    or every file matching `pattern` (the kernels' C++ and templates: "*")."""
     h = hashlib.sha256()
     for rel in paths:
         root = CODE_ROOT / rel
-        for f in sorted([root] if root.is_file() else root.rglob("*.py")):
+        for f in sorted([root] if root.is_file() else
+                        (x for x in root.rglob(pattern) if x.is_file())):
             h.update(str(f.relative_to(CODE_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 

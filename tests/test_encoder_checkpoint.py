@@ -57,10 +57,10 @@ def test_unsupported_dims_are_named(tmp_path: Path, audio: dict[str, int], needl
 def test_bad_files_get_one_line(tiny: Path, tmp_path: Path) -> None:
     cases = {
         "no such file": tmp_path / "missing.pt",
-        "not a readable PyTorch file": (tmp_path / "junk.pt"),
+        "not a PyTorch checkpoint": (tmp_path / "junk.pt"),
         "expected openai-whisper's dict": _save(tmp_path / "list.pt", [1, 2]),
     }
-    cases["not a readable PyTorch file"].write_bytes(b"not a checkpoint")
+    cases["not a PyTorch checkpoint"].write_bytes(b"not a checkpoint")
     raw = torch.load(tiny, weights_only=True)
     del raw["model_state_dict"]["encoder.blocks.1.attn.key.weight"]
     cases["encoder.blocks.1.attn.key.weight is missing"] = _save(tmp_path / "hole.pt", raw)
@@ -74,3 +74,34 @@ def test_bad_files_get_one_line(tiny: Path, tmp_path: Path) -> None:
         with pytest.raises(CheckpointError, match=needle) as e:
             load_checkpoint(path)
         assert "\n" not in str(e.value)
+
+
+def test_the_model_key_holds_the_kernels_sources(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit to a core's C++ (not Python) changes the model key: the model keeps its own
+    copies of the kernels, so a stale key would run the old core code."""
+    import shutil
+
+    from codegen import pipeline
+    from codegen.models.artifact import model_key
+    from codegen.models.checkpoint import load_checkpoint
+
+    for part in ("codegen", "runtime", "mlir"):
+        shutil.copytree(pipeline.CODE_ROOT / part, tmp_path / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline, "CODE_ROOT", tmp_path)
+    ckpt = load_checkpoint(write_checkpoint(tmp_path / "tiny.pt", seed=1))
+    clips = [np.zeros(16, np.int16)]
+    before = model_key(ckpt, clips, {})
+    header = tmp_path / "mlir" / "mha" / "mha_vector.h"
+    header.write_text(header.read_text() + "\n// edited\n")
+    assert model_key(ckpt, clips, {}) != before
+
+
+def test_auto_without_the_npu_toolchain_is_the_emu_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codegen.models.artifact import build_settings
+
+    monkeypatch.delenv("PEANO_INSTALL_DIR", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no aiecc, no Peano
+    assert build_settings("auto", 100.0) == build_settings("emu", 100.0)
+    assert build_settings("hw", 100.0)["target"] == "hw"

@@ -103,6 +103,15 @@ def test_bad_audio_gets_one_line(model: tuple[Path, Path, ModelBuild], tmp_path:
         f"error: audio {wav}: 22050 Hz; the encoder takes 16000 Hz, resample first (e.g. "
         "`ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`)"]
     good = write_wav(tmp_path / "ok.wav", np.zeros(1600, np.int16))
+    empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.int16))
+    result = invoke("encode", str(empty), "--checkpoint", str(model[0]), build_dir=tmp_path)
+    assert result.stdout.strip().splitlines() == [f"error: audio {empty}: holds no samples"]
+    result = invoke("encode", str(good), "--checkpoint", str(model[0]), "--out",
+                    str(tmp_path / "nowhere" / "enc.npy"), build_dir=tmp_path)
+    assert result.returncode == 1 and "calibrating" not in result.stdout
+    assert result.stdout.strip().splitlines() == [
+        f"error: --out {tmp_path / 'nowhere' / 'enc.npy'}: its directory does not exist; "
+        "create it first"]
     # the NPU without its toolchain: one line, before any calibration or build
     result = invoke("encode", str(good), "--checkpoint", str(model[0]), "--backend", "xrt",
                     build_dir=tmp_path)
@@ -139,6 +148,12 @@ def test_encode_front_door(model: tuple[Path, Path, ModelBuild], tmp_path: Path)
     text = console.export_text()
     assert "on emu" in text  # auto: emulation-only kernels run on the emulator
     assert "1 hardware context(s)" in text and "int8 vs the float encoder" in text
+    # q, k and v are reported from the fused projection's thirds, each near the float value
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines()
+             if line.startswith("│")]
+    rows = {c[0]: c[1:] for c in cells if c and c[0] in ("b0.q", "b0.k", "b0.v")}
+    assert set(rows) == {"b0.q", "b0.k", "b0.v"}
+    assert all(float(r[0]) > 0.99 for r in rows.values())  # mean cosine per frame
     np.testing.assert_array_equal(np.load(tmp_path / "enc.npy"), features)
     with NpuWhisperEncoder.load(built.directory, backend="emu") as encoder:
         np.testing.assert_array_equal(encoder(clip), features)

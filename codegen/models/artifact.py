@@ -64,20 +64,27 @@ def model_key(ckpt: Checkpoint, clips: Sequence[np.ndarray], settings: dict[str,
     h.update(json.dumps(settings, sort_keys=True).encode())
     # everything that shapes the artifact: the planner, the kernels' specs and sources, the
     # build pipeline and its checks, the linker, and the formats the runtime reads back
-    h.update(code_digest(("codegen", "mlir", "runtime/manifest.py", "runtime/context.py",
+    h.update(code_digest(("codegen", "runtime/manifest.py", "runtime/context.py",
                           "runtime/model.py")).encode())
+    h.update(code_digest(("mlir",), pattern="*").encode())  # the cores' C++ and templates
     return h.hexdigest()
 
 
-def _hw_tools(target: str) -> list[str] | None:
-    """The NPU toolchain's identities where the target depends on it ("auto"): a model built
-    emulation-only is rebuilt, not "up to date", once aiecc and Peano are installed."""
-    if target == "emu":
-        return None
+def build_settings(target: str, percentile: float) -> dict[str, Any]:
+    """What besides the checkpoint, clips and code decides the artifact: the effective target
+    (auto is hw where aiecc and Peano are found, else emu: the same model as emu) and the tools
+    that compile it (the host compiler always; the NPU toolchain and aie_api headers for hw),
+    so a model built emulation-only is rebuilt, not "up to date", once they are installed."""
+    from codegen.pipeline import host_api_digest
     from codegen.toolchain import discover
 
     tc = discover()
-    return [tool.identity if tool else "missing" for tool in (tc.aiecc, tc.peano, tc.bootgen)]
+    hw = target == "hw" or (target == "auto" and not tc.missing_for_hw)
+    tools = [tc.cxx.identity if tc.cxx else "missing", host_api_digest()]
+    if hw:
+        tools += [t.identity if t else "missing" for t in (tc.aiecc, tc.peano, tc.bootgen)]
+        tools.append(tc.mlir_aie_include or "missing")
+    return {"percentile": percentile, "target": "hw" if hw else "emu", "tools": tools}
 
 
 def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[np.ndarray],
@@ -86,7 +93,7 @@ def build_encoder(checkpoint: str | Path, build_root: Path, *, clips: Sequence[n
     """Calibrate on `clips`, plan, build every kernel variant and write the model artifact."""
     say = progress or (lambda line: None)
     ckpt = load_checkpoint(checkpoint)
-    settings = {"percentile": percentile, "target": target, "tools": _hw_tools(target)}
+    settings = build_settings(target, percentile)
     key = model_key(ckpt, clips, settings)
     directory = build_root / "models" / (name or Path(checkpoint).stem)
     existing = _read(directory)
@@ -154,7 +161,7 @@ def _build_kernels(graph: Graph, build_root: Path, target: str,
         result = build(graph.spec(op), build_root, target=target)
         done[ident] = result.artifact_dir
         missing = missing or result.missing_line
-    if missing:
+    if missing and target != "emu":
         say(f"{missing} (so the model's kernels are emulation-only builds)")
     return done
 

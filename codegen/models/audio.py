@@ -41,6 +41,8 @@ def read_wav(path: str | Path) -> np.ndarray:
                          "first (e.g. `ffmpeg -i IN -ac 1 -ar 16000 OUT.wav`)")
     if channels != 1:
         raise AudioError(f"audio {p}: {channels} channels; mix down to mono first")
+    if not data:
+        raise AudioError(f"audio {p}: holds no samples")
     return np.frombuffer(data, dtype="<i2").astype(np.int16)
 
 

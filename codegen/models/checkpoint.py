@@ -125,9 +125,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file; all mean "not a checkpoint"
+        # torch's first line, to its first sentence end (its advice about weights_only does
+        # not apply: a whisper checkpoint loads with weights_only=True)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {p}: not a readable PyTorch file ({first[:160]})"
-                              ) from None
+        first = first.split(". ")[0].rstrip(".")[:160]
+        raise CheckpointError(f"checkpoint {p}: not a PyTorch checkpoint ({first}); give the "
+                              "path of an openai-whisper .pt") from None
     if not isinstance(raw, dict) or "dims" not in raw or "model_state_dict" not in raw:
         raise CheckpointError(f"checkpoint {p}: expected openai-whisper's dict with 'dims' and "
                               "'model_state_dict'")

@@ -14,7 +14,7 @@ from codegen.models.artifact import build_encoder
 from codegen.models.audio import VOICES, espeak_speech, read_wav
 from codegen.models.checkpoint import Checkpoint, load_checkpoint
 from codegen.models.graph import Tensor
-from codegen.models.quantise import report_lines
+from codegen.models.quantise import TensorScale, report_lines
 from codegen.models.whisper import float_tensors, window
 from runtime.encoder import NpuWhisperEncoder
 from runtime.errors import NpukitError
@@ -37,6 +37,8 @@ def encode(audio: str, checkpoint: str, *, backend: str = "auto", out: str = "",
     if backend not in BACKENDS:
         raise NpukitError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     pcm = read_wav(audio)
+    if out and not Path(out).resolve().parent.is_dir():  # before any build or run
+        raise NpukitError(f"--out {out}: its directory does not exist; create it first")
     ckpt = load_checkpoint(checkpoint)
     if backend == "xrt":  # before calibrating: the NPU build needs the toolchain
         from codegen.toolchain import discover
@@ -48,7 +50,7 @@ def encode(audio: str, checkpoint: str, *, backend: str = "auto", out: str = "",
         if not tc.mlir_aie_include:  # the encoder's matmuls run the vector path
             from codegen.pipeline import aie_api_missing_line
 
-            raise ToolchainError(aie_api_missing_line("matmul"))
+            raise ToolchainError(aie_api_missing_line("matmul and mha"))
     clips = calibration_clips(calibrate, ckpt.dims.n_samples)
     model = build_encoder(checkpoint, build_root, clips=clips, percentile=percentile,
                           target={"emu": "emu", "xrt": "hw"}.get(backend, "auto"),
@@ -74,7 +76,8 @@ def encode(audio: str, checkpoint: str, *, backend: str = "auto", out: str = "",
         console.print(f"wrote {out}", highlight=False)
     if report:
         _op_table(ops, console)
-        _accuracy_table(ckpt, window(pcm, ckpt.dims), values, model.graph.tensors, console)
+        _accuracy_table(ckpt, window(pcm, ckpt.dims), values, model.graph.tensors,
+                        model.scales, console)
     return features
 
 
@@ -89,17 +92,26 @@ def _op_table(ops: Sequence[OpReport], console: Console) -> None:
 
 
 def _accuracy_table(ckpt: Checkpoint, pcm: np.ndarray, values: dict[str, np.ndarray],
-                    tensors: dict[str, Tensor], console: Console) -> None:
-    """Cosine per frame and relative error of each int8 tensor against the float encoder."""
+                    tensors: dict[str, Tensor], scales: dict[str, TensorScale],
+                    console: Console) -> None:
+    """Cosine per frame and relative error of each int8 tensor against the float encoder;
+    q, k and v are the fused projection's column thirds, each at its own calibrated scale."""
     ref = float_tensors(ckpt, pcm)
     table = Table(title="int8 vs the float encoder (same weights), per tensor",
                   title_justify="left")
     for col in ("tensor", "mean cos", "worst frame", "rel err"):
         table.add_column(col)
     for name in ref:
-        if name not in values or tensors[name].scale is None:
+        block, _, part = name.rpartition(".")
+        if name not in values and part in ("q", "k", "v") and f"{block}.qkv" in values:
+            qkv = values[f"{block}.qkv"]
+            third = qkv.shape[1] // 3
+            column = "qkv".index(part) * third
+            ours = qkv[:, column:column + third].astype(np.float64) * scales[name].scale
+        elif name not in values or tensors[name].scale is None:
             continue
-        ours = values[name].astype(np.float64) * tensors[name].scale
+        else:
+            ours = values[name].astype(np.float64) * tensors[name].scale
         theirs = ref[name]
         cos = (ours * theirs).sum(-1) / np.maximum(
             np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1), 1e-30)

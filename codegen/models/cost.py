@@ -187,8 +187,8 @@ def _kernel_op(directory: Path, op: dict[str, Any], group: str, variant: str) ->
         projections, note = _projections(spec, op["fn"], params, directory)
     except SpecError as e:  # a kernel without workload(): shown, left out of the totals
         return OpCost(op["name"], "kernel", op["fn"], group, shape, variant, {}, str(e))
-    # the MAC rate a variant's own core code runs at: a `path` parameter names it (matmul);
-    # the others' code is scalar (mha's vector projection is its MACs at the vector rate)
+    # the MAC rate a variant's own core code runs at: a `path` parameter names it (matmul,
+    # mha); the others (layernorm, gelu, mel) have scalar code only
     built = str(spec.params.get("path", "scalar"))
     return OpCost(op["name"], "kernel", op["fn"], group, shape, variant, projections,
                   note=note, built=built)
@@ -197,7 +197,7 @@ def _kernel_op(directory: Path, op: dict[str, Any], group: str, variant: str) ->
 def _projections(spec: KernelSpec, fn: str, params: dict[str, Any], directory: Path
                  ) -> tuple[dict[str, Projection], str]:
     """The op's projection on its device's family, per path. A kernel with a `path` parameter
-    (matmul) is projected as that path's own variant (its core work differs), if it validates;
+    (matmul, mha) is projected as that path's own variant (its core work differs), if it validates;
     others with only the MAC rate changed, as `invoke cost --kernel` does."""
     family = device_family(spec.device)
     built = spec.workload()

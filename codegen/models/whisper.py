@@ -111,13 +111,14 @@ def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, An
                     "in multiples of 4 and fit a core's 64 KiB)")
 
 
-CORE_COUNTS = (16, 12, 8, 6, 4, 3, 2, 1)  # a stream kernel's `cores`, most first
 
 
 def widest(cls: type, base: dict[str, Any], tile: str, tiles: Sequence[int]) -> dict[str, Any]:
     """The stream kernel variant on the most cores (then the largest `tile`) that builds:
     its rows (frames) must split evenly over the cores' tiles."""
-    for cores in CORE_COUNTS:
+    from codegen.wide import device_cores
+
+    for cores in sorted(device_cores(base["device"]), reverse=True):
         for size in sorted(tiles, reverse=True):
             params = {**base, tile: size, "cores": cores}
             try:
