@@ -10,7 +10,7 @@ import hashlib
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -123,6 +123,18 @@ def refuse_runtime_values(spec: KernelSpec, names: tuple[str, ...], buffer: str)
         if spec.params[name] != defaults[name]:
             raise SpecError(f"{name} is a per-call value with runtime_params=1: pass it in the "
                             f"{buffer} input (see spec.pack_params)")
+
+
+def check_value_names(kernel: str, values: Mapping[str, Any], names: Sequence[str],
+                      required: Sequence[str] | None = None, note: str = "") -> None:
+    """pack_params' keyword values: every `required` one (default: all `names`) given and
+    none unknown, else one SpecError line naming the first wrong one."""
+    unknown = sorted(set(values) - set(names))
+    missing = [n for n in (names if required is None else required) if n not in values]
+    if unknown or missing:
+        what = f"unknown value {unknown[0]!r}" if unknown else f"missing value {missing[0]!r}"
+        raise SpecError(f"pack_params: {what}; {kernel} takes {', '.join(names)}"
+                        + (f" ({note})" if note else ""))
 
 
 CORE_PATHS = ("scalar", "vector")

@@ -169,8 +169,8 @@ GOOD = {"q_scale": 0.03, "k_scale": 0.03, "v_scale": 0.03, "o_scale": 0.01}
     ({**GOOD, "v_scale": 1e-7, "o_scale": 1.0}, "output multiplier 0 does not fit"),
     ({**GOOD, "q_scale": 1e-12, "k_scale": 1e-12}, "logit shift of 88, outside 1..62"),
     ({**GOOD, "q_scale": 1e3, "k_scale": 1e3}, "logit shift of -12, outside 1..62"),
-    ({k: v for k, v in GOOD.items() if k != "v_scale"}, "missing v_scale"),
-    ({**GOOD, "bias": 1.0}, "unknown 'bias'"),
+    ({k: v for k, v in GOOD.items() if k != "v_scale"}, "missing value 'v_scale'"),
+    ({**GOOD, "bias": 1.0}, "unknown value 'bias'"),
 ])
 def test_pack_params_refuses_bad_values_in_one_line(values: dict[str, object],
                                                     message: str) -> None:

@@ -196,7 +196,8 @@ LN_GOOD: dict[str, Any] = {"in_scale": 0.03, "out_scale": 0.03, "gamma": 1.0, "b
     ({"beta": 2e6 * 0.03}, "the int64 beta term overflows"),
     ({"eps": 1.0, "in_scale": 1e-7}, "the variance term overflows 64 bits; raise in_scale"),
     ({"eps": 2.0}, "eps 2.0 is outside 0..1"),
-    ({"eps": None, "gain": 1}, "missing eps"),
+    ({"eps": None}, "missing value 'eps'"),
+    ({"gain": 1}, "unknown value 'gain'"),
 ])
 def test_layernorm_pack_params_refusals(change: dict[str, Any], match: str) -> None:
     spec = runtime_spec("layernorm")
@@ -221,7 +222,7 @@ def test_layernorm_gamma_rounding_to_2_31_is_refused_packed_and_compiled() -> No
 @pytest.mark.parametrize(("values", "match"), [
     ({"in_scale": 0.0, "out_scale": 0.1}, "in_scale 0.0 must be a positive finite number"),
     ({"in_scale": 0.1, "out_scale": float("inf")}, "out_scale inf must be a positive finite"),
-    ({"in_scale": 0.1}, "gelu pack_params takes in_scale and out_scale; got in_scale"),
+    ({"in_scale": 0.1}, "pack_params: missing value 'out_scale'; gelu takes in_scale, out_scale"),
 ])
 def test_gelu_pack_params_refusals(values: dict[str, Any], match: str) -> None:
     _refused(lambda: runtime_spec("gelu").pack_params(**values), match)

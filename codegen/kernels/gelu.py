@@ -31,6 +31,7 @@ from codegen.spec import (
     MemoryItem,
     Param,
     SpecError,
+    check_value_names,
     device_param,
     fifo_depth_param,
     round_half_away,
@@ -157,9 +158,7 @@ class GeluSpec(StreamSpec):
     def pack_params(self, **values: Any) -> np.ndarray:
         """The table input t from in_scale and out_scale (positive, finite)."""
         names = ("in_scale", "out_scale")
-        if sorted(values) != sorted(names):
-            raise SpecError(f"gelu pack_params takes in_scale and out_scale; got "
-                            f"{', '.join(sorted(values)) or 'nothing'}")
+        check_value_names("gelu", values, names)
         pair = (_scale(values["in_scale"], "in_scale"), _scale(values["out_scale"], "out_scale"))
         t = _table(*pair)
         key = t.tobytes()

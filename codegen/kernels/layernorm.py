@@ -29,6 +29,7 @@ from codegen.spec import (
     MemoryItem,
     Param,
     SpecError,
+    check_value_names,
     device_param,
     fifo_depth_param,
     is_data_file,
@@ -161,11 +162,7 @@ class LayerNormSpec(StreamSpec):
         """The params input p from in_scale, out_scale, gamma (d floats), beta (d floats) and
         eps, refused by the rules a compiled variant applies at build time."""
         names = ("in_scale", "out_scale", "gamma", "beta", "eps")
-        missing = [n for n in names if n not in values]
-        unknown = sorted(set(values) - set(names))
-        if missing or unknown:
-            raise SpecError(f"layernorm pack_params takes {', '.join(names)}; "
-                            + (f"missing {missing[0]}" if missing else f"unknown {unknown[0]}"))
+        check_value_names("layernorm", values, names)
         in_scale, out_scale, eps = (_real(values[n], n) for n in ("in_scale", "out_scale", "eps"))
         for name, scale in (("in_scale", in_scale), ("out_scale", out_scale)):
             if not scale > 0:

@@ -54,6 +54,7 @@ from codegen.spec import (
     Param,
     SpecError,
     TilePlan,
+    check_value_names,
     device_param,
     fifo_depth_param,
     load_int_vector,
@@ -619,12 +620,7 @@ class MatmulSpec(KernelSpec):
         elif "gelu_table" in values:
             raise SpecError("pack_params: gelu_table is a value of epilogue=gelu; this variant "
                             "has epilogue none (build it with -p epilogue=gelu)")
-        unknown = sorted(set(values) - set(names))
-        missing = [n for n in required if n not in values]
-        if unknown or missing:
-            raise SpecError(f"pack_params: {'unknown' if unknown else 'missing'} value "
-                            f"{(unknown or missing)[0]!r}; matmul takes {', '.join(names)} "
-                            "(bias may be None)")
+        check_value_names("matmul", values, names, required, note="bias may be None")
         b, b_scales, a_scale, c_scale = (values[n] for n in names[:4])
         bias = values.get("bias")
         K, N = self.K, self.N

@@ -101,6 +101,7 @@ from codegen.spec import (
     Param,
     SpecError,
     TilePlan,
+    check_value_names,
     fifo_depth_param,
     path_param,
     quantize_multiplier,
@@ -393,11 +394,7 @@ class MhaSpec(KernelSpec):
         if not self.runtime_params:
             raise SpecError("pack_params needs runtime_params=1: this variant compiles its "
                             "scales in")
-        unknown = sorted(set(values) - set(VALUE_PARAMS))
-        missing = [n for n in VALUE_PARAMS if n not in values]
-        if unknown or missing:
-            raise SpecError(f"pack_params takes {', '.join(VALUE_PARAMS)}; "
-                            + (f"unknown {unknown[0]!r}" if unknown else f"missing {missing[0]}"))
+        check_value_names("mha", values, VALUE_PARAMS)
         scales = {}
         for name in VALUE_PARAMS:
             x = values[name]
