@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from runtime import hostops
-from runtime.context import Binding, ContextKernel, NpuContext
+from runtime.context import MAX_MEMBERS, Binding, ContextKernel, NpuContext
 from runtime.errors import ArtifactError, RunError
 from runtime.loader import load_json, load_npy
 from runtime.manifest import sha256_file
@@ -143,8 +143,8 @@ class ModelRunner:
         planned = len(self.manifest["contexts"])
         if planned > MAX_CONTEXTS:
             line = (f"{self.directory}: the model needs {planned} hardware contexts, more than "
-                    f"{MAX_CONTEXTS} (at most 16 kernel variants share one): its layers need "
-                    "fewer distinct kernel variants")
+                    f"{MAX_CONTEXTS} (at most {MAX_MEMBERS} kernel variants share one): its "
+                    "layers need fewer distinct kernel variants")
             if backend != "emu":
                 raise RunError(line)
             log.warning("%s; emulating it anyway", line)

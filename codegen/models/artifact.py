@@ -32,14 +32,12 @@ from codegen.models.checkpoint import Checkpoint, load_checkpoint
 from codegen.models.graph import Graph, Op
 from codegen.models.quantise import TensorScale, report_lines
 from codegen.pipeline import build, code_digest
+from runtime.context import MAX_MEMBERS  # amdxdna's XCLBIN_MAX_NUM_PDIS
 from runtime.errors import NpukitError
 from runtime.manifest import sha256_file
 
 SCHEMA = "npukit-model/1"
 MANIFEST = "manifest.json"
-# amdxdna's XCLBIN_MAX_NUM_PDIS: "firmware can only handle this many of PDIs per context"
-MAX_PDIS_PER_CONTEXT = 16
-MAX_CONTEXTS = 2
 Progress = Callable[[str], None]
 
 
@@ -172,8 +170,8 @@ def _link_contexts(artifacts: list[Path], staging: Path, target: str, say: Progr
     staging/contexts/ (one multi-kernel xclbin each: codegen/link.py); where each landed."""
     plan: list[dict[str, Any]] = []
     where: dict[Path, dict[str, str]] = {}
-    for first in range(0, len(artifacts), MAX_PDIS_PER_CONTEXT):
-        group = artifacts[first:first + MAX_PDIS_PER_CONTEXT]
+    for first in range(0, len(artifacts), MAX_MEMBERS):
+        group = artifacts[first:first + MAX_MEMBERS]
         name = f"context{len(plan)}"
         out = staging / "contexts" / name
         say(f"linking {len(group)} kernel variant(s) into {name}")
