@@ -89,11 +89,17 @@ def artifact(fake: ModuleType, tmp_path: Path) -> Path:
 def fake_toolchain(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Put the fake aiecc on PATH and the fake Peano in PEANO_INSTALL_DIR; yields the aiecc log."""
     log = tmp_path / "aiecc.log"
-    monkeypatch.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
-    monkeypatch.setenv("FAKE_AIECC_LOG", str(log))
-    monkeypatch.delenv("FAKE_AIECC_FAIL", raising=False)
+    use_fake_toolchain(monkeypatch, log)
     yield log
+
+
+def use_fake_toolchain(mp: pytest.MonkeyPatch, log: Path) -> None:
+    """The fake aiecc on PATH, the fake Peano in PEANO_INSTALL_DIR, aiecc's calls logged to
+    `log`, for the scope of `mp` (a fixture's or a `MonkeyPatch.context()`)."""
+    mp.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
+    mp.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
+    mp.setenv("FAKE_AIECC_LOG", str(log))
+    mp.delenv("FAKE_AIECC_FAIL", raising=False)
 
 
 @contextlib.contextmanager

@@ -65,17 +65,13 @@ def rel_error(ours: np.ndarray, theirs: np.ndarray) -> float:
 
 
 def fake_npu_toolchain(mp: pytest.MonkeyPatch, root: Path) -> None:
-    """The fake aiecc and Peano on PATH, and a stand-in of mlir-aie's aie_api headers (the
-    vector matmuls' Peano build asks for them), so a model builds for the NPU here."""
-    import os
-
-    from tests.conftest import FAKES
+    """The fake aiecc and Peano (conftest.use_fake_toolchain), and a stand-in of mlir-aie's
+    aie_api headers (the vector matmuls' and mha's Peano builds ask for them), so a model
+    builds for the NPU here."""
+    from tests.conftest import use_fake_toolchain
 
     mlir_aie = root / "mlir_aie"
     (mlir_aie / "include" / "aie_api").mkdir(parents=True, exist_ok=True)
     (mlir_aie / "include" / "aie_api" / "aie.hpp").write_text("// stand-in\n")
     mp.setenv("MLIR_AIE_INSTALL_DIR", str(mlir_aie))
-    mp.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
-    mp.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
-    mp.setenv("FAKE_AIECC_LOG", str(root / "aiecc.log"))
-    mp.delenv("FAKE_AIECC_FAIL", raising=False)
+    use_fake_toolchain(mp, root / "aiecc.log")

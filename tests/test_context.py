@@ -7,7 +7,6 @@ the emulator; every output is compared bit for bit with the kernels' golden mode
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from codegen.spec import KernelSpec
 from runtime.context import CONTEXT_NAME, NpuContext, read_context
 from runtime.errors import ArtifactError, RunError, ToolchainError
 from runtime.xclbin import read_xclbin
-from tests.conftest import FAKES
+from tests.conftest import FAKES, use_fake_toolchain
 from tests.test_runtime_support import hide_pyxrt
 
 VARIANTS = {
@@ -44,10 +43,7 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, lis
     root = tmp_path_factory.mktemp("ctx")
     log = root / "aiecc.log"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PATH", f"{FAKES / 'bin'}:{os.environ['PATH']}")
-        mp.setenv("PEANO_INSTALL_DIR", str(FAKES / "peano"))
-        mp.setenv("FAKE_AIECC_LOG", str(log))
-        mp.delenv("FAKE_AIECC_FAIL", raising=False)
+        use_fake_toolchain(mp, log)
         specs = {name: spec_from_params(k, p) for name, (k, p) in VARIANTS.items()}
         arts = [build(s, root / "build", target="hw").artifact_dir for s in specs.values()]
         log.write_text("")
