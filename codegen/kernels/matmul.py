@@ -118,6 +118,24 @@ MAX_GROUP = min((SHIM_BDS - 1) // 2, TASK_QUEUE_DEPTH)
 MAX_WRAP = 1023  # a shim BD's d0/d1 wrap (NPU_FACTS 2)
 
 
+def core_grid(m_tiles: int, n_tiles: int, rows: int, cols: int, available: int
+              ) -> tuple[int, int]:
+    """(rows, columns) of cores for m_tiles x n_tiles output tiles: `rows`/`cols` where given
+    (non-zero), else the grid of most cores (then most columns) whose rows divide m_tiles and
+    columns divide n_tiles, each A-carrying shim feeding whole rows of cores."""
+    options = [
+        (r, c)
+        for c in ([cols] if cols else range(1, available + 1))
+        for r in ([rows] if rows else range(1, MAX_ROWS + 1))
+        if (cols or n_tiles % c == 0) and (rows or m_tiles % r == 0)
+        # the A shims, min(r, c) of them, must each feed whole rows of cores
+        and (bool(rows and cols) or r % min(r, c) == 0)
+    ]
+    if not options:
+        return rows or 1, cols or 1
+    return max(options, key=lambda rc: (rc[0] * rc[1], rc[1]))
+
+
 def arch(device: str) -> str:
     return "aie2p" if device.startswith("npu2") else "aie2"
 
@@ -221,18 +239,8 @@ class MatmulSpec(KernelSpec):
     def grid(self) -> tuple[int, int]:
         """(rows, columns) of cores: the parameters, else the grid of most cores (then most
         columns, for shim bandwidth) whose rows and columns divide the tiles."""
-        rows, cols = self.params["rows"], self.params["columns"]
-        options = [
-            (r, c)
-            for c in ([cols] if cols else range(1, self.columns_available + 1))
-            for r in ([rows] if rows else range(1, MAX_ROWS + 1))
-            if (cols or self.n_tiles % c == 0) and (rows or self.m_tiles % r == 0)
-            # the A shims, min(r, c) of them, must each feed whole rows of cores
-            and (bool(rows and cols) or r % min(r, c) == 0)
-        ]
-        if not options:
-            return rows or 1, cols or 1
-        return max(options, key=lambda rc: (rc[0] * rc[1], rc[1]))
+        return core_grid(self.m_tiles, self.n_tiles, self.params["rows"],
+                         self.params["columns"], self.columns_available)
 
     @property
     def n_rows(self) -> int:

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 
 from codegen.kernels import KERNELS
-from codegen.kernels.matmul import MatmulSpec
+from codegen.kernels.matmul import MatmulSpec, core_grid
 from codegen.kernels.mel import log_mel
 from codegen.models import reference
 from codegen.models.checkpoint import Checkpoint, EncoderDims
 from codegen.models.graph import Graph, Op, Tensor
 from codegen.models.quantise import QMAX, TensorScale, calibrate, quantise, weight_scales
-from codegen.spec import SpecError
+from codegen.spec import DEVICE_COLUMNS, SpecError
 from runtime.errors import NpukitError
 
 ADD_SHIFT = 16  # host add: z = round((x·mx + y·my) / 2^16)
@@ -88,17 +88,16 @@ def _divisors(n: int, step: int, top: int) -> list[int]:
 
 
 def matmul_params(m: int, k: int, n: int, fixed: dict[str, Any]) -> dict[str, Any]:
-    """The matmul variant of an [m,k]x[k,n] product: the most cores, then the most MACs per
-    core call, that fit. Columns split N's tiles; rows (the spec's choice) split M's."""
+    """The matmul variant of an [m,k]x[k,n] product: the most cores (the kernel's own grid
+    rule), then the most MACs per core call, that fit."""
     options = []
     for tm in _divisors(m, 4, 256):
-        rows = max(r for r in range(1, 5) if (m // tm) % r == 0)
         for tk in _divisors(k, 4, 256):
             for tn in _divisors(n, 4, 256):
                 for cols in (4, 3, 2, 1):
                     if (n // tn) % cols == 0:
-                        cores = (rows if rows % min(rows, cols) == 0 else 1) * cols
-                        options.append((cores, tm * tn * tk, tm * tn, tm, tk, tn, cols))
+                        rows, _ = core_grid(m // tm, n // tn, 0, cols, DEVICE_COLUMNS[DEVICE])
+                        options.append((rows * cols, tm * tn * tk, tm * tn, tm, tk, tn, cols))
     for *_, tm, tk, tn, cols in sorted(options, reverse=True):
         params = {"M": m, "K": k, "N": n, "tm": tm, "tk": tk, "tn": tn, "columns": cols,
                   "device": DEVICE, "path": VECTOR_PATH, **fixed}
